@@ -1,0 +1,232 @@
+// Byte sources: one random-access interface over bytes, Blobs and files, and a
+// sequential reader over streams. File access is loaded lazily from
+// `_source_fs.ts` so that browsers never import `node:` modules.
+import { ModelFormatError } from "./errors.ts";
+import type { ModelFormat, ModelInput } from "./types.ts";
+
+/** Random access to the bytes of one file. */
+export interface ByteSource {
+  /** A name for messages: the path, or `<bytes>`, `<blob>`, `<stream>`. */
+  readonly name: string;
+  /** Total size in bytes. */
+  readonly size: number;
+  /**
+   * Reads exactly `length` bytes at `offset`. The result is a fresh array the
+   * caller owns (its buffer may be transferred), except for in-memory sources,
+   * which return a view. Throws `ModelFormatError("truncated")` past the end.
+   */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Releases the file handle, if any. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Throws the standard "truncated" error when `offset + length` passes `size`. */
+export function checkRange(
+  source: { name: string; size: number },
+  offset: number,
+  length: number,
+  format?: ModelFormat,
+): void {
+  if (
+    !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) ||
+    offset < 0 || length < 0 || offset + length > source.size
+  ) {
+    throw new ModelFormatError(
+      "truncated",
+      `Cannot read ${length} bytes at offset ${offset}: the file is ${source.size} bytes long`,
+      format === undefined ? { file: source.name } : { file: source.name, format },
+    );
+  }
+}
+
+/** A source over bytes already in memory (views, no copies). */
+export function bytesSource(bytes: Uint8Array, name = "<bytes>"): ByteSource {
+  const source: ByteSource = {
+    name,
+    size: bytes.byteLength,
+    read(offset, length) {
+      checkRange(source, offset, length);
+      return Promise.resolve(bytes.subarray(offset, offset + length));
+    },
+    close: () => Promise.resolve(),
+  };
+  return source;
+}
+
+/** A source over a `Blob` or `File` (read lazily, slice by slice). */
+export function blobSource(blob: Blob, name = "<blob>"): ByteSource {
+  const source: ByteSource = {
+    name: (blob as File).name ? (blob as File).name : name,
+    size: blob.size,
+    async read(offset, length) {
+      checkRange(source, offset, length);
+      return new Uint8Array(
+        await blob.slice(offset, offset + length).arrayBuffer(),
+      );
+    },
+    close: () => Promise.resolve(),
+  };
+  return source;
+}
+
+/** Reads all of a stream into memory (used only where a format needs random access). */
+export async function collectStream(
+  stream: ReadableStream<Uint8Array>,
+  maxBytes = Number.MAX_SAFE_INTEGER,
+): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    total += chunk.byteLength;
+    if (total > maxBytes) {
+      throw new RangeError(
+        `Cannot buffer stream: it is longer than ${maxBytes} bytes`,
+      );
+    }
+    parts.push(chunk);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** A path-like input: a string path or a `file:` URL. */
+export function isPathLike(input: unknown): input is string | URL {
+  return typeof input === "string" || input instanceof URL;
+}
+
+/** A display name for an input, for error messages. */
+export function inputName(input: ModelInput): string {
+  if (typeof input === "string") return input;
+  if (input instanceof URL) return input.protocol === "file:" ? decodeURIComponent(input.pathname) : input.href;
+  if (input instanceof Uint8Array) return "<bytes>";
+  if (typeof Blob !== "undefined" && input instanceof Blob) {
+    return (input as File).name || "<blob>";
+  }
+  if (typeof Response !== "undefined" && input instanceof Response) {
+    return input.url || "<response>";
+  }
+  return "<stream>";
+}
+
+/**
+ * Opens a random-access source for any input. Paths open the file; streams
+ * and responses are read into memory (formats that need random access, such
+ * as zip, cannot be read from a stream otherwise).
+ */
+export async function openSource(input: ModelInput): Promise<ByteSource> {
+  if (isPathLike(input)) {
+    const { fileSource } = await import("./_source_fs.ts");
+    return await fileSource(input);
+  }
+  if (input instanceof Uint8Array) return bytesSource(input);
+  if (typeof Blob !== "undefined" && input instanceof Blob) {
+    return blobSource(input);
+  }
+  const name = inputName(input);
+  const stream = typeof Response !== "undefined" && input instanceof Response
+    ? responseBody(input)
+    : input as ReadableStream<Uint8Array>;
+  return bytesSource(await collectStream(stream), name);
+}
+
+/** The body of a response, refusing error statuses. */
+export function responseBody(res: Response): ReadableStream<Uint8Array> {
+  if (!res.ok) {
+    throw new TypeError(
+      `Cannot read response from ${res.url || "<response>"}: status ${res.status}`,
+    );
+  }
+  if (res.body === null) return new Blob([]).stream();
+  return res.body;
+}
+
+/**
+ * A sequential reader over a byte stream that hands out exact-length pieces.
+ * Used for formats that can be read front to back (safetensors).
+ */
+export class StreamReader {
+  readonly name: string;
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #pending: Uint8Array = new Uint8Array(0);
+  #position = 0;
+
+  constructor(stream: ReadableStream<Uint8Array>, name = "<stream>") {
+    this.#reader = stream.getReader();
+    this.name = name;
+  }
+
+  /** Bytes consumed so far. */
+  get position(): number {
+    return this.#position;
+  }
+
+  async #fill(): Promise<boolean> {
+    const { value, done } = await this.#reader.read();
+    if (done) return false;
+    this.#pending = this.#pending.byteLength === 0
+      ? value
+      : concat(this.#pending, value);
+    return true;
+  }
+
+  /** Reads exactly `n` bytes, or throws "truncated" if the stream ends first. */
+  async readExact(n: number): Promise<Uint8Array> {
+    while (this.#pending.byteLength < n) {
+      if (!(await this.#fill())) {
+        throw new ModelFormatError(
+          "truncated",
+          `Cannot read ${n} bytes at offset ${this.#position}: the stream ended after ${
+            this.#position + this.#pending.byteLength
+          } bytes`,
+          { file: this.name },
+        );
+      }
+    }
+    const out = this.#pending.subarray(0, n);
+    this.#pending = this.#pending.subarray(n);
+    this.#position += n;
+    return out;
+  }
+
+  /** Yields exactly `n` bytes as they arrive, in pieces of at most `max` bytes. */
+  async *take(n: number, max = 8 << 20): AsyncGenerator<Uint8Array> {
+    let left = n;
+    while (left > 0) {
+      if (this.#pending.byteLength === 0 && !(await this.#fill())) {
+        throw new ModelFormatError(
+          "truncated",
+          `Cannot read ${left} more bytes at offset ${this.#position}: the stream ended`,
+          { file: this.name },
+        );
+      }
+      const k = Math.min(left, this.#pending.byteLength, max);
+      const out = this.#pending.subarray(0, k);
+      this.#pending = this.#pending.subarray(k);
+      this.#position += k;
+      left -= k;
+      yield out;
+    }
+  }
+
+  /** True if the stream has no bytes left. */
+  async atEnd(): Promise<boolean> {
+    return this.#pending.byteLength === 0 && !(await this.#fill());
+  }
+
+  /** Cancels the underlying stream. */
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}

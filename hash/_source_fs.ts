@@ -1,0 +1,50 @@
+// File-system edge: a ByteSource over a file, in Deno (Deno.FsFile) or Node
+// (node:fs/promises). Imported lazily by `_source.ts`.
+import { checkRange } from "./_source.ts";
+import type { ByteSource } from "./_source.ts";
+
+/** Turns a string path or `file:` URL into a path string. */
+export function toPath(path: string | URL): string {
+  if (path instanceof URL) {
+    if (path.protocol !== "file:") {
+      throw new TypeError(
+        `Cannot open ${path.href}: only file: URLs name local files (fetch it and pass the Response)`,
+      );
+    }
+    return decodeURIComponent(path.pathname);
+  }
+  return path;
+}
+
+/** Opens `path` for random access. */
+export async function fileSource(path: string | URL): Promise<ByteSource> {
+  const name = toPath(path);
+  const { open } = await import("node:fs/promises");
+  const handle = await open(name, "r");
+  const size = (await handle.stat()).size;
+  let closed = false;
+  const source: ByteSource = {
+    name,
+    size,
+    async read(offset, length) {
+      checkRange(source, offset, length);
+      const out = new Uint8Array(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await handle.read(out, got, length - got, offset + got);
+        if (bytesRead === 0) {
+          checkRange({ name, size: offset + got }, offset, length);
+        }
+        got += bytesRead;
+      }
+      return out;
+    },
+    async close() {
+      if (!closed) {
+        closed = true;
+        await handle.close();
+      }
+    },
+  };
+  return source;
+}
