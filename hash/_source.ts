@@ -34,7 +34,9 @@ export function checkRange(
     throw new ModelFormatError(
       "truncated",
       `Cannot read ${length} bytes at offset ${offset}: the file is ${source.size} bytes long`,
-      format === undefined ? { file: source.name } : { file: source.name, format },
+      format === undefined
+        ? { file: source.name }
+        : { file: source.name, format },
     );
   }
 }
@@ -102,7 +104,11 @@ export function isPathLike(input: unknown): input is string | URL {
 /** A display name for an input, for error messages. */
 export function inputName(input: ModelInput): string {
   if (typeof input === "string") return input;
-  if (input instanceof URL) return input.protocol === "file:" ? decodeURIComponent(input.pathname) : input.href;
+  if (input instanceof URL) {
+    return input.protocol === "file:"
+      ? decodeURIComponent(input.pathname)
+      : input.href;
+  }
   if (input instanceof Uint8Array) return "<bytes>";
   if (typeof Blob !== "undefined" && input instanceof Blob) {
     return (input as File).name || "<blob>";
@@ -138,7 +144,9 @@ export async function openSource(input: ModelInput): Promise<ByteSource> {
 export function responseBody(res: Response): ReadableStream<Uint8Array> {
   if (!res.ok) {
     throw new TypeError(
-      `Cannot read response from ${res.url || "<response>"}: status ${res.status}`,
+      `Cannot read response from ${
+        res.url || "<response>"
+      }: status ${res.status}`,
     );
   }
   if (res.body === null) return new Blob([]).stream();
@@ -211,6 +219,21 @@ export class StreamReader {
       left -= k;
       yield out;
     }
+  }
+
+  /** Returns (without consuming) up to `n` bytes: fewer only at the end. */
+  async peek(n: number): Promise<Uint8Array> {
+    while (this.#pending.byteLength < n && await this.#fill()) { /* fill */ }
+    return this.#pending.slice(0, n);
+  }
+
+  /** Reads everything left in the stream into one array. */
+  async readRest(): Promise<Uint8Array> {
+    while (await this.#fill()) { /* accumulate */ }
+    const out = this.#pending;
+    this.#position += out.byteLength;
+    this.#pending = new Uint8Array(0);
+    return out;
   }
 
   /** True if the stream has no bytes left. */

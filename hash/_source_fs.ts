@@ -1,5 +1,6 @@
 // File-system edge: a ByteSource over a file, in Deno (Deno.FsFile) or Node
 // (node:fs/promises). Imported lazily by `_source.ts`.
+import { ModelFormatError } from "./errors.ts";
 import { checkRange } from "./_source.ts";
 import type { ByteSource } from "./_source.ts";
 
@@ -31,7 +32,12 @@ export async function fileSource(path: string | URL): Promise<ByteSource> {
       const out = new Uint8Array(length);
       let got = 0;
       while (got < length) {
-        const { bytesRead } = await handle.read(out, got, length - got, offset + got);
+        const { bytesRead } = await handle.read(
+          out,
+          got,
+          length - got,
+          offset + got,
+        );
         if (bytesRead === 0) {
           checkRange({ name, size: offset + got }, offset, length);
         }
@@ -47,4 +53,34 @@ export async function fileSource(path: string | URL): Promise<ByteSource> {
     },
   };
   return source;
+}
+
+/**
+ * Opens `location` (relative, already validated) inside the folder `dir`,
+ * refusing anything whose real path (after symlinks) leaves that folder.
+ */
+export async function fileSourceInside(
+  dir: string,
+  location: string,
+): Promise<ByteSource> {
+  const { realpath } = await import("node:fs/promises");
+  const { join, sep } = await import("node:path");
+  const root = await realpath(dir);
+  let target: string;
+  try {
+    target = await realpath(join(root, location));
+  } catch (cause) {
+    throw new ModelFormatError(
+      "bad-external-data",
+      `Cannot open external data "${location}": no such file next to the model in ${root}`,
+      { cause },
+    );
+  }
+  if (!target.startsWith(root + sep)) {
+    throw new ModelFormatError(
+      "bad-external-data",
+      `Cannot open external data "${location}": it resolves to ${target}, outside the model folder ${root}`,
+    );
+  }
+  return await fileSource(target);
 }

@@ -71,7 +71,9 @@ export class ModelFormatError extends SyntaxError {
     options: ModelFormatErrorOptions = {},
   ) {
     const where = options.file === undefined ? "" : `${options.file}: `;
-    const at = options.offset === undefined ? "" : ` (at byte ${options.offset})`;
+    const at = options.offset === undefined
+      ? ""
+      : ` (at byte ${options.offset})`;
     super(`${where}${message}${at}`, { cause: options.cause });
     this.name = "ModelFormatError";
     this.code = code;

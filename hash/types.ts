@@ -82,8 +82,9 @@ export interface Tensor extends TensorInfo {
   /**
    * Streams the tensor's bytes in logical C order (row-major, little-endian),
    * whatever the strides or byte order in the file. The chunks together are
-   * exactly {@linkcode TensorInfo.byteLength} bytes long. A chunk may be reused
-   * by the reader once the next one is requested: copy it to keep it.
+   * exactly {@linkcode TensorInfo.byteLength} bytes long. Chunks stay valid
+   * after the next one is requested (readers never reuse a yielded buffer), so
+   * a consumer may read ahead or hand a chunk to a worker.
    */
   chunks(): AsyncIterable<Uint8Array>;
 }

@@ -1,0 +1,359 @@
+import { ModelFormatError } from "./errors.ts";
+import {
+  type OpenedModel,
+  openModel,
+  type OpenModelOptions,
+  openModelSource,
+} from "./open_model.ts";
+import {
+  bytesSource,
+  inputName,
+  isPathLike,
+  responseBody,
+  StreamReader,
+} from "./_source.ts";
+import { detectFormat } from "./detect_format.ts";
+import { readSafetensorsStream } from "./_safetensors.ts";
+import { readAhead, tensorLeaves } from "./_leaves.ts";
+import {
+  compareCodePoints,
+  createBlake2b,
+  createSha256,
+  createXxh64,
+  type Hasher,
+  toHex,
+} from "./_digest.ts";
+import type { DType, ModelFormat, ModelInput, Tensor } from "./types.ts";
+
+/**
+ * The tensor-hash algorithms:
+ * - `"safemodels-v1"` (default): SHA-256 Merkle hash binding every tensor's
+ *   name, dtype, shape and bytes; see the README for the spec.
+ * - `"seed-xxh64"`: the seed project's hash: xxh64 (seed 0) over all tensors'
+ *   bytes, sorted by name; an unsigned decimal string.
+ * - `"seed-blake2b160"`: the same bytes through BLAKE2b-160, as hex.
+ */
+export type HashAlgorithm = "safemodels-v1" | "seed-xxh64" | "seed-blake2b160";
+
+/** Progress of a running hash, reported to {@linkcode SafeHashOptions.onProgress}. */
+export interface HashProgress {
+  /** Tensor bytes hashed so far. */
+  bytes: number;
+  /** Total tensor bytes, when known before the end (not for streams). */
+  totalBytes: number | undefined;
+}
+
+/** Options for {@linkcode safeHash} and {@linkcode hashManifest}. */
+export interface SafeHashOptions extends OpenModelOptions {
+  /**
+   * The hash algorithm.
+   * @default {"safemodels-v1"}
+   */
+  algorithm?: HashAlgorithm;
+  /**
+   * Workers hashing tensors in parallel (`"safemodels-v1"` only; tensors are
+   * the unit of parallelism). `0` hashes on the calling thread.
+   * @default {navigator.hardwareConcurrency for 64 MiB of tensors or more where `Worker` exists, else 0}
+   */
+  workers?: number;
+  /** Called as bytes are hashed (at most once per 8 MiB chunk). */
+  onProgress?: (progress: HashProgress) => void;
+  /** Stops the hash between chunks. */
+  signal?: AbortSignal;
+}
+
+/** One tensor in a {@linkcode HashManifest}. */
+export interface ManifestTensor {
+  /** Tensor name. */
+  name: string;
+  /** Element type. */
+  dtype: DType;
+  /** Shape (`[]` for scalars). */
+  shape: number[];
+  /** Hex SHA-256 of the tensor's bytes in logical C order, little-endian. */
+  sha256: string;
+}
+
+/** The leaves of a `"safemodels-v1"` hash: enough to recompute and audit it. */
+export interface HashManifest {
+  /** Always `"safemodels-v1"`. */
+  algorithm: "safemodels-v1";
+  /** The root hash, as {@linkcode safeHash} returns it. */
+  hash: string;
+  /** The format the tensors were read from. */
+  format: ModelFormat;
+  /** Every tensor, sorted by name in Unicode code-point order. */
+  tensors: ManifestTensor[];
+}
+
+const V1 = "safemodels-v1";
+const AUTO_WORKER_BYTES = 64 << 20;
+
+/**
+ * Hashes a model's tensors, independently of the file format: the same
+ * weights give the same hash as safetensors, PyTorch (zip or legacy), NumPy
+ * `.npz` or ONNX initializers (when the names match). The seed project's
+ * `safe_hash`.
+ *
+ * The default `"safemodels-v1"` result is self-describing
+ * (`safemodels-v1:<64 hex digits>`) and changes when any tensor is renamed,
+ * re-typed, reshaped or altered. Large files are read in 8 MiB blocks and
+ * tensors are hashed on workers in parallel; memory stays flat.
+ *
+ * @param input A path or `file:` URL, bytes, a `Blob`, a byte stream or a `Response`.
+ * @param options Algorithm, format override, workers, progress and abort.
+ * @returns The hash string.
+ * @throws {ModelFormatError} When the input is not a readable model.
+ *
+ * @example Hashing a safetensors file in memory
+ * ```ts
+ * import { safeHash } from "@safemodels/safemodels";
+ * import assert from "node:assert/strict";
+ *
+ * const header = new TextEncoder().encode(
+ *   '{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}',
+ * );
+ * const file = new Uint8Array([...new Uint8Array(8), ...header, 1, 2]);
+ * new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
+ *
+ * const hash = await safeHash(file);
+ * assert.match(hash, /^safemodels-v1:[0-9a-f]{64}$/);
+ * assert.match(await safeHash(file, { algorithm: "seed-xxh64" }), /^[0-9]+$/);
+ * ```
+ */
+export async function safeHash(
+  input: ModelInput,
+  options: SafeHashOptions = {},
+): Promise<string> {
+  const algorithm = options.algorithm ?? V1;
+  if (algorithm === V1) return (await hashManifest(input, options)).hash;
+  if (algorithm !== "seed-xxh64" && algorithm !== "seed-blake2b160") {
+    throw new TypeError(
+      `Cannot hash model: unknown algorithm ${
+        JSON.stringify(algorithm)
+      }, expected "safemodels-v1", "seed-xxh64" or "seed-blake2b160"`,
+    );
+  }
+  await using model = await openModel(input, options);
+  const hasher = algorithm === "seed-xxh64"
+    ? await createXxh64()
+    : await createBlake2b(160);
+  const sorted = [...model.tensors].sort((a, b) =>
+    compareCodePoints(a.name, b.name)
+  );
+  checkUnique(sorted, model.file);
+  const progress = progressReporter(options, total(sorted));
+  for (const t of sorted) {
+    for await (const chunk of readAhead(t.chunks())) {
+      options.signal?.throwIfAborted();
+      hasher.update(chunk);
+      progress(chunk.byteLength);
+    }
+  }
+  const digest = hasher.digest();
+  return algorithm === "seed-xxh64"
+    ? BigInt(`0x${toHex(digest)}`).toString()
+    : toHex(digest);
+}
+
+/**
+ * Computes the `"safemodels-v1"` hash with its leaves: every tensor's name,
+ * dtype, shape and SHA-256, sorted by name. A signer can publish the manifest
+ * so that a verifier learns which tensor changed, not only that one did.
+ *
+ * @param input A path or `file:` URL, bytes, a `Blob`, a byte stream or a `Response`.
+ * @param options Format override, workers, progress and abort (`algorithm` must be absent or `"safemodels-v1"`).
+ * @returns The manifest; its `hash` equals {@linkcode safeHash}'s result.
+ * @throws {ModelFormatError} When the input is not a readable model.
+ *
+ * @example Listing per-tensor digests
+ * ```ts
+ * import { hashManifest, safeHash } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const header = new TextEncoder().encode(
+ *   '{"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[],"data_offsets":[1,2]}}',
+ * );
+ * const file = new Uint8Array([...new Uint8Array(8), ...header, 7, 9]);
+ * new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
+ *
+ * const manifest = await hashManifest(file);
+ * assert.deepEqual(manifest.tensors.map((t) => t.name), ["a", "b"]);
+ * assert.equal(manifest.hash, await safeHash(file));
+ * ```
+ */
+export async function hashManifest(
+  input: ModelInput,
+  options: SafeHashOptions = {},
+): Promise<HashManifest> {
+  if ((options.algorithm ?? V1) !== V1) {
+    throw new TypeError(
+      `Cannot build manifest: only "safemodels-v1" has leaves, got ${
+        JSON.stringify(options.algorithm)
+      }`,
+    );
+  }
+  const streamed = await openStreamed(input, options);
+  if (streamed) return await manifestOf(streamed, options);
+  await using model = await openModel(input, options);
+  return await manifestOf(model, options);
+}
+
+interface TensorSet {
+  file: string;
+  format: ModelFormat;
+  tensors: Tensor[] | AsyncIterable<Tensor>;
+}
+
+async function manifestOf(
+  set: TensorSet,
+  options: SafeHashOptions,
+): Promise<HashManifest> {
+  const known = Array.isArray(set.tensors) ? total(set.tensors) : undefined;
+  const workers = options.workers ??
+    (typeof Worker !== "undefined" && (known ?? 0) >= AUTO_WORKER_BYTES
+      ? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1)
+      : 0);
+  const onBytes = progressReporter(options, known);
+  const { tensors, leaves } = await tensorLeaves(set.tensors, {
+    workers,
+    onBytes,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const entries: ManifestTensor[] = tensors.map((t, i) => ({
+    name: t.name,
+    dtype: t.dtype,
+    shape: [...t.shape],
+    sha256: toHex(leaves[i]!),
+  }));
+  return {
+    algorithm: V1,
+    hash: await hashFromManifest(entries, set.file),
+    format: set.format,
+    tensors: entries.sort((a, b) => compareCodePoints(a.name, b.name)),
+  };
+}
+
+/**
+ * Recomputes a `"safemodels-v1"` root hash from its leaves (for instance a
+ * manifest received with a signature), without reading any tensor bytes.
+ *
+ * Spec: tensors sorted by name in code-point order; the root is the SHA-256 of
+ * `"safemodels-v1\n"`, the tensor count (u64 LE), then per tensor: the
+ * UTF-8 name's length (u32 LE) and bytes, the dtype's length (u8) and ASCII
+ * bytes, the rank (u32 LE), each dimension (u64 LE), and the 32-byte SHA-256
+ * of the tensor's C-order little-endian bytes. The result is
+ * `"safemodels-v1:"` followed by the root in lower-case hex.
+ *
+ * @param tensors The leaves, in any order.
+ * @param file A name for error messages.
+ * @returns The root hash string.
+ * @throws {ModelFormatError} When two tensors share a name.
+ * @throws {TypeError} When a leaf is not 64 hex digits.
+ *
+ * @example Recomputing a hash from a manifest
+ * ```ts
+ * import { hashFromManifest } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const hash = await hashFromManifest([
+ *   { name: "w", dtype: "U8", shape: [0], sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+ * ]);
+ * assert.match(hash, /^safemodels-v1:/);
+ * ```
+ */
+export async function hashFromManifest(
+  tensors: readonly ManifestTensor[],
+  file = "<manifest>",
+): Promise<string> {
+  const sorted = [...tensors].sort((a, b) => compareCodePoints(a.name, b.name));
+  checkUnique(sorted, file);
+  const h: Hasher = await createSha256();
+  const enc = new TextEncoder();
+  const u32 = (n: number) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n, true);
+    return b;
+  };
+  const u64 = (n: number) => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
+    return b;
+  };
+  h.update(enc.encode(`${V1}\n`));
+  h.update(u64(sorted.length));
+  for (const t of sorted) {
+    if (!/^[0-9a-f]{64}$/.test(t.sha256)) {
+      throw new TypeError(
+        `Cannot hash manifest: tensor "${t.name}" has sha256 ${
+          JSON.stringify(t.sha256)
+        }, expected 64 lower-case hex digits`,
+      );
+    }
+    const name = enc.encode(t.name);
+    h.update(u32(name.byteLength));
+    h.update(name);
+    h.update(new Uint8Array([t.dtype.length]));
+    h.update(enc.encode(t.dtype));
+    h.update(u32(t.shape.length));
+    for (const d of t.shape) h.update(u64(d));
+    h.update(Uint8Array.from(t.sha256.match(/../g)!, (x) => parseInt(x, 16)));
+  }
+  return `${V1}:${toHex(h.digest())}`;
+}
+
+function checkUnique(sorted: readonly { name: string }[], file: string): void {
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i]!.name === sorted[i - 1]!.name) {
+      throw new ModelFormatError(
+        "bad-header",
+        `Cannot hash model: two tensors are named "${sorted[i]!.name}"`,
+        { file },
+      );
+    }
+  }
+}
+
+function total(tensors: readonly Tensor[]): number {
+  return tensors.reduce((n, t) => n + t.byteLength, 0);
+}
+
+function progressReporter(
+  options: SafeHashOptions,
+  totalBytes: number | undefined,
+): (n: number) => void {
+  const report = options.onProgress;
+  if (!report) return () => {};
+  let bytes = 0;
+  return (n) => {
+    bytes += n;
+    report({ bytes, totalBytes });
+  };
+}
+
+/**
+ * For stream and response inputs holding safetensors, a front-to-back reader
+ * (no buffering); streams of other formats are buffered for random access.
+ */
+async function openStreamed(
+  input: ModelInput,
+  options: SafeHashOptions,
+): Promise<TensorSet | OpenedModel | undefined> {
+  if (isPathLike(input) || input instanceof Uint8Array) return undefined;
+  if (typeof Blob !== "undefined" && input instanceof Blob) return undefined;
+  const name = inputName(input);
+  const stream = typeof Response !== "undefined" && input instanceof Response
+    ? responseBody(input)
+    : input as ReadableStream<Uint8Array>;
+  const reader = new StreamReader(stream, name);
+  const head = await reader.peek(9);
+  if (
+    options.format === "safetensors" ||
+    (options.format === undefined && detectFormat(head) === "safetensors")
+  ) {
+    const { tensors } = await readSafetensorsStream(reader);
+    return { file: name, format: "safetensors", tensors };
+  }
+  const bytes = await reader.readRest();
+  return await openModelSource(bytesSource(bytes, name), bytes, options);
+}

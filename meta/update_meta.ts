@@ -1,0 +1,79 @@
+import { openSource } from "../hash/_source.ts";
+import { readHeader } from "../hash/_safetensors.ts";
+import {
+  buildHeader,
+  checkMetadata,
+  metadataStream,
+  type RewriteMetadataOptions,
+} from "./rewrite_metadata.ts";
+
+/**
+ * Rewrites a safetensors file's `__metadata__` in place, safely: the seed
+ * project's `update_meta`. The new metadata is merged into the old (or
+ * replaces it with `clobber`), every tensor entry and byte is kept (so the
+ * tensor hash and any embedded signature over it stay valid), the header is
+ * re-padded to 8 bytes, and the data is streamed into a temporary file in the
+ * same folder that then atomically replaces the original. A crash or error
+ * mid-write leaves the original untouched. Deno and Node only.
+ *
+ * @param path The safetensors file.
+ * @param meta String keys to string values.
+ * @param options Whether to replace rather than merge.
+ * @returns Resolves when the file has been replaced.
+ * @throws {TypeError} When a metadata value is not a string.
+ * @throws {ModelFormatError} When the file is not a valid safetensors file.
+ *
+ * @example Setting metadata on a file
+ * ```ts ignore
+ * import { extractMetadata, updateMeta } from "@safemodels/safemodels/meta";
+ *
+ * await updateMeta("model.safetensors", { version: "1.0" });
+ * console.log(await extractMetadata("model.safetensors"));
+ * ```
+ */
+export async function updateMeta(
+  path: string | URL,
+  meta: Record<string, string>,
+  options: RewriteMetadataOptions = {},
+): Promise<void> {
+  const fs = await import("node:fs/promises");
+  const { dirname, basename, join } = await import("node:path");
+  const { toPath } = await import("../hash/_source_fs.ts");
+  const file = toPath(path);
+  checkMetadata(meta, file);
+  const source = await openSource(file);
+  let stream: ReadableStream<Uint8Array>;
+  try {
+    const header = await readHeader(source);
+    stream = metadataStream(
+      source,
+      header,
+      buildHeader(header, meta, options.clobber ?? false),
+    );
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+  const { mode } = await fs.stat(file);
+  const tmp = join(
+    dirname(file),
+    `.${basename(file)}.${crypto.randomUUID().slice(0, 8)}.tmp`,
+  );
+  const out = await fs.open(tmp, "wx", mode & 0o777);
+  try {
+    for await (const chunk of stream) {
+      let at = 0;
+      while (at < chunk.byteLength) {
+        at += (await out.write(chunk, at, chunk.byteLength - at)).bytesWritten;
+      }
+    }
+    await out.sync();
+    await out.close();
+    await fs.rename(tmp, file);
+  } catch (e) {
+    await out.close().catch(() => {});
+    await fs.rm(tmp, { force: true });
+    await stream.cancel().catch(() => {});
+    throw e;
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * The `safemodels` command line, for `deno run`:
+ *
+ * ```sh
+ * deno run --allow-read jsr:@safemodels/safemodels/cli hash model.safetensors
+ * deno run --allow-read jsr:@safemodels/safemodels/cli meta get model.safetensors
+ * deno run --allow-read --allow-write jsr:@safemodels/safemodels/cli meta set model.safetensors name=tiny
+ * ```
+ *
+ * Exit status: 0 on success, 1 when a check fails, 2 on a usage or input
+ * error (a one-line message on stderr, no stack trace).
+ *
+ * @example Running the CLI from code
+ * ```ts ignore
+ * import { main } from "@safemodels/safemodels/cli";
+ *
+ * Deno.exit(await main(["hash", "model.safetensors", "--json"]));
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ModelFormatError } from "../hash/errors.ts";
+import { safeHash } from "../hash/safe_hash.ts";
+import type { HashAlgorithm, HashProgress } from "../hash/safe_hash.ts";
+import { fileDigest } from "../hash/file_digest.ts";
+import type { FileDigestAlgorithm } from "../hash/file_digest.ts";
+import type { ModelFormat } from "../hash/types.ts";
+import { extractMetadata } from "../meta/extract_metadata.ts";
+import { updateMeta } from "../meta/update_meta.ts";
+
+const USAGE = `Usage: safemodels <command> [options]
+
+Commands:
+  hash <files...> [--algorithm A] [--format F] [--workers N] [--json]
+      Tensor hash of each model file. A: safemodels-v1 (default), seed-xxh64, seed-blake2b160.
+  digest <files...> [--algorithm sha256|blake2b|blake3] [--json]
+      Digest of each file's bytes.
+  meta get <file>
+      Print a safetensors file's __metadata__ as JSON.
+  meta set <file> key=value... [--clobber]
+      Merge (or with --clobber, replace) __metadata__, rewriting the file atomically.
+
+Permissions: --allow-read (hash, digest, meta get); plus --allow-write (meta set).
+Exit status: 0 success, 1 failed check, 2 usage or input error.`;
+
+/** A usage or input error: printed as one line, exit status 2. */
+class UsageError extends Error {}
+
+/** Where the CLI writes; replaced in tests. */
+export interface CliIO {
+  /** Standard output. */
+  out(line: string): void;
+  /** Standard error. */
+  err(line: string): void;
+  /** Whether stderr is a terminal (enables the progress bar). */
+  isTerminal: boolean;
+}
+
+const defaultIO: CliIO = {
+  out: (s) => console.log(s),
+  err: (s) => console.error(s),
+  isTerminal: typeof Deno !== "undefined" && Deno.stderr.isTerminal(),
+};
+
+/**
+ * Runs the CLI with `args` (without the program name).
+ *
+ * @param args The command-line arguments.
+ * @param io Output sinks (defaults to the console).
+ * @returns The exit status: 0 success, 1 failed check, 2 usage or input error.
+ *
+ * @example Hashing a file
+ * ```ts ignore
+ * import { main } from "@safemodels/safemodels/cli";
+ *
+ * const status = await main(["hash", "model.safetensors"]);
+ * ```
+ */
+export async function main(
+  args: string[],
+  io: CliIO = defaultIO,
+): Promise<number> {
+  try {
+    const [command, ...rest] = args;
+    switch (command) {
+      case "hash":
+        return await hashCommand(rest, io);
+      case "digest":
+        return await digestCommand(rest, io);
+      case "meta":
+        return await metaCommand(rest, io);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        io.out(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}" (try --help)`);
+    }
+  } catch (e) {
+    io.err(`safemodels: ${describe(e)}`);
+    return 2;
+  }
+}
+
+function describe(e: unknown): string {
+  if (e instanceof UsageError || e instanceof ModelFormatError) {
+    return e.message;
+  }
+  if (e instanceof Error) {
+    const code = (e as { code?: string }).code;
+    if (e.name === "NotFound" || code === "ENOENT") {
+      return `${e.message} (no such file)`;
+    }
+    return e.message.split("\n")[0]!;
+  }
+  return String(e);
+}
+
+function parse<O extends NonNullable<ParseArgsConfig["options"]>>(
+  args: string[],
+  options: O,
+) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+const ALGORITHMS: HashAlgorithm[] = [
+  "safemodels-v1",
+  "seed-xxh64",
+  "seed-blake2b160",
+];
+const FORMATS: ModelFormat[] = [
+  "safetensors",
+  "pytorch-zip",
+  "pytorch-legacy",
+  "npy",
+  "npz",
+  "onnx",
+];
+
+async function hashCommand(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, {
+    algorithm: { type: "string", short: "a" },
+    format: { type: "string" },
+    workers: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length === 0) {
+    throw new UsageError("hash needs at least one file");
+  }
+  const algorithm = (values.algorithm ?? "safemodels-v1") as HashAlgorithm;
+  if (!ALGORITHMS.includes(algorithm)) {
+    throw new UsageError(
+      `unknown --algorithm "${algorithm}", expected one of ${
+        ALGORITHMS.join(", ")
+      }`,
+    );
+  }
+  const format = values.format as ModelFormat | undefined;
+  if (format !== undefined && !FORMATS.includes(format)) {
+    throw new UsageError(
+      `unknown --format "${format}", expected one of ${FORMATS.join(", ")}`,
+    );
+  }
+  let workers: number | undefined;
+  if (values.workers !== undefined) {
+    workers = Number(values.workers);
+    if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
+      throw new UsageError(
+        `--workers must be an integer from 0 to 64, got "${values.workers}"`,
+      );
+    }
+  }
+  const results: { file: string; algorithm: string; hash: string }[] = [];
+  for (const file of positionals as string[]) {
+    const bar = progressBar(io, file);
+    const hash = await safeHash(file, {
+      algorithm,
+      ...(format ? { format } : {}),
+      ...(workers !== undefined ? { workers } : {}),
+      onProgress: (p: HashProgress) => bar(p.bytes, p.totalBytes),
+    });
+    bar.done();
+    results.push({ file, algorithm, hash });
+    if (!values.json) io.out(`${hash}  ${file}`);
+  }
+  if (values.json) io.out(JSON.stringify(results, null, 2));
+  return 0;
+}
+
+async function digestCommand(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, {
+    algorithm: { type: "string", short: "a" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length === 0) {
+    throw new UsageError("digest needs at least one file");
+  }
+  const algorithm = (values.algorithm ?? "sha256") as FileDigestAlgorithm;
+  if (!["sha256", "blake2b", "blake3"].includes(algorithm)) {
+    throw new UsageError(
+      `unknown --algorithm "${algorithm}", expected sha256, blake2b or blake3`,
+    );
+  }
+  const results: { file: string; algorithm: string; digest: string }[] = [];
+  for (const file of positionals as string[]) {
+    const size = (await Deno.stat(file)).size;
+    const bar = progressBar(io, file);
+    const digest = await fileDigest(file, {
+      algorithm,
+      onProgress: (b) => bar(b, size),
+    });
+    bar.done();
+    results.push({ file, algorithm, digest });
+    if (!values.json) io.out(`${digest}  ${file}`);
+  }
+  if (values.json) io.out(JSON.stringify(results, null, 2));
+  return 0;
+}
+
+async function metaCommand(args: string[], io: CliIO): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === "get") {
+    const { positionals } = parse(rest, {});
+    if (positionals.length !== 1) {
+      throw new UsageError("meta get needs exactly one file");
+    }
+    io.out(JSON.stringify(await extractMetadata(positionals[0]!), null, 2));
+    return 0;
+  }
+  if (sub === "set") {
+    const { values, positionals } = parse(rest, {
+      clobber: { type: "boolean" },
+    });
+    const [file, ...pairs] = positionals as string[];
+    if (file === undefined || pairs.length === 0) {
+      throw new UsageError("meta set needs a file and at least one key=value");
+    }
+    const meta: Record<string, string> = {};
+    for (const pair of pairs) {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw new UsageError(`expected key=value, got "${pair}"`);
+      meta[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+    await updateMeta(file, meta, { clobber: values.clobber ?? false });
+    return 0;
+  }
+  throw new UsageError(
+    `meta needs "get" or "set", got ${
+      sub === undefined ? "nothing" : `"${sub}"`
+    }`,
+  );
+}
+
+/** Files smaller than this never show a progress bar. */
+const PROGRESS_MIN_BYTES = 256 << 20;
+
+function progressBar(io: CliIO, file: string) {
+  let shown = false;
+  let last = 0;
+  const update = (bytes: number, total: number | undefined) => {
+    if (!io.isTerminal || total === undefined || total < PROGRESS_MIN_BYTES) {
+      return;
+    }
+    const now = Date.now();
+    if (now - last < 100 && bytes < total) return;
+    last = now;
+    shown = true;
+    const width = 30;
+    const frac = Math.min(1, bytes / total);
+    const fill = Math.round(frac * width);
+    const mib = (n: number) => (n / 2 ** 20).toFixed(0);
+    Deno.stderr.writeSync(
+      new TextEncoder().encode(
+        `\r${"#".repeat(fill)}${"-".repeat(width - fill)} ${
+          (frac * 100).toFixed(0).padStart(3)
+        }% ${mib(bytes)}/${mib(total)} MiB ${file}`,
+      ),
+    );
+  };
+  return Object.assign(update, {
+    done() {
+      if (shown) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+    },
+  });
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

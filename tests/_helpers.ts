@@ -1,0 +1,83 @@
+// Shared test helpers: the reference fixtures and a safetensors builder.
+import { createHash } from "node:crypto";
+
+/** `../shared/fixtures/` beside the project root. */
+export const FIXTURES = new URL("../../shared/fixtures/", import.meta.url);
+
+/** Path of a fixture file. */
+export function fixture(rel: string): string {
+  return decodeURIComponent(new URL(rel, FIXTURES).pathname);
+}
+
+/** Parsed `expected.json` of a fixture folder. */
+export function expected(folder: string): Record<string, unknown> {
+  return JSON.parse(Deno.readTextFileSync(fixture(`${folder}/expected.json`)));
+}
+
+/** Hex SHA-256 of bytes. */
+export function sha256hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Reads every chunk of an async iterable into one array. */
+export async function collect(
+  chunks: AsyncIterable<Uint8Array>,
+): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const c of chunks) parts.push(c.slice());
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** A tensor for {@linkcode buildSafetensors}. */
+export interface TestTensor {
+  dtype: string;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/** Builds a safetensors file (tensors in the given order, header padded to 8). */
+export function buildSafetensors(
+  tensors: Record<string, TestTensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let at = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = {
+      dtype: t.dtype,
+      shape: t.shape,
+      data_offsets: [at, at + t.data.byteLength],
+    };
+    at += t.data.byteLength;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const n = Math.ceil(json.byteLength / 8) * 8;
+  const out = new Uint8Array(8 + n + at).fill(0x20, 8, 8 + n);
+  new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
+  out.set(json, 8);
+  let p = 8 + n;
+  for (const t of Object.values(tensors)) {
+    out.set(t.data, p);
+    p += t.data.byteLength;
+  }
+  return out;
+}
+
+/** A small seeded PRNG (mulberry32) for reproducible fuzzing. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
