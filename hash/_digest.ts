@@ -1,12 +1,9 @@
 // Incremental hashers. SHA-256 prefers the runtime's native implementation
 // (node:crypto in Deno, Node and Bun: SHA-NI, ~1.6 GB/s here) and falls back
 // to hash-wasm in browsers. BLAKE2b, BLAKE3 and xxh64 come from hash-wasm.
-import {
-  createBLAKE2b,
-  createBLAKE3,
-  createSHA256,
-  createXXHash64,
-} from "hash-wasm";
+// hash-wasm is imported on first use only, so hashing workers (SHA-256 on
+// node:crypto) never load it.
+const wasm = () => import("hash-wasm");
 
 /** The minimal incremental-hash contract shared by all algorithms. */
 export interface Hasher {
@@ -41,22 +38,22 @@ export async function createSha256(): Promise<Hasher> {
       digest: () => new Uint8Array(h.digest()),
     };
   }
-  return wrap(await createSHA256());
+  return wrap(await (await wasm()).createSHA256());
 }
 
 /** A new BLAKE2b hasher with a digest of `bits` bits. */
 export async function createBlake2b(bits = 512): Promise<Hasher> {
-  return wrap(await createBLAKE2b(bits));
+  return wrap(await (await wasm()).createBLAKE2b(bits));
 }
 
 /** A new BLAKE3 hasher (256-bit digest). */
 export async function createBlake3(): Promise<Hasher> {
-  return wrap(await createBLAKE3());
+  return wrap(await (await wasm()).createBLAKE3());
 }
 
 /** A new xxh64 hasher (seed 0); the digest is the 8-byte big-endian value. */
 export async function createXxh64(): Promise<Hasher> {
-  return wrap(await createXXHash64(0, 0));
+  return wrap(await (await wasm()).createXXHash64(0, 0));
 }
 
 function wrap(

@@ -18,7 +18,8 @@ scope.onmessage = (e: MessageEvent) => {
     }
     if (chunk) {
       h.update(chunk);
-      scope.postMessage({ done: chunk.byteLength });
+      // Hand the buffer back (transferred) so the reader can reuse it.
+      scope.postMessage({ done: chunk }, [chunk.buffer as ArrayBuffer]);
     } else {
       hashers.delete(tensor);
       const digest = h.digest();

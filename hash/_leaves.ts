@@ -1,11 +1,12 @@
 // Per-tensor SHA-256 leaf digests, on the main thread or spread over workers.
 // Reads run one chunk ahead of hashing so that I/O and hashing overlap.
 import { createSha256 } from "./_digest.ts";
+import { adoptBlock, isPooled, recycle, trimPool } from "./_source.ts";
 import type { Tensor } from "./types.ts";
 
 /** Options shared by the leaf hashers. */
 export interface LeafOptions {
-  /** Worker count; 0 hashes on the calling thread. */
+  /** Worker lanes; 0 or 1 hashes on the calling thread (a single worker would only add overhead). */
   workers: number;
   /** Called after each chunk is handed to a hasher, with its byte count. */
   onBytes?: (n: number) => void;
@@ -45,17 +46,29 @@ export async function* readAhead<T>(it: AsyncIterable<T>): AsyncGenerator<T> {
   }
 }
 
-/** SHA-256 of every tensor's C-order bytes, in the order the tensors come. */
+/**
+ * SHA-256 of every tensor's C-order bytes, in the order the tensors come.
+ * An array of tensors (random access) is spread over `workers` lanes, each
+ * reading its own tensors; an async iterable (a stream) is hashed in order on
+ * the calling thread.
+ */
 export async function tensorLeaves(
-  tensors: Iterable<Tensor> | AsyncIterable<Tensor>,
+  tensors: Tensor[] | AsyncIterable<Tensor>,
   options: LeafOptions,
 ): Promise<{ tensors: Tensor[]; leaves: Uint8Array[] }> {
-  const seen: Tensor[] = [];
-  const stream = readAhead(events(tensors, seen));
-  const leaves = options.workers > 0 && typeof Worker !== "undefined"
-    ? await onWorkers(stream, options)
-    : await onMain(stream, options);
-  return { tensors: seen, leaves };
+  try {
+    if (
+      Array.isArray(tensors) && options.workers > 1 &&
+      typeof Worker !== "undefined"
+    ) {
+      return { tensors, leaves: await onWorkers(tensors, options) };
+    }
+    const seen: Tensor[] = [];
+    const leaves = await onMain(readAhead(events(tensors, seen)), options);
+    return { tensors: seen, leaves };
+  } finally {
+    trimPool();
+  }
 }
 
 async function onMain(
@@ -69,6 +82,7 @@ async function onMain(
     if (e.chunk) {
       hasher.update(e.chunk);
       onBytes?.(e.chunk.byteLength);
+      recycle(e.chunk);
     } else {
       leaves[e.tensor] = hasher.digest();
       hasher = await createSha256();
@@ -77,86 +91,107 @@ async function onMain(
   return leaves;
 }
 
-/** Bytes that may be queued at one worker before the reader waits. */
-const MAX_QUEUED = 48 << 20;
+/** Chunks that may wait at one worker before its lane stops reading. */
+const MAX_IN_FLIGHT = 2;
 
-async function onWorkers(
-  stream: AsyncIterable<Event>,
-  { workers: count, onBytes, signal }: LeafOptions,
-): Promise<Uint8Array[]> {
-  const leaves: Uint8Array[] = [];
-  const pool = Array.from({ length: count }, () => {
-    const w = new Worker(new URL("./_hash_worker.ts", import.meta.url), {
+/** One worker and the bookkeeping of what it has been sent. */
+class Lane {
+  readonly #worker: Worker;
+  #inFlight = 0;
+  #wake: (() => void) | undefined;
+  #failure: Error | undefined;
+  readonly #digests = new Map<number, (d: Uint8Array) => void>();
+
+  constructor(onBytes: ((n: number) => void) | undefined) {
+    this.#worker = new Worker(new URL("./_hash_worker.ts", import.meta.url), {
       type: "module",
     });
-    return { w, queued: 0, wake: undefined as (() => void) | undefined };
-  });
-  let failure: unknown;
-  let pendingLeaves = 0;
-  let allDone: (() => void) | undefined;
-  for (const p of pool) {
-    p.w.onmessage = (m: MessageEvent) => {
+    this.#worker.onmessage = (m: MessageEvent) => {
       const { tensor, digest, done } = m.data as {
         tensor?: number;
         digest?: Uint8Array;
-        done?: number;
+        done?: Uint8Array;
       };
       if (done !== undefined) {
-        p.queued -= done;
-        onBytes?.(done);
+        this.#inFlight--;
+        onBytes?.(done.byteLength);
+        if (done.buffer instanceof ArrayBuffer) adoptBlock(done.buffer);
       }
       if (tensor !== undefined && digest) {
-        leaves[tensor] = digest;
-        if (--pendingLeaves === 0) allDone?.();
+        this.#digests.get(tensor)?.(digest);
+        this.#digests.delete(tensor);
       }
-      p.wake?.();
+      this.#wake?.();
     };
-    p.w.onerror = (e: ErrorEvent) => {
+    this.#worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
-      failure ??= new Error(
+      this.#failure = new Error(
         `Cannot hash tensors: a worker failed: ${e.message}`,
       );
-      for (const q of pool) q.wake?.();
-      allDone?.();
+      this.#wake?.();
     };
   }
-  const owner = new Map<number, (typeof pool)[number]>();
-  try {
-    for await (const e of stream) {
+
+  async #until(ready: () => boolean): Promise<void> {
+    while (!ready()) {
+      if (this.#failure) throw this.#failure;
+      await new Promise<void>((r) => (this.#wake = r));
+      this.#wake = undefined;
+    }
+    if (this.#failure) throw this.#failure;
+  }
+
+  /** Hashes one tensor on this lane's worker and returns its digest. */
+  async hash(
+    index: number,
+    tensor: Tensor,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    // No read-ahead here: the next chunk is read while the worker hashes the
+    // previous one, which is all the overlap a lane needs.
+    for await (const chunk of tensor.chunks()) {
       signal?.throwIfAborted();
-      if (failure) throw failure;
-      let p = owner.get(e.tensor);
-      if (!p) {
-        // New tensor: give it to the least-loaded worker.
-        p = pool.reduce((a, b) => (b.queued < a.queued ? b : a));
-        owner.set(e.tensor, p);
-        pendingLeaves++;
-      }
-      if (!e.chunk) {
-        p.w.postMessage({ tensor: e.tensor });
-        owner.delete(e.tensor);
-        continue;
-      }
-      while (p.queued > MAX_QUEUED && !failure) {
-        await new Promise<void>((r) => (p.wake = r));
-        p.wake = undefined;
-      }
-      p.queued += e.chunk.byteLength;
-      const c = e.chunk;
-      // Transfer the buffer when the chunk owns all of it; otherwise copy.
-      const owns = c.byteOffset === 0 && c.byteLength === c.buffer.byteLength &&
-        c.buffer instanceof ArrayBuffer;
-      p.w.postMessage(
-        { tensor: e.tensor, chunk: c },
-        owns ? [c.buffer as ArrayBuffer] : [],
+      await this.#until(() => this.#inFlight < MAX_IN_FLIGHT);
+      this.#inFlight++;
+      // Pooled blocks are transferred (and come back for reuse); anything
+      // else is copied.
+      this.#worker.postMessage(
+        { tensor: index, chunk },
+        isPooled(chunk) ? [chunk.buffer as ArrayBuffer] : [],
       );
     }
-    if (pendingLeaves > 0 && !failure) {
-      await new Promise<void>((r) => (allDone = r));
-    }
-    if (failure) throw failure;
+    let digest: Uint8Array | undefined;
+    this.#digests.set(index, (d) => (digest = d));
+    this.#worker.postMessage({ tensor: index });
+    await this.#until(() => digest !== undefined);
+    return digest!;
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
+}
+
+async function onWorkers(
+  tensors: Tensor[],
+  { workers, onBytes, signal }: LeafOptions,
+): Promise<Uint8Array[]> {
+  const leaves: Uint8Array[] = [];
+  // One worker per lane. (Hashing on the calling thread as one more lane was
+  // measured slower: it delays the other lanes' reads.)
+  const lanes = Array.from({ length: workers }, () => new Lane(onBytes));
+  let next = 0;
+  try {
+    // Each lane takes the next tensor as soon as it is free, so a large
+    // tensor on one lane never stalls the others.
+    await Promise.all(lanes.map(async (lane) => {
+      while (next < tensors.length) {
+        const i = next++;
+        leaves[i] = await lane.hash(i, tensors[i]!, signal);
+      }
+    }));
     return leaves;
   } finally {
-    for (const p of pool) p.w.terminate();
+    for (const lane of lanes) lane.terminate();
   }
 }

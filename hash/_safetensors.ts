@@ -2,14 +2,14 @@
 // data section. Tensors must tile the data section exactly: no overlaps, no
 // gaps, nothing past the end (a gap could hide bytes a different parser reads).
 import { ModelFormatError } from "./errors.ts";
-import { type ByteSource, StreamReader } from "./_source.ts";
+import { BLOCK_BYTES, type ByteSource, type StreamReader } from "./_source.ts";
 import { DTYPE_SIZES } from "./types.ts";
 import type { DType, Tensor } from "./types.ts";
 
 /** The largest header we accept (the safetensors reference limit). */
 export const MAX_HEADER_BYTES = 100_000_000;
 /** Bytes per read when streaming tensor data. */
-export const CHUNK_BYTES = 8 << 20;
+export const CHUNK_BYTES: number = BLOCK_BYTES;
 
 /** One tensor entry of a safetensors header. */
 export interface SafetensorsEntry {

@@ -20,6 +20,64 @@ export interface ByteSource {
   close(): Promise<void>;
 }
 
+/** Size of the reusable read buffers (the block size of every streaming read). */
+export const BLOCK_BYTES = 4 << 20;
+// Allocating (and zero-filling) a fresh 8 MiB buffer per read costs as much as
+// the read itself and leaves garbage that inflates the RSS, so every read of up
+// to a block is served from a small pool of blocks. A consumer that is done
+// with a chunk hands it back with `recycle`.
+const handedOut = new WeakMap<ArrayBuffer, number>();
+const freeBlocks: ArrayBuffer[] = [];
+// Blocks only come back after use, so the pool grows to the number of blocks in
+// flight at once (a few per worker) and stays there; `trimPool` empties it.
+const MAX_FREE_BLOCKS = 32;
+
+/** A buffer of `length` bytes for a read; up to a block, it is a pooled block's prefix. */
+export function takeBuffer(length: number): Uint8Array {
+  if (length > BLOCK_BYTES) return new Uint8Array(length);
+  const block = freeBlocks.pop() ?? new ArrayBuffer(BLOCK_BYTES);
+  handedOut.set(block, length);
+  return new Uint8Array(block, 0, length);
+}
+
+/** Whether `chunk` is exactly a buffer handed out by {@linkcode takeBuffer}. */
+export function isPooled(chunk: Uint8Array): boolean {
+  const b = chunk.buffer;
+  return b instanceof ArrayBuffer && chunk.byteOffset === 0 &&
+    handedOut.get(b) === chunk.byteLength;
+}
+
+/**
+ * Gives a chunk's block back to the pool once its consumer is done with it.
+ * Only a chunk that is exactly what `takeBuffer` handed out is taken back (a
+ * reader that re-cuts a read yields pieces that are not), so no block can be
+ * reused while a reader still yields parts of it.
+ */
+export function recycle(chunk: Uint8Array): void {
+  if (!isPooled(chunk)) return;
+  const b = chunk.buffer as ArrayBuffer;
+  handedOut.delete(b);
+  if (freeBlocks.length < MAX_FREE_BLOCKS) freeBlocks.push(b);
+}
+
+/** Drops the free blocks (call when a long operation ends). */
+export function trimPool(): void {
+  freeBlocks.length = 0;
+}
+
+/**
+ * Takes back a block that was transferred to a worker and returned: the
+ * returned `ArrayBuffer` is a new object over the same memory, and no one else
+ * can hold it (transferring detached every other view).
+ */
+export function adoptBlock(buffer: ArrayBuffer): void {
+  if (
+    buffer.byteLength === BLOCK_BYTES && freeBlocks.length < MAX_FREE_BLOCKS
+  ) {
+    freeBlocks.push(buffer);
+  }
+}
+
 /** Throws the standard "truncated" error when `offset + length` passes `size`. */
 export function checkRange(
   source: { name: string; size: number },

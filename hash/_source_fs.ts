@@ -1,7 +1,7 @@
 // File-system edge: a ByteSource over a file, in Deno (Deno.FsFile) or Node
 // (node:fs/promises). Imported lazily by `_source.ts`.
 import { ModelFormatError } from "./errors.ts";
-import { checkRange } from "./_source.ts";
+import { checkRange, takeBuffer } from "./_source.ts";
 import type { ByteSource } from "./_source.ts";
 
 /** Turns a string path or `file:` URL into a path string. */
@@ -29,7 +29,7 @@ export async function fileSource(path: string | URL): Promise<ByteSource> {
     size,
     async read(offset, length) {
       checkRange(source, offset, length);
-      const out = new Uint8Array(length);
+      const out = takeBuffer(length);
       let got = 0;
       while (got < length) {
         const { bytesRead } = await handle.read(

@@ -1,0 +1,801 @@
+// PyTorch checkpoints: the zip format of `torch.save` (PyTorch ≥ 1.6) and the
+// older "legacy" format (a series of pickles followed by raw storages). Both
+// are read with the restricted unpickler of `_pickle.ts`, which never runs
+// code; the pickled calls that rebuild tensors are interpreted here.
+import {
+  ModelFormatError,
+  type ModelFormatErrorCode,
+  type ModelFormatErrorOptions,
+} from "./errors.ts";
+import {
+  NeedMoreInput,
+  PyCall,
+  PyGlobal,
+  type PyPersistent,
+  type PyValue,
+  TORCH_DTYPES,
+  unpickle,
+} from "./_pickle.ts";
+import { BLOCK_BYTES, type ByteSource, checkRange } from "./_source.ts";
+import {
+  entryChunks,
+  entryDataOffset,
+  readEntry,
+  readZipDirectory,
+  type ZipEntry,
+} from "./_zip.ts";
+import {
+  type DType,
+  DTYPE_SIZES,
+  type ModelFormat,
+  type Tensor,
+} from "./types.ts";
+
+const CHUNK = BLOCK_BYTES;
+// data.pkl, or a legacy pickle, larger than this is not a state dict.
+const MAX_PICKLE = 256 << 20;
+// The legacy magic number and protocol version pickles are a few bytes.
+const SMALL_PICKLE = 64;
+// A non-contiguous view is gathered from its storage span held in memory.
+const MAX_GATHER_SPAN = 1 << 30;
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+const LEGACY_PROTOCOL = 1001;
+
+const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
+  DoubleStorage: "F64",
+  FloatStorage: "F32",
+  HalfStorage: "F16",
+  BFloat16Storage: "BF16",
+  LongStorage: "I64",
+  IntStorage: "I32",
+  ShortStorage: "I16",
+  CharStorage: "I8",
+  ByteStorage: "U8",
+  BoolStorage: "BOOL",
+  ComplexFloatStorage: "C64",
+  ComplexDoubleStorage: "C128",
+  // Untyped storages hold bytes; `_rebuild_tensor_v3` gives the dtype.
+  UntypedStorage: "U8",
+};
+
+/** A storage named by a persistent id: a byte range read lazily. */
+class Storage implements PyPersistent {
+  readonly persistent = true as const;
+  constructor(
+    readonly key: string,
+    readonly dtype: DType,
+    readonly byteLength: number,
+    /** Streams `length` bytes at `offset` within the storage. */
+    readonly read: (
+      offset: number,
+      length: number,
+    ) => AsyncIterable<Uint8Array>,
+  ) {}
+}
+
+/** A tensor as a view of a storage: offset and strides in elements. */
+interface View {
+  storage: Storage;
+  dtype: DType;
+  offset: number;
+  shape: number[];
+  stride: number[];
+}
+
+class Context {
+  constructor(readonly source: ByteSource, readonly format: ModelFormat) {}
+
+  where(offset?: number): ModelFormatErrorOptions {
+    const options: ModelFormatErrorOptions = {
+      file: this.source.name,
+      format: this.format,
+    };
+    if (offset !== undefined) options.offset = offset;
+    return options;
+  }
+
+  error(
+    code: ModelFormatErrorCode,
+    message: string,
+    offset?: number,
+  ): ModelFormatError {
+    return new ModelFormatError(code, message, this.where(offset));
+  }
+}
+
+/**
+ * Reads a `torch.save` zip checkpoint (`<prefix>/data.pkl` plus one entry per
+ * storage in `<prefix>/data/`). Returns the state dict's tensors in dict order;
+ * only `data.pkl` is read here, storages are read when a tensor's chunks are.
+ */
+export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
+  const ctx = new Context(source, "pytorch-zip");
+  const entries = await readZipDirectory(source, ctx.format);
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const pickles = entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
+  if (pickles.length !== 1) {
+    throw ctx.error(
+      "bad-zip",
+      pickles.length === 0
+        ? "Cannot read PyTorch checkpoint: the zip has no <name>/data.pkl entry (it is not a torch.save file)"
+        : `Cannot read PyTorch checkpoint: the zip has ${pickles.length} <name>/data.pkl entries`,
+    );
+  }
+  const pkl = pickles[0]!;
+  const prefix = pkl.name.slice(0, -"data.pkl".length);
+  const byteorder = byName.get(`${prefix}byteorder`);
+  if (byteorder !== undefined) {
+    const order = new TextDecoder().decode(
+      await readEntry(source, byteorder, 16, ctx.format),
+    );
+    if (order !== "little") {
+      throw ctx.error(
+        "unsupported-dtype",
+        `Cannot read PyTorch checkpoint: its byte order is "${
+          order.slice(0, 16)
+        }" (only "little" is supported)`,
+      );
+    }
+  }
+  const bytes = await readEntry(source, pkl, MAX_PICKLE, ctx.format);
+  const storages = new Map<string, Storage>();
+  const persistentLoad = (pid: PyValue, offset: number): PyValue => {
+    const { key, dtype, numel } = parseStorageId(ctx, pid, 5, offset);
+    const byteLength = numel * DTYPE_SIZES[dtype];
+    const known = storages.get(key);
+    if (known !== undefined) {
+      if (known.dtype !== dtype || known.byteLength !== byteLength) {
+        throw ctx.error(
+          "bad-pickle",
+          `Cannot read PyTorch checkpoint: storage "${key}" is declared twice with different types or sizes`,
+          offset,
+        );
+      }
+      return known;
+    }
+    const entry = byName.get(`${prefix}data/${key}`);
+    if (entry === undefined) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: storage "${key}" has no entry ${prefix}data/${key}`,
+        offset,
+      );
+    }
+    if (!Number.isSafeInteger(byteLength) || byteLength > entry.size) {
+      throw ctx.error(
+        "bad-offsets",
+        `Cannot read PyTorch checkpoint: storage "${key}" declares ${numel} ${dtype} elements but its entry holds ${entry.size} bytes`,
+        offset,
+      );
+    }
+    if (
+      (entry.method !== 0 && entry.method !== 8) ||
+      (entry.method === 0 && entry.compressedSize !== entry.size)
+    ) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: storage entry ${entry.name} uses compression method ${entry.method} with ${entry.compressedSize} of ${entry.size} bytes (expected stored or deflated)`,
+        offset,
+      );
+    }
+    const storage = new Storage(
+      key,
+      dtype,
+      byteLength,
+      zipStorageReader(ctx, entry),
+    );
+    storages.set(key, storage);
+    return storage;
+  };
+  // Error offsets point into the file when the pickle is stored uncompressed.
+  const baseOffset = pkl.method === 0
+    ? await entryDataOffset(source, pkl, ctx.format)
+    : 0;
+  const { value } = unpickle(bytes, 0, {
+    file: source.name,
+    format: ctx.format,
+    baseOffset,
+    persistentLoad,
+  });
+  return stateDictTensors(ctx, value);
+}
+
+function zipStorageReader(
+  ctx: Context,
+  entry: ZipEntry,
+): (offset: number, length: number) => AsyncIterable<Uint8Array> {
+  let start: Promise<number> | undefined;
+  if (entry.method === 0) {
+    return async function* (offset, length) {
+      start ??= entryDataOffset(ctx.source, entry, ctx.format);
+      yield* readRange(ctx.source, (await start) + offset, length);
+    };
+  }
+  // Compressed storages (not written by torch, but valid zips) are inflated
+  // from the start, skipping to the wanted range.
+  return async function* (offset, length) {
+    let at = 0;
+    let left = length;
+    if (left === 0) return;
+    for await (
+      const piece of entryChunks(ctx.source, entry, ctx.format, CHUNK)
+    ) {
+      const from = Math.max(0, offset - at);
+      at += piece.byteLength;
+      if (from >= piece.byteLength) continue;
+      const part = piece.subarray(
+        from,
+        Math.min(piece.byteLength, from + left),
+      );
+      left -= part.byteLength;
+      yield part;
+      if (left === 0) return;
+    }
+    throw ctx.error(
+      "bad-zip",
+      `Cannot read storage "${entry.name}": it ended before byte ${
+        offset + length
+      }`,
+    );
+  };
+}
+
+async function* readRange(
+  source: ByteSource,
+  offset: number,
+  length: number,
+): AsyncGenerator<Uint8Array> {
+  for (let done = 0; done < length;) {
+    const n = Math.min(CHUNK, length - done);
+    yield await source.read(offset + done, n);
+    done += n;
+  }
+}
+
+/**
+ * Reads a legacy (pre-1.6, non-zip) `torch.save` checkpoint: pickled magic
+ * number, protocol version and system info, the main pickle, a pickled list of
+ * storage keys, then each storage as an 8-byte element count and raw bytes.
+ */
+export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
+  const ctx = new Context(source, "pytorch-legacy");
+  let magic: PyValue;
+  let pos: number;
+  try {
+    ({ value: magic, end: pos } = await readPickleAt(ctx, 0, SMALL_PICKLE));
+  } catch (e) {
+    if (!(e instanceof ModelFormatError) || e.code === "forbidden-global") {
+      throw e;
+    }
+    throw ctx.error(
+      "bad-header",
+      "Cannot read legacy PyTorch checkpoint: it does not start with a pickled magic number",
+      0,
+    );
+  }
+  if (magic !== LEGACY_MAGIC) {
+    throw ctx.error(
+      "bad-header",
+      `Cannot read legacy PyTorch checkpoint: its magic number is ${
+        describe(magic)
+      }, expected 0x${LEGACY_MAGIC.toString(16)}`,
+      0,
+    );
+  }
+  const version = await readPickleAt(ctx, pos, SMALL_PICKLE);
+  if (version.value !== LEGACY_PROTOCOL) {
+    throw ctx.error(
+      "bad-header",
+      `Cannot read legacy PyTorch checkpoint: its protocol version is ${
+        describe(version.value)
+      }, expected ${LEGACY_PROTOCOL}`,
+      pos,
+    );
+  }
+  pos = version.end;
+  const sysInfo = await readPickleAt(ctx, pos, 64 << 10);
+  if (
+    sysInfo.value instanceof Map && sysInfo.value.get("little_endian") === false
+  ) {
+    throw ctx.error(
+      "unsupported-dtype",
+      "Cannot read legacy PyTorch checkpoint: it was saved on a big-endian machine (only little-endian is supported)",
+      pos,
+    );
+  }
+  pos = sysInfo.end;
+
+  // Root storages by key; their data offsets are known only after the key list.
+  const roots = new Map<
+    string,
+    { dtype: DType; numel: number; data?: number }
+  >();
+  const views = new Map<string, Storage>();
+  const rootReader =
+    (key: string) =>
+    (offset: number, length: number): AsyncIterable<Uint8Array> => {
+      const data = roots.get(key)?.data;
+      if (data === undefined) {
+        throw ctx.error(
+          "bad-offsets",
+          `Cannot read storage "${key}": it is not in the file`,
+        );
+      }
+      return readRange(ctx.source, data + offset, length);
+    };
+  const persistentLoad = (pid: PyValue, offset: number): PyValue => {
+    const { key, dtype, numel, rest } = parseStorageId(ctx, pid, 6, offset);
+    const es = DTYPE_SIZES[dtype];
+    const root = roots.get(key);
+    if (root === undefined) roots.set(key, { dtype, numel });
+    else if (root.dtype !== dtype || root.numel !== numel) {
+      throw ctx.error(
+        "bad-pickle",
+        `Cannot read PyTorch checkpoint: storage "${key}" is declared twice with different types or sizes`,
+        offset,
+      );
+    }
+    const meta = rest[0] ?? null;
+    if (meta === null) {
+      const id = `\0root:${key}`;
+      let storage = views.get(id);
+      if (storage === undefined) {
+        storage = new Storage(key, dtype, numel * es, rootReader(key));
+        views.set(id, storage);
+      }
+      return storage;
+    }
+    // A view of the root storage: (view_key, element offset, element count).
+    const [viewKey, viewOffset, viewSize] = Array.isArray(meta)
+      ? meta as PyValue[]
+      : [];
+    if (
+      typeof viewKey !== "string" || !isCount(viewOffset) ||
+      !isCount(viewSize) ||
+      viewOffset + viewSize > numel
+    ) {
+      throw ctx.error(
+        "bad-pickle",
+        `Cannot read PyTorch checkpoint: storage "${key}" has an invalid view (expected (key, offset, size) inside ${numel} elements)`,
+        offset,
+      );
+    }
+    const known = views.get(viewKey);
+    if (known !== undefined) return known;
+    const read = rootReader(key);
+    const storage = new Storage(
+      viewKey,
+      dtype,
+      viewSize * es,
+      (o, l) => read(viewOffset * es + o, l),
+    );
+    views.set(viewKey, storage);
+    return storage;
+  };
+  const main = await readPickleAt(ctx, pos, MAX_PICKLE, persistentLoad);
+  pos = main.end;
+  const keysAt = pos;
+  const keys = await readPickleAt(ctx, pos, MAX_PICKLE);
+  pos = keys.end;
+  if (
+    !Array.isArray(keys.value) ||
+    !keys.value.every((k) => typeof k === "string")
+  ) {
+    throw ctx.error(
+      "bad-pickle",
+      "Cannot read legacy PyTorch checkpoint: the storage key list is not a list of strings",
+      keysAt,
+    );
+  }
+  for (const key of keys.value as string[]) {
+    const root = roots.get(key);
+    if (root === undefined) {
+      throw ctx.error(
+        "bad-pickle",
+        `Cannot read legacy PyTorch checkpoint: storage "${key}" is listed but never used, so its size is unknown`,
+        keysAt,
+      );
+    }
+    if (root.data !== undefined) {
+      throw ctx.error(
+        "bad-pickle",
+        `Cannot read legacy PyTorch checkpoint: storage "${key}" is listed twice`,
+        keysAt,
+      );
+    }
+    checkRange(source, pos, 8, ctx.format);
+    const count = readU64(await source.read(pos, 8));
+    if (count !== root.numel) {
+      throw ctx.error(
+        "bad-offsets",
+        `Cannot read legacy PyTorch checkpoint: storage "${key}" holds ${count} elements in the file but ${root.numel} in its pickle`,
+        pos,
+      );
+    }
+    const byteLength = count * DTYPE_SIZES[root.dtype];
+    checkRange(source, pos + 8, byteLength, ctx.format);
+    root.data = pos + 8;
+    pos += 8 + byteLength;
+  }
+  for (const [key, root] of roots) {
+    if (root.data === undefined) {
+      throw ctx.error(
+        "bad-offsets",
+        `Cannot read legacy PyTorch checkpoint: storage "${key}" is used but not in the storage list`,
+        keysAt,
+      );
+    }
+  }
+  return stateDictTensors(ctx, main.value);
+}
+
+/**
+ * Unpickles at `offset`, reading a growing window of the file as needed, up
+ * to `limit` bytes.
+ */
+async function readPickleAt(
+  ctx: Context,
+  offset: number,
+  limit: number,
+  persistentLoad?: (pid: PyValue, offset: number) => PyValue,
+): Promise<{ value: PyValue; end: number }> {
+  const remaining = ctx.source.size - offset;
+  if (remaining <= 0) {
+    throw ctx.error(
+      "truncated",
+      `Cannot read pickle at offset ${offset}: the file is ${ctx.source.size} bytes long`,
+      offset,
+    );
+  }
+  let window = Math.min(remaining, 64 << 10, limit);
+  while (true) {
+    const bytes = await ctx.source.read(offset, window);
+    const options = {
+      file: ctx.source.name,
+      format: ctx.format,
+      baseOffset: offset,
+      partial: window < remaining,
+    };
+    try {
+      const { value, end } = unpickle(
+        bytes,
+        0,
+        persistentLoad ? { ...options, persistentLoad } : options,
+      );
+      return { value, end: offset + end };
+    } catch (e) {
+      if (!(e instanceof NeedMoreInput)) throw e;
+    }
+    if (window >= limit) {
+      throw ctx.error(
+        "too-large",
+        `Cannot read pickle at offset ${offset}: it is longer than ${limit} bytes`,
+        offset,
+      );
+    }
+    window = Math.min(remaining, window * 4, limit);
+  }
+}
+
+/** Validates a persistent id `('storage', cls, key, location, numel, …)`. */
+function parseStorageId(
+  ctx: Context,
+  pid: PyValue,
+  length: number,
+  offset: number,
+): { key: string; dtype: DType; numel: number; rest: PyValue[] } {
+  const fail = (what: string) =>
+    ctx.error(
+      "bad-pickle",
+      `Cannot read PyTorch checkpoint: persistent id ${what}`,
+      offset,
+    );
+  if (!Array.isArray(pid) || pid.length !== length || pid[0] !== "storage") {
+    throw fail(
+      `is not a ('storage', type, key, location, size${
+        length === 6 ? ", view" : ""
+      }) tuple`,
+    );
+  }
+  const [, cls, key, , numel, ...rest] = pid as PyValue[];
+  if (!(cls instanceof PyGlobal) || cls.module !== "torch") {
+    throw fail("has a storage type that is not a torch storage class");
+  }
+  const dtype = STORAGE_DTYPES[cls.name] ??
+    (TORCH_DTYPES[cls.name] as DType | undefined);
+  if (dtype === undefined) {
+    throw ctx.error(
+      "unsupported-dtype",
+      `Cannot read PyTorch checkpoint: storage type torch.${cls.name} is not supported`,
+      offset,
+    );
+  }
+  if (typeof key !== "string") throw fail("has a key that is not a string");
+  if (!isCount(numel) || !Number.isSafeInteger(numel * DTYPE_SIZES[dtype])) {
+    throw fail(`has an invalid size ${describe(numel ?? null)}`);
+  }
+  return { key, dtype, numel, rest };
+}
+
+function isCount(v: PyValue | undefined): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+function readU64(b: Uint8Array): number {
+  const view = new DataView(b.buffer, b.byteOffset, 8);
+  const hi = view.getUint32(4, true);
+  // Anything past 2^53 cannot match a storage size anyway.
+  return hi >= 0x200000 ? -1 : hi * 0x100000000 + view.getUint32(0, true);
+}
+
+function describe(v: PyValue): string {
+  if (typeof v === "bigint") return `0x${v.toString(16)}`;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (typeof v === "string") return JSON.stringify(v.slice(0, 40));
+  if (v === null) return "None";
+  if (Array.isArray(v)) return "a tuple or list";
+  if (v instanceof Map) return "a dict";
+  return "an object";
+}
+
+/** The tensors of a state dict, in dict order; other values are skipped. */
+function stateDictTensors(ctx: Context, value: PyValue): Tensor[] {
+  if (!(value instanceof Map)) {
+    throw ctx.error(
+      "bad-pickle",
+      `Cannot read PyTorch checkpoint: expected a state dict (a dict of tensors), found ${
+        describe(value)
+      }`,
+    );
+  }
+  const tensors: Tensor[] = [];
+  const names = new Set<string>();
+  for (const [k, v] of value) {
+    const view = tensorView(ctx, v, 0);
+    if (view === undefined) continue;
+    if (
+      typeof k !== "string" && typeof k !== "number" && typeof k !== "bigint"
+    ) {
+      throw ctx.error(
+        "bad-pickle",
+        `Cannot read PyTorch checkpoint: a tensor's key is ${
+          describe(k)
+        }, not a string`,
+      );
+    }
+    const name = String(k);
+    if (names.has(name)) {
+      throw ctx.error(
+        "bad-pickle",
+        `Cannot read PyTorch checkpoint: the name "${name}" is used twice`,
+      );
+    }
+    names.add(name);
+    tensors.push(makeTensor(ctx, name, view));
+  }
+  if (tensors.length === 0 && value.size > 0) {
+    // Refuse rather than hash nothing: nested checkpoints are not read.
+    throw ctx.error(
+      "bad-pickle",
+      `Cannot read PyTorch checkpoint: its top-level dict has ${value.size} entries but no tensors (nested state dicts are not supported)`,
+    );
+  }
+  return tensors;
+}
+
+const REBUILD_TENSOR = new Set([
+  "torch._utils._rebuild_tensor",
+  "torch._utils._rebuild_tensor_v2",
+  "torch._utils._rebuild_tensor_v3",
+]);
+
+/** Interprets a pickled tensor-rebuild call; undefined for non-tensors. */
+function tensorView(
+  ctx: Context,
+  value: PyValue,
+  depth: number,
+): View | undefined {
+  if (!(value instanceof PyCall) || depth > 4) return undefined;
+  const fn = value.fn.qualified;
+  const args = value.args;
+  const fail = (what: string) =>
+    ctx.error(
+      "bad-pickle",
+      `Cannot read PyTorch checkpoint: ${fn} is called with ${what}`,
+    );
+  if (
+    fn === "torch._utils._rebuild_parameter" ||
+    fn === "torch._utils._rebuild_parameter_with_state"
+  ) {
+    const inner = tensorView(ctx, args[0] ?? null, depth + 1);
+    if (inner === undefined) throw fail("something that is not a tensor");
+    return inner;
+  }
+  if (fn === "torch._tensor._rebuild_from_type_v2") {
+    const [func, , funcArgs] = args;
+    if (!(func instanceof PyGlobal) || !Array.isArray(funcArgs)) {
+      throw fail("unexpected arguments");
+    }
+    const inner = tensorView(
+      ctx,
+      new PyCall(func, funcArgs as PyValue[]),
+      depth + 1,
+    );
+    if (inner === undefined) throw fail("something that is not a tensor");
+    return inner;
+  }
+  if (!REBUILD_TENSOR.has(fn)) return undefined;
+  const [storage, offset, shape, stride] = args;
+  if (!(storage instanceof Storage)) {
+    throw fail("a first argument that is not a storage");
+  }
+  let dtype = storage.dtype;
+  if (fn === "torch._utils._rebuild_tensor_v3") {
+    const d = args[6];
+    const name = d instanceof PyGlobal && d.module === "torch"
+      ? TORCH_DTYPES[d.name]
+      : undefined;
+    if (name === undefined) throw fail("a dtype that is not a torch dtype");
+    dtype = name as DType;
+  }
+  if (!isCount(offset)) {
+    throw fail("a storage offset that is not a non-negative integer");
+  }
+  if (!Array.isArray(shape) || !shape.every(isCount)) {
+    throw fail("a size that is not a tuple of non-negative integers");
+  }
+  if (
+    !Array.isArray(stride) || stride.length !== shape.length ||
+    !stride.every(isCount)
+  ) {
+    throw fail("a stride that does not match its size");
+  }
+  return {
+    storage,
+    dtype,
+    offset,
+    shape: [...shape] as number[],
+    stride: [...stride] as number[],
+  };
+}
+
+function makeTensor(ctx: Context, name: string, view: View): Tensor {
+  const es = DTYPE_SIZES[view.dtype];
+  const tooBig = () =>
+    ctx.error(
+      "bad-offsets",
+      `Cannot read tensor "${name}": its size or strides overflow`,
+    );
+  let numel = 1;
+  for (const n of view.shape) {
+    numel *= n;
+    if (!Number.isSafeInteger(numel)) throw tooBig();
+  }
+  const byteLength = numel * es;
+  if (!Number.isSafeInteger(byteLength)) throw tooBig();
+  // Element span [first, last] the view touches in its storage.
+  const first = view.offset;
+  let last = first;
+  for (let i = 0; i < view.shape.length && numel > 0; i++) {
+    last += (view.shape[i]! - 1) * view.stride[i]!;
+    if (!Number.isSafeInteger(last)) throw tooBig();
+  }
+  const spanBytes = numel === 0 ? 0 : (last - first + 1) * es;
+  if (
+    numel > 0 &&
+    (!Number.isSafeInteger((last + 1) * es) ||
+      (last + 1) * es > view.storage.byteLength)
+  ) {
+    throw ctx.error(
+      "bad-offsets",
+      `Cannot read tensor "${name}": it reaches element ${last} of its storage "${view.storage.key}", which has ${
+        Math.floor(view.storage.byteLength / es)
+      } ${view.dtype} elements`,
+    );
+  }
+  const contiguous = isContiguous(view.shape, view.stride);
+  if (!contiguous && spanBytes > MAX_GATHER_SPAN) {
+    throw ctx.error(
+      "too-large",
+      `Cannot read tensor "${name}": it is a non-contiguous view spanning ${spanBytes} bytes (at most ${MAX_GATHER_SPAN} are gathered)`,
+    );
+  }
+  const shape = [...view.shape];
+  return {
+    name,
+    dtype: view.dtype,
+    shape,
+    byteLength,
+    chunks(): AsyncIterable<Uint8Array> {
+      if (byteLength === 0) return empty();
+      if (contiguous) return view.storage.read(first * es, byteLength);
+      return gathered(view, es, first, spanBytes, byteLength);
+    },
+  };
+}
+
+async function* empty(): AsyncGenerator<Uint8Array> {}
+
+function isContiguous(shape: number[], stride: number[]): boolean {
+  let expected = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    if (shape[i] !== 1 && stride[i] !== expected) return false;
+    expected *= shape[i]!;
+  }
+  return true;
+}
+
+/** Reads a strided view's storage span, then yields its elements in C order. */
+async function* gathered(
+  view: View,
+  es: number,
+  first: number,
+  spanBytes: number,
+  byteLength: number,
+): AsyncGenerator<Uint8Array> {
+  const span = new Uint8Array(spanBytes);
+  let at = 0;
+  for await (const piece of view.storage.read(first * es, spanBytes)) {
+    span.set(piece, at);
+    at += piece.byteLength;
+  }
+  // Copy in words of up to 4 bytes (integers, so NaN payloads survive); every
+  // offset is a multiple of the element size, so the word views line up.
+  const w = es >= 4 ? 4 : es;
+  const k = es / w;
+  const words = (bytes: Uint8Array): Uint8Array | Uint16Array | Uint32Array =>
+    w === 4
+      ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+      : w === 2
+      ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2)
+      : bytes;
+  const src = words(span);
+  const { shape } = view;
+  const stride = view.stride.map((s) => s * k); // in words
+  const rank = shape.length;
+  const inner = shape[rank - 1]!;
+  const innerStride = stride[rank - 1]!;
+  const totalWords = byteLength / w;
+  const chunkWords = Math.max(k, Math.floor(CHUNK / es) * k);
+  let outBytes = new Uint8Array(Math.min(chunkWords, totalWords) * w);
+  let out = words(outBytes);
+  let filled = 0;
+  let written = 0;
+  // Index over all but the innermost dimension, odometer style.
+  const index = new Array<number>(Math.max(0, rank - 1)).fill(0);
+  let base = 0; // word offset in the span of the current innermost run
+  while (written < totalWords) {
+    for (let j = 0; j < inner;) {
+      if (filled === out.length) {
+        yield outBytes;
+        outBytes = new Uint8Array(
+          Math.min(chunkWords, totalWords - written) * w,
+        );
+        out = words(outBytes);
+        filled = 0;
+      }
+      const from = base + j * innerStride;
+      if (innerStride === k) {
+        // A contiguous innermost run: copy as much of it as fits.
+        const n = Math.min((inner - j) * k, out.length - filled);
+        out.set(src.subarray(from, from + n), filled);
+        filled += n;
+        written += n;
+        j += n / k;
+      } else {
+        for (let t = 0; t < k; t++) out[filled + t] = src[from + t]!;
+        filled += k;
+        written += k;
+        j++;
+      }
+    }
+    for (let d = rank - 2; d >= 0; d--) {
+      index[d] = index[d]! + 1;
+      base += stride[d]!;
+      if (index[d]! < shape[d]!) break;
+      base -= index[d]! * stride[d]!;
+      index[d] = 0;
+    }
+  }
+  if (filled > 0) yield outBytes.subarray(0, filled * w);
+}

@@ -1,0 +1,1120 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import zlib from "node:zlib";
+import { readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
+import {
+  NeedMoreInput,
+  PyCall,
+  type PyValue,
+  unpickle,
+} from "../../hash/_pickle.ts";
+import { readEntry, readZipDirectory } from "../../hash/_zip.ts";
+import { type ByteSource, bytesSource } from "../../hash/_source.ts";
+import { ForbiddenGlobalError, ModelFormatError } from "../../hash/errors.ts";
+import type { Tensor } from "../../hash/types.ts";
+
+const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url);
+const fixture = (path: string) => Deno.readFileSync(new URL(path, FIXTURES));
+const expected = JSON.parse(
+  Deno.readTextFileSync(new URL("tensors/expected.json", FIXTURES)),
+) as Record<
+  string,
+  {
+    tensors: Record<string, { dtype: string; shape: number[]; sha256: string }>;
+  }
+>;
+
+const MIXED_ORDER = [
+  "embed.weight",
+  "proj.weight_t",
+  "proj.weight",
+  "split.a",
+  "split.b",
+  "strided.every_other",
+  "half.weight",
+  "bf16.weight",
+  "f64.bias",
+  "ids",
+  "i8",
+  "mask",
+  "scalar",
+  "empty",
+];
+
+async function tensorBytes(t: Tensor): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const c of t.chunks()) {
+    assert.ok(c.byteLength <= 8 << 20, `chunk of ${c.byteLength} bytes`);
+    parts.push(c.slice());
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  assert.equal(out.byteLength, t.byteLength, `${t.name}: byte length`);
+  return out;
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+function isFormatError(code?: string) {
+  return (e: unknown) =>
+    e instanceof ModelFormatError && (code === undefined || e.code === code);
+}
+
+/** A source that records every read, to check what a reader touches. */
+function recording(
+  bytes: Uint8Array,
+): ByteSource & { reads: [number, number][] } {
+  const inner = bytesSource(bytes, "recorded");
+  const reads: [number, number][] = [];
+  return {
+    name: inner.name,
+    size: inner.size,
+    reads,
+    read(offset, length) {
+      reads.push([offset, length]);
+      return inner.read(offset, length);
+    },
+    close: () => inner.close(),
+  };
+}
+
+// --- Real checkpoints --------------------------------------------------------
+
+for (
+  const [file, read] of [["mixed.bin", readPytorchZip], [
+    "mixed.legacy.bin",
+    readPytorchLegacy,
+  ]] as const
+) {
+  Deno.test(`pytorch: ${file} matches expected.json`, async () => {
+    const tensors = await read(bytesSource(fixture(`tensors/${file}`), file));
+    assert.deepEqual(tensors.map((t) => t.name), MIXED_ORDER);
+    const want = expected[file]!.tensors;
+    assert.equal(tensors.length, Object.keys(want).length);
+    for (const t of tensors) {
+      const w = want[t.name]!;
+      assert.equal(t.dtype, w.dtype, t.name);
+      assert.deepEqual(t.shape, w.shape, t.name);
+      assert.equal(sha256(await tensorBytes(t)), w.sha256, t.name);
+    }
+  });
+}
+
+Deno.test("pytorch: tiny-bert pytorch_model.bin equals model.safetensors", async () => {
+  const tensors = await readPytorchZip(
+    bytesSource(fixture("tiny-bert/pytorch_model.bin")),
+  );
+  // Parse the safetensors file by hand: u64 header length, JSON header, data.
+  const st = fixture("tiny-bert/model.safetensors");
+  const n = Number(
+    new DataView(st.buffer, st.byteOffset).getBigUint64(0, true),
+  );
+  const header = JSON.parse(
+    new TextDecoder().decode(st.subarray(8, 8 + n)),
+  ) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
+  delete header.__metadata__;
+  assert.deepEqual(
+    tensors.map((t) => t.name).sort(),
+    Object.keys(header).sort(),
+  );
+  for (const t of tensors) {
+    const h = header[t.name]!;
+    assert.equal(t.dtype, h.dtype);
+    assert.deepEqual(t.shape, h.shape);
+    const [b, e] = h.data_offsets;
+    assert.equal(
+      sha256(await tensorBytes(t)),
+      sha256(st.subarray(8 + n + b, 8 + n + e)),
+      t.name,
+    );
+  }
+});
+
+Deno.test("pytorch: evil_reduce.bin is refused, naming posix.system, before any storage is read", async () => {
+  const bytes = fixture("bad/evil_reduce.bin");
+  const source = recording(bytes);
+  await assert.rejects(
+    readPytorchZip(source),
+    (e) =>
+      e instanceof ForbiddenGlobalError && e.global === "posix.system" &&
+      e.code === "forbidden-global",
+  );
+  // Storage archive/data/0 holds 8 bytes at offset 384: never read.
+  // (The first read is the end-record search over the file's last 64 KiB.)
+  assert.ok(
+    source.reads.slice(1).every(([o, l]) => o + l <= 384 || o >= 392),
+    JSON.stringify(source.reads),
+  );
+});
+
+Deno.test("pytorch: files that are not checkpoints are refused", async () => {
+  const notModel = fixture("bad/not_a_model.bin");
+  await assert.rejects(
+    readPytorchZip(bytesSource(notModel)),
+    isFormatError("bad-zip"),
+  );
+  await assert.rejects(
+    readPytorchLegacy(bytesSource(notModel)),
+    isFormatError(),
+  );
+  await assert.rejects(
+    readPytorchLegacy(bytesSource(fixture("tensors/mixed.bin"))),
+    isFormatError("bad-header"),
+  );
+  await assert.rejects(
+    readPytorchZip(bytesSource(fixture("tensors/mixed.legacy.bin"))),
+    isFormatError("bad-zip"),
+  );
+  await assert.rejects(
+    readPytorchZip(bytesSource(fixture("tensors/mixed.npz"))),
+    isFormatError("bad-zip"),
+  );
+  await assert.rejects(
+    readPytorchLegacy(bytesSource(new Uint8Array(0))),
+    isFormatError(),
+  );
+  const legacy = fixture("tensors/mixed.legacy.bin");
+  for (const cut of [10, 500, 1500, 1600, legacy.byteLength - 1]) {
+    await assert.rejects(
+      (async () => {
+        for (
+          const t of await readPytorchLegacy(
+            bytesSource(legacy.subarray(0, cut)),
+          )
+        ) await tensorBytes(t);
+      })(),
+      isFormatError(),
+      `cut at ${cut}`,
+    );
+  }
+});
+
+Deno.test("pytorch: listing reads only data.pkl; chunks read only the tensor's storage", async () => {
+  const bytes = fixture("tensors/mixed.bin");
+  const source = recording(bytes);
+  const tensors = await readPytorchZip(source);
+  const entries = await readZipDirectory(bytesSource(bytes));
+  // Where each storage's bytes are (after its local header's name and extra).
+  const storageRanges: [string, number, number][] = [];
+  for (const e of entries.filter((e) => e.name.startsWith("mixed/data/"))) {
+    const data = findData(bytes, e.localHeaderOffset);
+    storageRanges.push([e.name, data, data + e.size]);
+  }
+  const touches = (reads: [number, number][], name: string) => {
+    const [, s, e] = storageRanges.find((r) => r[0] === name)!;
+    return reads.some(([o, l]) => o < e && o + l > s && e > s);
+  };
+  // The first read is the end-record search over the file's last 64 KiB.
+  assert.deepEqual(source.reads[0], [0, bytes.byteLength]);
+  for (const [name] of storageRanges) {
+    assert.ok(!touches(source.reads.slice(1), name), `listing read ${name}`);
+  }
+  source.reads.length = 0;
+  await tensorBytes(tensors.find((t) => t.name === "half.weight")!);
+  assert.ok(touches(source.reads, "mixed/data/3"));
+  for (const [name] of storageRanges.filter((r) => r[0] !== "mixed/data/3")) {
+    assert.ok(!touches(source.reads, name), `half.weight read ${name}`);
+  }
+});
+
+function findData(bytes: Uint8Array, localHeaderOffset: number): number {
+  const v = new DataView(bytes.buffer, bytes.byteOffset);
+  return localHeaderOffset + 30 + v.getUint16(localHeaderOffset + 26, true) +
+    v.getUint16(localHeaderOffset + 28, true);
+}
+
+// --- Hand-made checkpoints ----------------------------------------------------
+
+/** Writes pickle opcodes. */
+class Pickle {
+  b: number[] = [];
+  op(...x: number[]): this {
+    for (const v of x) this.b.push(v);
+    return this;
+  }
+  u32(v: number): this {
+    return this.op(
+      v & 0xff,
+      (v >>> 8) & 0xff,
+      (v >>> 16) & 0xff,
+      (v >>> 24) & 0xff,
+    );
+  }
+  str(s: string): this {
+    const e = new TextEncoder().encode(s);
+    return this.op(0x58).u32(e.length).op(...e);
+  }
+  int(n: number): this {
+    if (n < 256) return this.op(0x4b, n);
+    if (n < 65536) return this.op(0x4d, n & 0xff, n >> 8);
+    return this.op(0x4a).u32(n);
+  }
+  global(module: string, name: string): this {
+    return this.op(0x63, ...new TextEncoder().encode(`${module}\n${name}\n`));
+  }
+  ints(xs: number[]): this {
+    this.op(0x28);
+    for (const x of xs) this.int(x);
+    return this.op(0x74);
+  }
+  bytes(): Uint8Array {
+    return new Uint8Array(this.b);
+  }
+}
+
+interface TensorSpec {
+  cls?: string;
+  key: string;
+  numel: number;
+  offset?: number;
+  shape: number[];
+  stride?: number[];
+  param?: boolean;
+  /** Extra element of a legacy persistent id (view metadata); omitted for zips. */
+  view?: (p: Pickle) => void;
+}
+
+function cStrides(shape: number[]): number[] {
+  const s = shape.map(() => 1);
+  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1]! * shape[i + 1]!;
+  return s;
+}
+
+/** Emits `_rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())`. */
+function emitTensor(p: Pickle, t: TensorSpec, legacy = false): Pickle {
+  if (t.param) p.global("torch._utils", "_rebuild_parameter");
+  p.global("torch._utils", "_rebuild_tensor_v2").op(0x28);
+  p.op(0x28).str("storage").global("torch", t.cls ?? "FloatStorage").str(t.key)
+    .str("cpu").int(t.numel);
+  if (legacy) t.view ? t.view(p) : p.op(0x4e);
+  p.op(0x74, 0x51); // TUPLE, BINPERSID
+  p.int(t.offset ?? 0).ints(t.shape).ints(t.stride ?? cStrides(t.shape)).op(
+    0x89,
+  );
+  p.global("collections", "OrderedDict").op(0x29, 0x52); // OrderedDict()
+  p.op(0x74, 0x52); // TUPLE, REDUCE
+  if (t.param) {
+    p.op(0x89).global("collections", "OrderedDict").op(0x29, 0x52, 0x87, 0x52);
+  }
+  return p;
+}
+
+/** A state-dict pickle: `{name: value, ...}` where values are emitted by callbacks. */
+function stateDict(
+  items: [string, (p: Pickle) => void][],
+  proto = 2,
+): Uint8Array {
+  const p = new Pickle().op(0x80, proto, 0x7d, 0x28);
+  for (const [name, emit] of items) {
+    p.str(name);
+    emit(p);
+  }
+  return p.op(0x75, 0x2e).bytes();
+}
+
+// A minimal stored/deflated zip writer: like torch, sizes and CRC go in the
+// central directory and a data descriptor, zeros in the local header.
+function buildZip(
+  members: { name: string; data: Uint8Array; deflate?: boolean }[],
+): Uint8Array {
+  const parts: Uint8Array[] = [];
+  const central: Uint8Array[] = [];
+  let offset = 0;
+  const fields = (spec: [number, 2 | 4][]): Uint8Array => {
+    const b = new Uint8Array(spec.reduce((n, [, w]) => n + w, 0));
+    const v = new DataView(b.buffer);
+    let at = 0;
+    for (const [x, w] of spec) {
+      if (w === 2) v.setUint16(at, x, true);
+      else v.setUint32(at, x, true);
+      at += w;
+    }
+    return b;
+  };
+  const add = (b: Uint8Array) => {
+    parts.push(b);
+    offset += b.byteLength;
+  };
+  for (const m of members) {
+    const payload = m.deflate
+      ? new Uint8Array(zlib.deflateRawSync(m.data))
+      : m.data;
+    const name = new TextEncoder().encode(m.name);
+    const method = m.deflate ? 8 : 0;
+    const crc = zlib.crc32(m.data);
+    const at = offset;
+    add(
+      fields([
+        [0x04034b50, 4],
+        [20, 2],
+        [8, 2],
+        [method, 2],
+        [0, 4],
+        [0, 4],
+        [0, 4],
+        [0, 4],
+        [name.length, 2],
+        [0, 2],
+      ]),
+    );
+    add(name);
+    add(payload);
+    add(
+      fields([[0x08074b50, 4], [crc, 4], [payload.length, 4], [
+        m.data.length,
+        4,
+      ]]),
+    );
+    central.push(
+      fields([
+        [0x02014b50, 4],
+        [20, 2],
+        [20, 2],
+        [8, 2],
+        [method, 2],
+        [0, 4],
+        [crc, 4],
+        [payload.length, 4],
+        [m.data.length, 4],
+        [name.length, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2],
+        [0, 4],
+        [at, 4],
+      ]),
+      name,
+    );
+  }
+  const cdOffset = offset;
+  const cdSize = central.reduce((n, b) => n + b.byteLength, 0);
+  central.forEach(add);
+  add(
+    fields([
+      [0x06054b50, 4],
+      [0, 2],
+      [0, 2],
+      [members.length, 2],
+      [members.length, 2],
+      [cdSize, 4],
+      [cdOffset, 4],
+      [0, 2],
+    ]),
+  );
+  const out = new Uint8Array(offset);
+  let pos = 0;
+  for (const b of parts) {
+    out.set(b, pos);
+    pos += b.byteLength;
+  }
+  return out;
+}
+
+const f32 = (n: number, scale = 1) =>
+  new Uint8Array(Float32Array.from({ length: n }, (_, i) => i * scale).buffer);
+
+/** Reference gather of a strided view, element by element. */
+function gather(
+  storage: Uint8Array,
+  es: number,
+  offset: number,
+  shape: number[],
+  stride: number[],
+): Uint8Array {
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const out = new Uint8Array(numel * es);
+  const idx = shape.map(() => 0);
+  for (let n = 0; n < numel; n++) {
+    let e = offset;
+    for (let d = 0; d < shape.length; d++) e += idx[d]! * stride[d]!;
+    out.set(storage.subarray(e * es, e * es + es), n * es);
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (++idx[d]! < shape[d]!) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+function torchZip(
+  pkl: Uint8Array,
+  storages: Record<string, Uint8Array>,
+  options: { deflate?: boolean; extra?: { name: string; data: Uint8Array }[] } =
+    {},
+): ByteSource {
+  return bytesSource(
+    buildZip([
+      { name: "model/data.pkl", data: pkl },
+      ...Object.entries(storages).map(([k, data]) => ({
+        name: `model/data/${k}`,
+        data,
+        deflate: options.deflate ?? false,
+      })),
+      ...(options.extra ?? []),
+      { name: "model/version", data: new TextEncoder().encode("3\n") },
+    ]),
+  );
+}
+
+for (const deflate of [false, true]) {
+  Deno.test(`pytorch: views, parameters, tied weights and skipped values${deflate ? " (deflated storages)" : ""}`, async () => {
+    const s0 = f32(60); // shared by several views
+    const s1 = new Uint8Array(Float64Array.from([1.5, -2, 3]).buffer);
+    const s2 = new Uint8Array([0x38, 0x40, 0x7f, 0x00]); // float8 bytes, untyped
+    const pkl = stateDict([
+      // 3-D permuted view with an offset: shape [3,4,2], strides [1,6,3] from 10.
+      [
+        "permuted",
+        (p) =>
+          emitTensor(p, {
+            key: "0",
+            numel: 60,
+            offset: 10,
+            shape: [3, 4, 2],
+            stride: [1, 6, 3],
+          }),
+      ],
+      ["param", (p) => {
+        emitTensor(p, {
+          key: "0",
+          numel: 60,
+          offset: 4,
+          shape: [2, 5],
+          param: true,
+        });
+        p.op(0x71, 200); // BINPUT 200: the same object again below
+      }],
+      ["tied", (p) => p.op(0x68, 200)], // BINGET 200
+      ["count", (p) => p.int(7)],
+      ["note", (p) => p.str("not a tensor")],
+      ["list", (p) => p.op(0x5d, 0x28).int(1).str("x").op(0x65)],
+      [
+        "scalar",
+        (p) =>
+          emitTensor(p, {
+            cls: "DoubleStorage",
+            key: "1",
+            numel: 3,
+            offset: 2,
+            shape: [],
+          }),
+      ],
+      [
+        "broadcast",
+        (p) =>
+          emitTensor(p, {
+            cls: "DoubleStorage",
+            key: "1",
+            numel: 3,
+            shape: [2, 3],
+            stride: [0, 1],
+          }),
+      ],
+      [
+        "empty",
+        (p) =>
+          emitTensor(p, { key: "0", numel: 60, offset: 60, shape: [0, 5] }),
+      ],
+      ["f8", (p) => {
+        // _rebuild_tensor_v3(UntypedStorage, 1, (3,), (1,), False, {}, torch.float8_e4m3fn)
+        p.global("torch._utils", "_rebuild_tensor_v3").op(0x28);
+        p.op(0x28).str("storage").global("torch", "UntypedStorage").str("2")
+          .str("cpu").int(4).op(0x74, 0x51);
+        p.int(1).ints([3]).ints([1]).op(0x89, 0x7d).global(
+          "torch",
+          "float8_e4m3fn",
+        ).op(0x74, 0x52);
+      }],
+    ]);
+    const tensors = await readPytorchZip(
+      torchZip(pkl, { "0": s0, "1": s1, "2": s2 }, { deflate }),
+    );
+    assert.deepEqual(tensors.map((t) => [t.name, t.dtype, t.shape]), [
+      ["permuted", "F32", [3, 4, 2]],
+      ["param", "F32", [2, 5]],
+      ["tied", "F32", [2, 5]],
+      ["scalar", "F64", []],
+      ["broadcast", "F64", [2, 3]],
+      ["empty", "F32", [0, 5]],
+      ["f8", "F8_E4M3", [3]],
+    ]);
+    const bytes = await Promise.all(tensors.map(tensorBytes));
+    assert.deepEqual(bytes[0], gather(s0, 4, 10, [3, 4, 2], [1, 6, 3]));
+    assert.deepEqual(bytes[1], s0.subarray(16, 56));
+    assert.deepEqual(bytes[2], bytes[1]);
+    assert.deepEqual(bytes[3], s1.subarray(16, 24));
+    assert.deepEqual(bytes[4], new Uint8Array([...s1, ...s1]));
+    assert.deepEqual(bytes[5], new Uint8Array(0));
+    assert.deepEqual(bytes[6], s2.subarray(1, 4));
+  });
+}
+
+Deno.test("pytorch: large tensors stream in chunks of at most 8 MiB, transposed ones too", async () => {
+  const n = 1500; // 1500 x 1500 f32 = 9 MB
+  const storage = f32(n * n, 0.5);
+  const pkl = stateDict([
+    ["w", (p) => emitTensor(p, { key: "0", numel: n * n, shape: [n, n] })],
+    [
+      "w_t",
+      (p) =>
+        emitTensor(p, {
+          key: "0",
+          numel: n * n,
+          shape: [n, n],
+          stride: [1, n],
+        }),
+    ],
+  ]);
+  const [w, wt] = await readPytorchZip(torchZip(pkl, { "0": storage }));
+  let chunks = 0;
+  for await (const c of w!.chunks()) {
+    assert.ok(c.byteLength <= 8 << 20);
+    chunks++;
+  }
+  assert.equal(chunks, 2);
+  assert.deepEqual(await tensorBytes(w!), storage);
+  assert.equal(
+    sha256(await tensorBytes(wt!)),
+    sha256(gather(storage, 4, 0, [n, n], [1, n])),
+  );
+});
+
+Deno.test("pytorch: protocol 4 pickles (FRAME, SHORT_BINUNICODE, STACK_GLOBAL, MEMOIZE)", async () => {
+  const enc = new TextEncoder();
+  const short = (s: string) => [0x8c, enc.encode(s).length, ...enc.encode(s)];
+  const body = [
+    0x7d,
+    0x94,
+    0x28,
+    ...short("w"),
+    0x94,
+    ...short("torch._utils"),
+    ...short("_rebuild_tensor_v2"),
+    0x93,
+    0x94,
+    0x28,
+    0x28,
+    ...short("storage"),
+    ...short("torch"),
+    ...short("HalfStorage"),
+    0x93,
+    0x94,
+    ...short("k"),
+    ...short("cpu"),
+    0x4b,
+    4,
+    0x74,
+    0x51,
+    0x4b,
+    1,
+    0x4b,
+    3,
+    0x85,
+    0x4b,
+    1,
+    0x85,
+    0x89,
+    ...short("collections"),
+    ...short("OrderedDict"),
+    0x93,
+    0x29,
+    0x52,
+    0x74,
+    0x52,
+    0x75,
+    0x2e,
+  ];
+  const frame = [0x95, body.length, 0, 0, 0, 0, 0, 0, 0];
+  const pkl = new Uint8Array([0x80, 4, ...frame, ...body]);
+  const storage = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
+  const [t, ...rest] = await readPytorchZip(
+    torchZip(pkl, { k: storage }),
+  );
+  assert.equal(rest.length, 0);
+  assert.deepEqual([t!.name, t!.dtype, t!.shape], ["w", "F16", [3]]);
+  assert.deepEqual(await tensorBytes(t!), storage.subarray(2, 8));
+});
+
+Deno.test("pytorch: malformed checkpoints are refused with precise codes", async () => {
+  const ok = (spec: Partial<TensorSpec> = {}) => (p: Pickle) =>
+    emitTensor(p, { key: "0", numel: 10, shape: [10], ...spec });
+  const storage = { "0": f32(10) };
+  const cases: [string, Uint8Array, Record<string, Uint8Array>, string][] = [
+    [
+      "view past storage",
+      stateDict([["w", ok({ offset: 1 })]]),
+      storage,
+      "bad-offsets",
+    ],
+    [
+      "strided past storage",
+      stateDict([["w", ok({ shape: [4], stride: [4] })]]),
+      storage,
+      "bad-offsets",
+    ],
+    [
+      "storage larger than entry",
+      stateDict([["w", ok({ numel: 11, shape: [11] })]]),
+      storage,
+      "bad-offsets",
+    ],
+    [
+      "missing storage",
+      stateDict([["w", ok({ key: "9" })]]),
+      storage,
+      "bad-zip",
+    ],
+    [
+      "quantized storage",
+      stateDict([["w", ok({ cls: "QInt8Storage" })]]),
+      storage,
+      "unsupported-dtype",
+    ],
+    [
+      "forbidden storage class",
+      stateDict([["w", ok({ cls: "Evil" })]]),
+      storage,
+      "forbidden-global",
+    ],
+    [
+      "stride rank mismatch",
+      stateDict([["w", ok({ shape: [2, 5], stride: [5] })]]),
+      storage,
+      "bad-pickle",
+    ],
+    [
+      "top-level list",
+      new Pickle().op(0x80, 2, 0x5d, 0x2e).bytes(),
+      storage,
+      "bad-pickle",
+    ],
+    [
+      "nested only",
+      stateDict([[
+        "state_dict",
+        (p) => p.op(0x7d, 0x28).str("w").op(...ok()(new Pickle()).b, 0x75),
+      ]]),
+      storage,
+      "bad-pickle",
+    ],
+    [
+      "no STOP",
+      stateDict([["w", ok()]]).subarray(0, 50),
+      storage,
+      "bad-pickle",
+    ],
+  ];
+  for (const [label, pkl, storages, code] of cases) {
+    await assert.rejects(
+      (async () => {
+        for (const t of await readPytorchZip(torchZip(pkl, storages))) {
+          await tensorBytes(t);
+        }
+      })(),
+      isFormatError(code),
+      label,
+    );
+  }
+  // Only a little-endian byte order is read.
+  const bigEndian = torchZip(stateDict([["w", ok()]]), storage, {
+    extra: [{ name: "model/byteorder", data: new TextEncoder().encode("big") }],
+  });
+  await assert.rejects(
+    readPytorchZip(bigEndian),
+    isFormatError("unsupported-dtype"),
+  );
+  const little = torchZip(stateDict([["w", ok()]]), storage, {
+    extra: [{
+      name: "model/byteorder",
+      data: new TextEncoder().encode("little"),
+    }],
+  });
+  assert.equal((await readPytorchZip(little)).length, 1);
+  // An empty state dict is fine.
+  assert.deepEqual(await readPytorchZip(torchZip(stateDict([]), {})), []);
+});
+
+// --- Legacy, hand-made ----------------------------------------------------------
+
+function legacyFile(
+  main: Uint8Array,
+  keys: string[],
+  storages: [number, Uint8Array][],
+  littleEndian = true,
+): Uint8Array {
+  const magic = [
+    0x80,
+    2,
+    0x8a,
+    10,
+    0x6c,
+    0xfc,
+    0x9c,
+    0x46,
+    0xf9,
+    0x20,
+    0x6a,
+    0xa8,
+    0x50,
+    0x19,
+    0x2e,
+  ];
+  const version = [0x80, 2, 0x4d, 0xe9, 0x03, 0x2e];
+  const sys = new Pickle().op(0x80, 2, 0x7d, 0x28).str("little_endian").op(
+    littleEndian ? 0x88 : 0x89,
+    0x75,
+    0x2e,
+  );
+  const list = new Pickle().op(0x80, 2, 0x5d, 0x28);
+  for (const k of keys) list.str(k);
+  list.op(0x65, 0x2e);
+  const parts: number[] = [...magic, ...version, ...sys.b, ...main, ...list.b];
+  for (const [count, data] of storages) {
+    const c = new Uint8Array(8);
+    new DataView(c.buffer).setBigUint64(0, BigInt(count), true);
+    parts.push(...c, ...data);
+  }
+  return new Uint8Array(parts);
+}
+
+Deno.test("pytorch: legacy storage views and errors", async () => {
+  const s = f32(12);
+  const viewOf = (key: string, offset: number, size: number) => (p: Pickle) =>
+    p.op(0x28).str(key).int(offset).int(size).op(0x74);
+  const main = stateDict([
+    [
+      "whole",
+      (p) => emitTensor(p, { key: "r", numel: 12, shape: [3, 4] }, true),
+    ],
+    [
+      "view",
+      (p) =>
+        emitTensor(p, {
+          key: "r",
+          numel: 12,
+          shape: [2, 2],
+          stride: [1, 2],
+          view: viewOf("v", 6, 4),
+        }, true),
+    ],
+  ]);
+  const tensors = await readPytorchLegacy(
+    bytesSource(legacyFile(main, ["r"], [[12, s]])),
+  );
+  assert.deepEqual(tensors.map((t) => [t.name, t.shape]), [["whole", [3, 4]], [
+    "view",
+    [2, 2],
+  ]]);
+  assert.deepEqual(await tensorBytes(tensors[0]!), s);
+  assert.deepEqual(
+    await tensorBytes(tensors[1]!),
+    gather(s.subarray(24), 4, 0, [2, 2], [1, 2]),
+  );
+
+  const cases: [string, Uint8Array, string][] = [
+    ["count mismatch", legacyFile(main, ["r"], [[11, s]]), "bad-offsets"],
+    [
+      "storage past end",
+      legacyFile(main, ["r"], [[12, s.subarray(0, 40)]]),
+      "truncated",
+    ],
+    ["missing key", legacyFile(main, [], []), "bad-offsets"],
+    ["unknown key", legacyFile(main, ["r", "zz"], [[12, s]]), "bad-pickle"],
+    [
+      "big endian",
+      legacyFile(main, ["r"], [[12, s]], false),
+      "unsupported-dtype",
+    ],
+    [
+      "view outside root",
+      legacyFile(
+        stateDict([[
+          "v",
+          (p) =>
+            emitTensor(p, {
+              key: "r",
+              numel: 12,
+              shape: [4],
+              view: viewOf("v", 10, 4),
+            }, true),
+        ]]),
+        ["r"],
+        [[12, s]],
+      ),
+      "bad-pickle",
+    ],
+  ];
+  for (const [label, bytes, code] of cases) {
+    await assert.rejects(
+      readPytorchLegacy(bytesSource(bytes)),
+      isFormatError(code),
+      label,
+    );
+  }
+});
+
+// --- The unpickler ------------------------------------------------------------
+
+const opts = { file: "<test>", format: "pytorch-zip" as const };
+const run = (bytes: number[] | Uint8Array) =>
+  unpickle(new Uint8Array(bytes), 0, opts).value;
+
+Deno.test("pickle: values and opcodes", () => {
+  assert.equal(run([0x80, 2, 0x8a, 1, 0xff, 0x2e]), -1); // LONG1 -1
+  assert.equal(run([0x8a, 0, 0x2e]), 0);
+  assert.equal(run([0x4a, 0xfe, 0xff, 0xff, 0xff, 0x2e]), -2); // BININT
+  assert.equal(run([0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x2e]), 1n << 64n);
+  assert.equal(run([0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x2e]), 1.5); // BINFLOAT
+  assert.equal(run([...new TextEncoder().encode("I42\n"), 0x2e]), 42);
+  assert.equal(run([...new TextEncoder().encode("S'a\\nb'\n"), 0x2e]), "a\nb");
+  assert.deepEqual(run([0x43, 2, 9, 8, 0x2e]), new Uint8Array([9, 8]));
+  // _codecs.encode('\xff', 'latin1') is how protocol 2 pickles bytes.
+  const codecs = new Pickle().global("_codecs", "encode").op(0x28).str("\xff")
+    .str("latin1").op(0x74, 0x52, 0x2e);
+  assert.deepEqual(run(codecs.bytes()), new Uint8Array([0xff]));
+  const dict = run([
+    0x7d,
+    0x28,
+    0x4b,
+    1,
+    0x4b,
+    2,
+    0x4b,
+    3,
+    0x4b,
+    4,
+    0x75,
+    0x2e,
+  ]) as Map<PyValue, PyValue>;
+  assert.deepEqual([...dict], [[1, 2], [3, 4]]);
+  const tuple = run([0x4b, 1, 0x4b, 2, 0x86, 0x2e]) as PyValue[];
+  assert.ok(Object.isFrozen(tuple));
+  assert.deepEqual(tuple, [1, 2]);
+  const call = run(
+    new Pickle().global("torch._utils", "_rebuild_tensor_v2").op(
+      0x29,
+      0x52,
+      0x2e,
+    ).bytes(),
+  );
+  assert.ok(
+    call instanceof PyCall &&
+      call.fn.qualified === "torch._utils._rebuild_tensor_v2",
+  );
+  // The pickle's end is reported, so pickles can follow each other.
+  assert.equal(
+    unpickle(new Uint8Array([0x4e, 0x2e, 0x4e, 0x2e]), 2, opts).end,
+    4,
+  );
+});
+
+Deno.test("pickle: forbidden globals are refused by name, via every opcode", () => {
+  const enc = new TextEncoder();
+  const short = (s: string) => [0x8c, s.length, ...enc.encode(s)];
+  const cases: [number[], string][] = [
+    [[...new Pickle().global("os", "system").b, 0x2e], "os.system"],
+    [
+      [0x80, 4, ...short("builtins"), ...short("eval"), 0x93, 0x2e],
+      "builtins.eval",
+    ],
+    [[0x28, ...enc.encode("iposix\nsystem\n"), 0x2e], "posix.system"],
+    [[...new Pickle().global("torch", "load").b, 0x2e], "torch.load"],
+    [
+      [...new Pickle().global("torch._utils", "_rebuild_tensor_v2x").b, 0x2e],
+      "torch._utils._rebuild_tensor_v2x",
+    ],
+  ];
+  for (const [bytes, global] of cases) {
+    assert.throws(
+      () => run(bytes),
+      (e) => e instanceof ForbiddenGlobalError && e.global === global,
+    );
+  }
+});
+
+Deno.test("pickle: malformed input is refused without large allocations", () => {
+  const cases: number[][] = [
+    [0xff], // unknown opcode
+    [0x58, 0xf0, 0xff, 0xff, 0xff], // BINUNICODE of 4 GB
+    [0x8d, 0, 0, 0, 0, 0, 0, 0x10, 0], // BINUNICODE8 of 2^52
+    [0x8e, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // BINBYTES8 beyond 2^53
+    [0x68, 5, 0x2e], // BINGET of an empty memo
+    [0x52, 0x2e], // REDUCE on an empty stack
+    [0x28, 0x4e, 0x2e], // STOP inside a MARK
+    [0x4e, 0x4e, 0x2e], // two values left
+    [0x4e], // no STOP
+    [0x8b, 0xff, 0xff, 0xff, 0x7f], // LONG4 too long
+    [0x58, 2, 0, 0, 0, 0xc3, 0x28, 0x2e], // invalid UTF-8
+    [0x4e, 0x29, 0x52, 0x2e], // calling None
+    [0x4b, 1, 0x4b, 2, 0x61, 0x2e], // APPEND to an int
+    [0x29, 0x4b, 2, 0x61, 0x2e], // APPEND to a tuple
+    [0x80, 9], // unknown protocol
+    [0x97], // out-of-band buffer
+    [0x95, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], // FRAME past the end
+    [...new TextEncoder().encode("Fbad\n"), 0x2e],
+    new Array(70_000).fill(0x28), // too many MARKs
+    [0x51, 0x2e], // persistent id without a loader
+  ];
+  for (const bytes of cases) {
+    assert.throws(
+      () => run(bytes),
+      isFormatError(),
+      JSON.stringify(bytes.slice(0, 12)),
+    );
+  }
+  // A window that ends mid-pickle asks for more instead.
+  assert.throws(
+    () =>
+      unpickle(new Uint8Array([0x58, 10, 0, 0, 0, 0x61]), 0, {
+        ...opts,
+        partial: true,
+      }),
+    (e) => e instanceof NeedMoreInput,
+  );
+});
+
+// --- Fuzzing ------------------------------------------------------------------
+
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function mutate(
+  input: Uint8Array,
+  rand: () => number,
+  focus = input.length,
+): Uint8Array {
+  let b = input.slice();
+  const n = 1 + Math.floor(rand() * 3);
+  for (let i = 0; i < n && b.length > 0; i++) {
+    const at = Math.floor(rand() * Math.min(focus, b.length));
+    const kind = Math.floor(rand() * 7);
+    if (kind === 0) b[at] = Math.floor(rand() * 256);
+    else if (kind === 1) b[at]! ^= 1 << Math.floor(rand() * 8);
+    else if (kind === 2) {
+      b.set([0xff, 0xff, 0xff, 0x7f].slice(0, b.length - at), at);
+    } else if (kind === 3) {
+      b[at] = [
+        0x28,
+        0x2e,
+        0x52,
+        0x51,
+        0x62,
+        0x68,
+        0x71,
+        0x74,
+        0x75,
+        0x85,
+      ][Math.floor(rand() * 10)]!;
+    } else if (kind === 4) b = b.slice(0, at);
+    else if (kind === 5) {
+      b = new Uint8Array([
+        ...b.subarray(0, at),
+        ...b.subarray(at + 1 + Math.floor(rand() * 8)),
+      ]);
+    } else {
+      const from = Math.floor(rand() * b.length);
+      const piece = b.slice(from, from + 1 + Math.floor(rand() * 16));
+      b = new Uint8Array([...b.subarray(0, at), ...piece, ...b.subarray(at)]);
+    }
+  }
+  return b;
+}
+
+async function readFully(
+  read: (s: ByteSource) => Promise<Tensor[]>,
+  source: ByteSource,
+): Promise<void> {
+  for (const t of await read(source)) {
+    let n = 0;
+    for await (const c of t.chunks()) n += c.byteLength;
+    if (n !== t.byteLength) {
+      throw new Error(`${t.name}: read ${n} of ${t.byteLength} bytes`);
+    }
+  }
+}
+
+async function fuzz(
+  label: string,
+  seed: number,
+  budgetMs: number,
+  next: (rand: () => number) => Promise<void>,
+): Promise<void> {
+  const rand = prng(seed);
+  const deadline = performance.now() + budgetMs;
+  let runs = 0;
+  let passed = 0;
+  while (runs < 50_000 && performance.now() < deadline) {
+    runs++;
+    try {
+      await next(rand);
+      passed++;
+    } catch (e) {
+      if (!(e instanceof ModelFormatError)) {
+        throw new Error(`${label} run ${runs}: unexpected ${e}`, { cause: e });
+      }
+    }
+  }
+  assert.ok(runs >= 500, `${label}: only ${runs} runs`);
+  assert.ok(passed < runs, `${label}: every mutation parsed`);
+}
+
+Deno.test("pytorch: fuzzed zip and legacy checkpoints parse or throw ModelFormatError", async () => {
+  // Zip checkpoints: mutate data.pkl and re-zip it with a valid CRC, so the
+  // mutations reach the unpickler and the tensor checks, not just the CRC.
+  const zips = await Promise.all(
+    ["tensors/mixed.bin", "tiny-bert/pytorch_model.bin"].map(async (path) => {
+      const bytes = fixture(path);
+      const source = bytesSource(bytes);
+      const entries = await readZipDirectory(source);
+      return await Promise.all(
+        entries.map(async (e) => ({
+          name: e.name,
+          data: await readEntry(source, e, 1 << 20),
+        })),
+      );
+    }),
+  );
+  let i = 0;
+  await fuzz("zip", 1, 1200, async (rand) => {
+    const members = zips[i++ % zips.length]!;
+    const pkl = members[0]!;
+    const data = rand() < 0.8 ? mutate(pkl.data, rand) : pkl.data;
+    let zip = buildZip([{ name: pkl.name, data }, ...members.slice(1)]);
+    if (data === pkl.data) zip = mutate(zip, rand);
+    await readFully(readPytorchZip, bytesSource(zip, "fuzz.bin"));
+  });
+  // Legacy checkpoints have no CRC: mutate the file itself.
+  const legacy = fixture("tensors/mixed.legacy.bin");
+  await fuzz("legacy", 2, 1200, async (rand) => {
+    await readFully(
+      readPytorchLegacy,
+      bytesSource(mutate(legacy, rand), "fuzz.legacy.bin"),
+    );
+  });
+});
+
+Deno.test("pickle: fuzzed pickles parse or throw ModelFormatError", async () => {
+  const source = bytesSource(fixture("tensors/mixed.bin"));
+  const [entry] = await readZipDirectory(source);
+  const pkl = await readEntry(source, entry!, 1 << 20);
+  await fuzz("pickle", 3, 500, (rand) => {
+    unpickle(mutate(pkl, rand), 0, { ...opts, persistentLoad: (pid) => pid });
+    return Promise.resolve();
+  });
+});
