@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import { readNpy, readNpz } from "../../hash/_numpy.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
-import { type ByteSource, bytesSource } from "../../hash/_source.ts";
+import {
+  BLOCK_BYTES,
+  type ByteSource,
+  bytesSource,
+} from "../../hash/_source.ts";
 import type { Tensor } from "../../hash/types.ts";
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url);
-const CHUNK = 8 << 20;
+const CHUNK = BLOCK_BYTES;
 
 // ---------------------------------------------------------------------------
 // Helpers: build npy and zip bytes by hand, read tensors fully.
@@ -134,7 +138,7 @@ function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Reads all of a tensor's chunks, checking sizes and the 8 MiB limit. */
+/** Reads all of a tensor's chunks, checking sizes and the block-size limit. */
 async function readAll(tensor: Tensor): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const chunk of tensor.chunks()) {
@@ -425,7 +429,7 @@ Deno.test("readNpy: Fortran-order arrays are transposed to C order", async () =>
   assert.deepEqual(await readAll(v!), c);
 });
 
-Deno.test("readNpy: big arrays stream in 8 MiB pieces, listing reads only the header", async () => {
+Deno.test("readNpy: big arrays stream in block-sized pieces, listing reads only the header", async () => {
   const data = new Uint8Array(CHUNK * 2 + 12);
   for (let i = 0; i < data.length; i += 4093) data[i] = i & 0xff;
   const source = counting(npy("|u1", [data.length], data));

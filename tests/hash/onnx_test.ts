@@ -5,7 +5,11 @@ import {
   resolveExternalLocation,
 } from "../../hash/_onnx.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
-import { type ByteSource, bytesSource } from "../../hash/_source.ts";
+import {
+  BLOCK_BYTES,
+  type ByteSource,
+  bytesSource,
+} from "../../hash/_source.ts";
 import { fileSource } from "../../hash/_source_fs.ts";
 import type { Tensor } from "../../hash/types.ts";
 
@@ -86,7 +90,7 @@ function model(...initializers: Uint8Array[]): Uint8Array {
 async function bytesOf(t: Tensor): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const c of t.chunks()) {
-    assert.ok(c.byteLength <= 8 << 20);
+    assert.ok(c.byteLength <= BLOCK_BYTES);
     parts.push(c.slice());
   }
   const out = cat(...parts);
@@ -246,7 +250,7 @@ Deno.test("onnx: typed fields are converted to little-endian bytes", async () =>
   }
 });
 
-Deno.test("onnx: big raw_data is skipped when listing and streamed in 8 MiB chunks", async () => {
+Deno.test("onnx: big raw_data is skipped when listing and streamed in block-sized chunks", async () => {
   const n = 5 << 20; // 5 Mi float32 = 20 MiB
   const data = new Uint8Array(n * 4);
   for (let i = 0; i < data.byteLength; i += 4093) data[i] = i & 0xff;
@@ -278,12 +282,12 @@ Deno.test("onnx: big raw_data is skipped when listing and streamed in 8 MiB chun
     sizes.push(c.byteLength);
     parts.push(c);
   }
-  assert.deepEqual(sizes, [8 << 20, 8 << 20, 4 << 20]);
-  assert.ok(reads.every((r) => r <= 8 << 20));
+  assert.deepEqual(sizes, split(n * 4));
+  assert.ok(reads.every((r) => r <= BLOCK_BYTES));
   assert.equal(await sha256(cat(...parts)), await sha256(data));
 });
 
-Deno.test("onnx: packed varints across read windows and 8 MiB chunks", async () => {
+Deno.test("onnx: packed varints across read windows and block-sized chunks", async () => {
   const n = 1_100_000; // 8.8 MB of int64
   const values = new BigInt64Array(n);
   const payload: number[] = [];
@@ -300,7 +304,7 @@ Deno.test("onnx: packed varints across read windows and 8 MiB chunks", async () 
   const [t] = await readOnnx(bytesSource(bytes));
   const sizes: number[] = [];
   for await (const c of t!.chunks()) sizes.push(c.byteLength);
-  assert.deepEqual(sizes, [8 << 20, n * 8 - (8 << 20)]);
+  assert.deepEqual(sizes, split(n * 8));
   assert.deepEqual(await bytesOf(t!), new Uint8Array(values.buffer));
 });
 
@@ -644,3 +648,12 @@ Deno.test("onnx: seeded mutation fuzz over tiny-bert and a typed-field model", a
   assert.ok(runs2 > 1000, `only ${runs2} mutants`);
   assert.ok(parsed2 > 0, "no mutant parsed");
 });
+
+/** The chunk sizes expected for `total` bytes read in blocks. */
+function split(total: number): number[] {
+  const out: number[] = [];
+  for (let at = 0; at < total; at += BLOCK_BYTES) {
+    out.push(Math.min(BLOCK_BYTES, total - at));
+  }
+  return out;
+}
