@@ -144,7 +144,8 @@ function parseMetadataObject(
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     fail(file, "Cannot read __metadata__: expected an object of strings");
   }
-  const out: Record<string, string> = {};
+  // Object.fromEntries defines own properties, so a "__proto__" key survives.
+  const out: [string, string][] = [];
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== "string") {
       fail(
@@ -152,9 +153,9 @@ function parseMetadataObject(
         `Cannot read __metadata__: the value of "${k}" is a ${typeof v}, expected a string`,
       );
     }
-    out[k] = v;
+    out.push([k, v]);
   }
-  return out;
+  return Object.fromEntries(out);
 }
 
 function parseEntry(

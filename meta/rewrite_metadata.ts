@@ -36,6 +36,15 @@ export function checkMetadata(
         }, expected a string`,
       );
     }
+    // JSON.stringify writes a lone surrogate as a `\ud800` escape, which the
+    // reference safetensors parser (serde_json) refuses to load.
+    if (!k.isWellFormed() || !v.isWellFormed()) {
+      throw new TypeError(
+        `Cannot update metadata of ${file}: the ${
+          k.isWellFormed() ? `value of "${k}"` : "key"
+        } contains a lone UTF-16 surrogate, expected well-formed Unicode`,
+      );
+    }
   }
 }
 
@@ -51,7 +60,8 @@ export function buildHeader(
   clobber: boolean,
 ): Uint8Array {
   const merged = clobber ? { ...meta } : { ...header.metadata, ...meta };
-  const obj: Record<string, unknown> = {};
+  // No prototype, so that a tensor named "__proto__" stays an own key.
+  const obj: Record<string, unknown> = Object.create(null);
   if (Object.keys(merged).length > 0) obj.__metadata__ = merged;
   for (const e of header.entries) {
     obj[e.name] = {
@@ -131,7 +141,14 @@ export function metadataStream(
         controller.enqueue(newHeader);
         return;
       }
-      const r = await data.next();
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await data.next();
+      } catch (e) {
+        // An errored stream is never cancelled: close the file here.
+        await source.close();
+        throw e;
+      }
       if (r.done) {
         await source.close();
         controller.close();

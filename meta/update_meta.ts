@@ -54,13 +54,22 @@ export async function updateMeta(
     await source.close();
     throw e;
   }
-  const { mode } = await fs.stat(file);
   const tmp = join(
     dirname(file),
     `.${basename(file)}.${crypto.randomUUID().slice(0, 8)}.tmp`,
   );
-  const out = await fs.open(tmp, "wx", mode & 0o777);
+  let out: Awaited<ReturnType<typeof fs.open>>;
+  let mode: number;
   try {
+    mode = (await fs.stat(file)).mode & 0o7777;
+    out = await fs.open(tmp, "wx", mode & 0o777);
+  } catch (e) {
+    await stream.cancel().catch(() => {});
+    throw e;
+  }
+  try {
+    // The umask may have cut bits from the mode given to open.
+    await out.chmod(mode);
     for await (const chunk of stream) {
       let at = 0;
       while (at < chunk.byteLength) {

@@ -95,13 +95,19 @@ export async function main(
       case "help":
       case "--help":
       case "-h":
+        // Asked for help: stdout, success. No command at all: a usage error.
+        if (command === undefined) {
+          io.err(USAGE);
+          return 2;
+        }
         io.out(USAGE);
-        return command === undefined ? 2 : 0;
+        return 0;
       default:
         throw new UsageError(`unknown command "${command}" (try --help)`);
     }
   } catch (e) {
-    io.err(`safemodels: ${describe(e)}`);
+    // One line, whatever the message holds (names can contain newlines).
+    io.err(`safemodels: ${describe(e).replace(/[\r\n]+/g, " ")}`);
     return 2;
   }
 }
@@ -171,7 +177,8 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
   }
   let workers: number | undefined;
   if (values.workers !== undefined) {
-    workers = Number(values.workers);
+    // Not just Number(): it reads "" as 0 and accepts "0x2" or "1e1".
+    workers = /^\d{1,2}$/.test(values.workers) ? Number(values.workers) : NaN;
     if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
       throw new UsageError(
         `--workers must be an integer from 0 to 64, got "${values.workers}"`,
