@@ -1,7 +1,14 @@
 // Per-tensor SHA-256 leaf digests, on the main thread or spread over workers.
 // Reads run one chunk ahead of hashing so that I/O and hashing overlap.
 import { createSha256 } from "./_digest.ts";
-import { adoptBlock, isPooled, recycle, trimPool } from "./_source.ts";
+import {
+  adoptBlock,
+  fileRangeOf,
+  isPooled,
+  recycle,
+  trimPool,
+} from "./_source.ts";
+import { ModelFormatError } from "./errors.ts";
 import type { Tensor } from "./types.ts";
 
 /** Options shared by the leaf hashers. */
@@ -107,11 +114,17 @@ class Lane {
       type: "module",
     });
     this.#worker.onmessage = (m: MessageEvent) => {
-      const { tensor, digest, done } = m.data as {
+      const { tensor, digest, done, read, error } = m.data as {
         tensor?: number;
         digest?: Uint8Array;
         done?: Uint8Array;
+        read?: number;
+        error?: string;
       };
+      if (read !== undefined) onBytes?.(read);
+      if (error !== undefined) {
+        this.#failure = new ModelFormatError("truncated", error);
+      }
       if (done !== undefined) {
         this.#inFlight--;
         onBytes?.(done.byteLength);
@@ -147,6 +160,16 @@ class Lane {
     tensor: Tensor,
     signal?: AbortSignal,
   ): Promise<Uint8Array> {
+    let digest: Uint8Array | undefined;
+    this.#digests.set(index, (d) => (digest = d));
+    const range = fileRangeOf(tensor);
+    if (range) {
+      // The bytes lie verbatim in a local file: the worker reads them itself
+      // into one reused block; nothing crosses threads but the digest.
+      this.#worker.postMessage({ tensor: index, range });
+      await this.#until(() => digest !== undefined);
+      return digest!;
+    }
     // No read-ahead here: the next chunk is read while the worker hashes the
     // previous one, which is all the overlap a lane needs.
     for await (const chunk of tensor.chunks()) {
@@ -160,8 +183,6 @@ class Lane {
         isPooled(chunk) ? [chunk.buffer as ArrayBuffer] : [],
       );
     }
-    let digest: Uint8Array | undefined;
-    this.#digests.set(index, (d) => (digest = d));
     this.#worker.postMessage({ tensor: index });
     await this.#until(() => digest !== undefined);
     return digest!;

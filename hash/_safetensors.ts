@@ -2,7 +2,12 @@
 // data section. Tensors must tile the data section exactly: no overlaps, no
 // gaps, nothing past the end (a gap could hide bytes a different parser reads).
 import { ModelFormatError } from "./errors.ts";
-import { BLOCK_BYTES, type ByteSource, type StreamReader } from "./_source.ts";
+import {
+  BLOCK_BYTES,
+  type ByteSource,
+  setFileRange,
+  type StreamReader,
+} from "./_source.ts";
 import { DTYPE_SIZES } from "./types.ts";
 import type { DType, Tensor } from "./types.ts";
 
@@ -254,13 +259,23 @@ export async function readSafetensors(
 > {
   const header = await readHeader(source);
   const base = 8 + header.headerLength;
-  const tensors = header.entries.map((e): Tensor => ({
-    name: e.name,
-    dtype: e.dtype,
-    shape: e.shape,
-    byteLength: e.end - e.begin,
-    chunks: () => rangeChunks(source, base + e.begin, e.end - e.begin),
-  }));
+  const tensors = header.entries.map((e): Tensor => {
+    const t: Tensor = {
+      name: e.name,
+      dtype: e.dtype,
+      shape: e.shape,
+      byteLength: e.end - e.begin,
+      chunks: () => rangeChunks(source, base + e.begin, e.end - e.begin),
+    };
+    if (source.path !== undefined) {
+      setFileRange(t, {
+        path: source.path,
+        offset: base + e.begin,
+        length: e.end - e.begin,
+      });
+    }
+    return t;
+  });
   return { tensors, metadata: header.metadata };
 }
 

@@ -10,6 +10,8 @@ export interface ByteSource {
   readonly name: string;
   /** Total size in bytes. */
   readonly size: number;
+  /** The local file's path, for file sources (a worker may open it itself). */
+  readonly path?: string;
   /**
    * Reads exactly `length` bytes at `offset`. The result is a fresh array the
    * caller owns (its buffer may be transferred), except for in-memory sources,
@@ -76,6 +78,25 @@ export function adoptBlock(buffer: ArrayBuffer): void {
   ) {
     freeBlocks.push(buffer);
   }
+}
+
+/** Where a tensor's C-order bytes lie verbatim in a local file. */
+export interface FileRange {
+  path: string;
+  offset: number;
+  length: number;
+}
+
+const fileRanges = new WeakMap<object, FileRange>();
+
+/** Records that `tensor`'s bytes are exactly `range` of a local file. */
+export function setFileRange(tensor: object, range: FileRange): void {
+  fileRanges.set(tensor, range);
+}
+
+/** The file range recorded for `tensor`, if any. */
+export function fileRangeOf(tensor: object): FileRange | undefined {
+  return fileRanges.get(tensor);
 }
 
 /** Throws the standard "truncated" error when `offset + length` passes `size`. */

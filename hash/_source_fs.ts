@@ -27,6 +27,7 @@ export async function fileSource(path: string | URL): Promise<ByteSource> {
   const source: ByteSource = {
     name,
     size,
+    path: name,
     async read(offset, length) {
       checkRange(source, offset, length);
       const out = takeBuffer(length);
