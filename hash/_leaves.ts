@@ -1,13 +1,7 @@
 // Per-tensor SHA-256 leaf digests, on the main thread or spread over workers.
 // Reads run one chunk ahead of hashing so that I/O and hashing overlap.
 import { createSha256 } from "./_digest.ts";
-import {
-  adoptBlock,
-  fileRangeOf,
-  isPooled,
-  recycle,
-  trimPool,
-} from "./_source.ts";
+import { adoptBlock, fileRangeOf, isPooled, recycle, trimPool } from "./_source.ts";
 import { ModelFormatError } from "./errors.ts";
 import type { Tensor } from "./types.ts";
 

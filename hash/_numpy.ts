@@ -5,12 +5,7 @@
 import { ModelFormatError, type ModelFormatErrorCode } from "./errors.ts";
 import { BLOCK_BYTES, type ByteSource, checkRange } from "./_source.ts";
 import type { DType, ModelFormat, Tensor } from "./types.ts";
-import {
-  entryChunks,
-  entryDataOffset,
-  readZipDirectory,
-  type ZipEntry,
-} from "./_zip.ts";
+import { entryChunks, entryDataOffset, readZipDirectory, type ZipEntry } from "./_zip.ts";
 
 /** Largest piece handed out by `chunks()` and largest single read. */
 const CHUNK = BLOCK_BYTES;
@@ -55,9 +50,7 @@ function fail(
   message: string,
   at?: number,
 ): never {
-  const offset = ctx.base !== undefined && at !== undefined
-    ? ctx.base + at
-    : undefined;
+  const offset = ctx.base !== undefined && at !== undefined ? ctx.base + at : undefined;
   throw new ModelFormatError(
     code,
     message,
@@ -298,9 +291,7 @@ function parseDescr(
         ? `Cannot read array${
           of(ctx)
         }: structured dtypes (records with named fields) are not supported`
-        : `Cannot read npy header${
-          of(ctx)
-        }: expected "descr" to be a dtype string, found ${
+        : `Cannot read npy header${of(ctx)}: expected "descr" to be a dtype string, found ${
           describeValue(value)
         }`,
       at,
@@ -329,9 +320,7 @@ function parseDescr(
     fail(
       ctx,
       "unsupported-dtype",
-      `Cannot read array${of(ctx)}: dtype ${
-        JSON.stringify(descr)
-      } is not supported${why}`,
+      `Cannot read array${of(ctx)}: dtype ${JSON.stringify(descr)} is not supported${why}`,
       at,
     );
   }
@@ -388,9 +377,7 @@ function parseHeaderText(
   const fortran = entries.get("fortran_order")!;
   if (fortran.kind !== "bool") {
     header(
-      `expected "fortran_order" to be True or False, found ${
-        describeValue(fortran)
-      }`,
+      `expected "fortran_order" to be True or False, found ${describeValue(fortran)}`,
     );
   }
   const shapeValue = entries.get("shape")!;
@@ -424,9 +411,7 @@ function parseHeaderText(
     fail(
       ctx,
       "truncated",
-      `Cannot read array${of(ctx)}: shape (${
-        shape.join(", ")
-      }) of ${dtype} needs ${
+      `Cannot read array${of(ctx)}: shape (${shape.join(", ")}) of ${dtype} needs ${
         byteLength > Number.MAX_SAFE_INTEGER ? "more than 2^53" : byteLength
       } bytes but only ${dataAvailable} follow the header`,
       dataStart,
@@ -468,15 +453,11 @@ async function readNpyHeader(
       );
     }
     if (head[i] !== MAGIC[i]) {
-      const found = [...head.subarray(0, 6)].map((b) =>
-        b.toString(16).padStart(2, "0")
-      ).join(" ");
+      const found = [...head.subarray(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join(" ");
       fail(
         ctx,
         "bad-header",
-        `Cannot read npy header${
-          of(ctx)
-        }: expected the magic "\\x93NUMPY", found bytes ${found}`,
+        `Cannot read npy header${of(ctx)}: expected the magic "\\x93NUMPY", found bytes ${found}`,
         0,
       );
     }
@@ -516,9 +497,7 @@ async function readNpyHeader(
     );
   }
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  const headerLength = lengthSize === 2
-    ? view.getUint16(8, true)
-    : view.getUint32(8, true);
+  const headerLength = lengthSize === 2 ? view.getUint16(8, true) : view.getUint32(8, true);
   if (headerLength > MAX_HEADER) {
     fail(
       ctx,
@@ -549,9 +528,7 @@ async function readNpyHeader(
       fail(
         ctx,
         "bad-header",
-        `Cannot read npy header${
-          of(ctx)
-        }: version 3.0 headers must be UTF-8, found invalid bytes`,
+        `Cannot read npy header${of(ctx)}: version 3.0 headers must be UTF-8, found invalid bytes`,
         headerOffset,
       );
     }

@@ -375,9 +375,7 @@ async function toTensor(
     const typeName = ONNX_TYPE_NAMES[code] ?? `data type ${code}`;
     return fail(
       "unsupported-dtype",
-      `Cannot read ${label}: ${
-        rec.hasStrings ? "string tensors" : typeName
-      } are not supported`,
+      `Cannot read ${label}: ${rec.hasStrings ? "string tensors" : typeName} are not supported`,
     );
   }
   if (rec.hasSegment) {
@@ -507,8 +505,7 @@ async function openExternalData(
   options: OnnxReadOptions,
   externals: Map<string, ByteSource>,
 ): Promise<{ source: ByteSource; offset: number }> {
-  const fail = (message: string): never =>
-    cur.fail("bad-external-data", message, rec.start);
+  const fail = (message: string): never => cur.fail("bad-external-data", message, rec.start);
   const raw = rec.external.get("location");
   if (raw === undefined) {
     fail(`Cannot read ${label}: its external_data has no location`);
@@ -516,9 +513,7 @@ async function openExternalData(
   const [location, why] = checkLocation(raw!);
   if (why !== undefined) {
     fail(
-      `Cannot read ${label}: its external data location ${
-        JSON.stringify(raw)
-      } is refused (${why})`,
+      `Cannot read ${label}: its external data location ${JSON.stringify(raw)} is refused (${why})`,
     );
   }
   const number = (key: string, dflt: number | undefined): number => {
@@ -532,9 +527,7 @@ async function openExternalData(
     const v = /^[0-9]{1,16}$/.test(text) ? Number(text) : NaN;
     if (!Number.isSafeInteger(v)) {
       fail(
-        `Cannot read ${label}: external_data ${key} ${
-          JSON.stringify(text)
-        } is not a byte count`,
+        `Cannot read ${label}: external_data ${key} ${JSON.stringify(text)} is not a byte count`,
       );
     }
     return v;
@@ -720,8 +713,7 @@ export async function readOnnxMetadataProps(
   source: ByteSource,
 ): Promise<{ key: string; value: string; offset: number; length: number }[]> {
   const cur = new ProtoCursor(source, "onnx");
-  const out: { key: string; value: string; offset: number; length: number }[] =
-    [];
+  const out: { key: string; value: string; offset: number; length: number }[] = [];
   while (cur.pos < source.size) {
     const tag = await cur.tag(source.size);
     if (tag.field === 14 && tag.wire === WIRE_LEN) {

@@ -3,11 +3,7 @@
 // markers, and calls (REDUCE, NEWOBJ, …) become records of the call that the
 // checkpoint reader interprets. Any other global is refused the moment it is
 // read. Every count and length is bounded by the input.
-import {
-  ForbiddenGlobalError,
-  ModelFormatError,
-  type ModelFormatErrorOptions,
-} from "./errors.ts";
+import { ForbiddenGlobalError, ModelFormatError, type ModelFormatErrorOptions } from "./errors.ts";
 import type { ModelFormat } from "./types.ts";
 
 /** A Python global from the allow-list, e.g. `torch._utils._rebuild_tensor_v2`. */
@@ -298,9 +294,7 @@ class Unpickler {
   }
 
   #pop(): PyValue {
-    const base = this.#marks.length > 0
-      ? this.#marks[this.#marks.length - 1]!
-      : 0;
+    const base = this.#marks.length > 0 ? this.#marks[this.#marks.length - 1]! : 0;
     if (this.#stack.length <= base) {
       throw this.#fail("it pops from an empty stack");
     }
@@ -308,9 +302,7 @@ class Unpickler {
   }
 
   #top(): PyValue {
-    const base = this.#marks.length > 0
-      ? this.#marks[this.#marks.length - 1]!
-      : 0;
+    const base = this.#marks.length > 0 ? this.#marks[this.#marks.length - 1]! : 0;
     if (this.#stack.length <= base) {
       throw this.#fail("it reads from an empty stack");
     }

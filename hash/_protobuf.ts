@@ -104,9 +104,9 @@ export class ProtoCursor {
       const atEof = this.pos + n > this.source.size;
       this.fail(
         atEof ? "truncated" : "bad-protobuf",
-        `Cannot read ${what}: it needs ${n} bytes but only ${
-          end - this.pos
-        } remain in the ${atEof ? "file" : "enclosing message"}`,
+        `Cannot read ${what}: it needs ${n} bytes but only ${end - this.pos} remain in the ${
+          atEof ? "file" : "enclosing message"
+        }`,
       );
     }
   }
@@ -153,9 +153,7 @@ export class ProtoCursor {
     if (hi >= 0x200000) {
       this.fail(
         "bad-protobuf",
-        `Cannot read ${what}: the value ${
-          (BigInt(hi) << 32n) | BigInt(lo)
-        } is too large`,
+        `Cannot read ${what}: the value ${(BigInt(hi) << 32n) | BigInt(lo)} is too large`,
         start,
       );
     }
@@ -273,9 +271,7 @@ export class ProtoCursor {
     if (width > 0 && (end - start) % width !== 0) {
       this.fail(
         "bad-protobuf",
-        `Cannot read ${what}: ${
-          end - start
-        } bytes is not a multiple of ${width}`,
+        `Cannot read ${what}: ${end - start} bytes is not a multiple of ${width}`,
         start,
       );
     }

@@ -24,12 +24,7 @@ import {
   readZipDirectory,
   type ZipEntry,
 } from "./_zip.ts";
-import {
-  type DType,
-  DTYPE_SIZES,
-  type ModelFormat,
-  type Tensor,
-} from "./types.ts";
+import { type DType, DTYPE_SIZES, type ModelFormat, type Tensor } from "./types.ts";
 
 const CHUNK = BLOCK_BYTES;
 // data.pkl, or a legacy pickle, larger than this is not a state dict.
@@ -188,9 +183,7 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
     return storage;
   };
   // Error offsets point into the file when the pickle is stored uncompressed.
-  const baseOffset = pkl.method === 0
-    ? await entryDataOffset(source, pkl, ctx.format)
-    : 0;
+  const baseOffset = pkl.method === 0 ? await entryDataOffset(source, pkl, ctx.format) : 0;
   const { value } = unpickle(bytes, 0, {
     file: source.name,
     format: ctx.format,
@@ -233,9 +226,7 @@ function zipStorageReader(
     }
     throw ctx.error(
       "bad-zip",
-      `Cannot read storage "${entry.name}": it ended before byte ${
-        offset + length
-      }`,
+      `Cannot read storage "${entry.name}": it ended before byte ${offset + length}`,
     );
   };
 }
@@ -276,9 +267,9 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
   if (magic !== LEGACY_MAGIC) {
     throw ctx.error(
       "bad-header",
-      `Cannot read legacy PyTorch checkpoint: its magic number is ${
-        describe(magic)
-      }, expected 0x${LEGACY_MAGIC.toString(16)}`,
+      `Cannot read legacy PyTorch checkpoint: its magic number is ${describe(magic)}, expected 0x${
+        LEGACY_MAGIC.toString(16)
+      }`,
       0,
     );
   }
@@ -312,8 +303,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
   >();
   const views = new Map<string, Storage>();
   const rootReader =
-    (key: string) =>
-    (offset: number, length: number): AsyncIterable<Uint8Array> => {
+    (key: string) => (offset: number, length: number): AsyncIterable<Uint8Array> => {
       const data = roots.get(key)?.data;
       if (data === undefined) {
         throw ctx.error(
@@ -346,9 +336,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       return storage;
     }
     // A view of the root storage: (view_key, element offset, element count).
-    const [viewKey, viewOffset, viewSize] = Array.isArray(meta)
-      ? meta as PyValue[]
-      : [];
+    const [viewKey, viewOffset, viewSize] = Array.isArray(meta) ? meta as PyValue[] : [];
     if (
       typeof viewKey !== "string" || !isCount(viewOffset) ||
       !isCount(viewSize) ||
@@ -492,9 +480,7 @@ function parseStorageId(
     );
   if (!Array.isArray(pid) || pid.length !== length || pid[0] !== "storage") {
     throw fail(
-      `is not a ('storage', type, key, location, size${
-        length === 6 ? ", view" : ""
-      }) tuple`,
+      `is not a ('storage', type, key, location, size${length === 6 ? ", view" : ""}) tuple`,
     );
   }
   const [, cls, key, , numel, ...rest] = pid as PyValue[];
@@ -558,9 +544,7 @@ function stateDictTensors(ctx: Context, value: PyValue): Tensor[] {
     ) {
       throw ctx.error(
         "bad-pickle",
-        `Cannot read PyTorch checkpoint: a tensor's key is ${
-          describe(k)
-        }, not a string`,
+        `Cannot read PyTorch checkpoint: a tensor's key is ${describe(k)}, not a string`,
       );
     }
     const name = String(k);
@@ -632,9 +616,7 @@ function tensorView(
   let dtype = storage.dtype;
   if (fn === "torch._utils._rebuild_tensor_v3") {
     const d = args[6];
-    const name = d instanceof PyGlobal && d.module === "torch"
-      ? TORCH_DTYPES[d.name]
-      : undefined;
+    const name = d instanceof PyGlobal && d.module === "torch" ? TORCH_DTYPES[d.name] : undefined;
     if (name === undefined) throw fail("a dtype that is not a torch dtype");
     dtype = name as DType;
   }

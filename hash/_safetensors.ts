@@ -2,12 +2,7 @@
 // data section. Tensors must tile the data section exactly: no overlaps, no
 // gaps, nothing past the end (a gap could hide bytes a different parser reads).
 import { ModelFormatError } from "./errors.ts";
-import {
-  BLOCK_BYTES,
-  type ByteSource,
-  setFileRange,
-  type StreamReader,
-} from "./_source.ts";
+import { BLOCK_BYTES, type ByteSource, setFileRange, type StreamReader } from "./_source.ts";
 import { DTYPE_SIZES } from "./types.ts";
 import type { DType, Tensor } from "./types.ts";
 

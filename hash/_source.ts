@@ -113,9 +113,7 @@ export function checkRange(
     throw new ModelFormatError(
       "truncated",
       `Cannot read ${length} bytes at offset ${offset}: the file is ${source.size} bytes long`,
-      format === undefined
-        ? { file: source.name }
-        : { file: source.name, format },
+      format === undefined ? { file: source.name } : { file: source.name, format },
     );
   }
 }
@@ -184,9 +182,7 @@ export function isPathLike(input: unknown): input is string | URL {
 export function inputName(input: ModelInput): string {
   if (typeof input === "string") return input;
   if (input instanceof URL) {
-    return input.protocol === "file:"
-      ? decodeURIComponent(input.pathname)
-      : input.href;
+    return input.protocol === "file:" ? decodeURIComponent(input.pathname) : input.href;
   }
   if (input instanceof Uint8Array) return "<bytes>";
   if (typeof Blob !== "undefined" && input instanceof Blob) {
@@ -223,9 +219,7 @@ export async function openSource(input: ModelInput): Promise<ByteSource> {
 export function responseBody(res: Response): ReadableStream<Uint8Array> {
   if (!res.ok) {
     throw new TypeError(
-      `Cannot read response from ${
-        res.url || "<response>"
-      }: status ${res.status}`,
+      `Cannot read response from ${res.url || "<response>"}: status ${res.status}`,
     );
   }
   if (res.body === null) return new Blob([]).stream();
@@ -255,9 +249,7 @@ export class StreamReader {
   async #fill(): Promise<boolean> {
     const { value, done } = await this.#reader.read();
     if (done) return false;
-    this.#pending = this.#pending.byteLength === 0
-      ? value
-      : concat(this.#pending, value);
+    this.#pending = this.#pending.byteLength === 0 ? value : concat(this.#pending, value);
     return true;
   }
 

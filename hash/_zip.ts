@@ -128,9 +128,7 @@ export async function readZipDirectory(
   let cdLimit = eocdOffset;
 
   const locator = eocdOffset - ZIP64_LOCATOR_SIZE;
-  const locatorBytes = locator >= 0
-    ? await source.read(locator, ZIP64_LOCATOR_SIZE)
-    : undefined;
+  const locatorBytes = locator >= 0 ? await source.read(locator, ZIP64_LOCATOR_SIZE) : undefined;
   if (
     locatorBytes !== undefined &&
     u32(locatorBytes, 0) === ZIP64_LOCATOR_SIGNATURE
@@ -401,9 +399,7 @@ export async function entryDataOffset(
     throw badZip(
       source,
       format,
-      `Cannot read zip entry "${entry.name}": its local header names "${
-        name ?? "<invalid>"
-      }"`,
+      `Cannot read zip entry "${entry.name}": its local header names "${name ?? "<invalid>"}"`,
       at,
     );
   }

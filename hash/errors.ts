@@ -71,9 +71,7 @@ export class ModelFormatError extends SyntaxError {
     options: ModelFormatErrorOptions = {},
   ) {
     const where = options.file === undefined ? "" : `${options.file}: `;
-    const at = options.offset === undefined
-      ? ""
-      : ` (at byte ${options.offset})`;
+    const at = options.offset === undefined ? "" : ` (at byte ${options.offset})`;
     super(`${where}${message}${at}`, { cause: options.cause });
     this.name = "ModelFormatError";
     this.code = code;
@@ -104,6 +102,8 @@ export class ForbiddenGlobalError extends ModelFormatError {
   readonly global: string;
 
   /**
+   * Creates the error for a refused global.
+   *
    * @param global The refused global as `module.name`.
    * @param options File, format, offset.
    */

@@ -1,13 +1,7 @@
 import { openSource, responseBody } from "./_source.ts";
 import { rangeChunks } from "./_safetensors.ts";
 import { readAhead } from "./_leaves.ts";
-import {
-  createBlake2b,
-  createBlake3,
-  createSha256,
-  type Hasher,
-  toHex,
-} from "./_digest.ts";
+import { createBlake2b, createBlake3, createSha256, type Hasher, toHex } from "./_digest.ts";
 import type { ModelInput } from "./types.ts";
 
 /** Digest algorithms for whole files. */

@@ -30,15 +30,6 @@ export { fileDigest } from "./file_digest.ts";
 export type { FileDigestAlgorithm, FileDigestOptions } from "./file_digest.ts";
 export { DETECT_BYTES, detectFormat } from "./detect_format.ts";
 export { ForbiddenGlobalError, ModelFormatError } from "./errors.ts";
-export type {
-  ModelFormatErrorCode,
-  ModelFormatErrorOptions,
-} from "./errors.ts";
+export type { ModelFormatErrorCode, ModelFormatErrorOptions } from "./errors.ts";
 export { DTYPE_SIZES } from "./types.ts";
-export type {
-  DType,
-  ModelFormat,
-  ModelInput,
-  Tensor,
-  TensorInfo,
-} from "./types.ts";
+export type { DType, ModelFormat, ModelInput, Tensor, TensorInfo } from "./types.ts";

@@ -5,13 +5,7 @@ import {
   type OpenModelOptions,
   openModelSource,
 } from "./open_model.ts";
-import {
-  bytesSource,
-  inputName,
-  isPathLike,
-  responseBody,
-  StreamReader,
-} from "./_source.ts";
+import { bytesSource, inputName, isPathLike, responseBody, StreamReader } from "./_source.ts";
 import { detectFormat } from "./detect_format.ts";
 import { readSafetensorsStream } from "./_safetensors.ts";
 import { readAhead, tensorLeaves } from "./_leaves.ts";
@@ -135,12 +129,8 @@ export async function safeHash(
     );
   }
   await using model = await openModel(input, options);
-  const hasher = algorithm === "seed-xxh64"
-    ? await createXxh64()
-    : await createBlake2b(160);
-  const sorted = [...model.tensors].sort((a, b) =>
-    compareCodePoints(a.name, b.name)
-  );
+  const hasher = algorithm === "seed-xxh64" ? await createXxh64() : await createBlake2b(160);
+  const sorted = [...model.tensors].sort((a, b) => compareCodePoints(a.name, b.name));
   checkUnique(sorted, model.file);
   const progress = progressReporter(options, total(sorted));
   for (const t of sorted) {
@@ -151,9 +141,7 @@ export async function safeHash(
     }
   }
   const digest = hasher.digest();
-  return algorithm === "seed-xxh64"
-    ? BigInt(`0x${toHex(digest)}`).toString()
-    : toHex(digest);
+  return algorithm === "seed-xxh64" ? BigInt(`0x${toHex(digest)}`).toString() : toHex(digest);
 }
 
 /**

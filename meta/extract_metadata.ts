@@ -6,11 +6,7 @@ import {
   StreamReader,
 } from "../hash/_source.ts";
 import { inputName } from "../hash/_source.ts";
-import {
-  parseHeader,
-  parseHeaderLength,
-  readHeader,
-} from "../hash/_safetensors.ts";
+import { parseHeader, parseHeaderLength, readHeader } from "../hash/_safetensors.ts";
 import type { ModelInput } from "../hash/types.ts";
 
 /**

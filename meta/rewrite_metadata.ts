@@ -1,9 +1,5 @@
 import { type ByteSource, openSource } from "../hash/_source.ts";
-import {
-  rangeChunks,
-  readHeader,
-  type SafetensorsHeader,
-} from "../hash/_safetensors.ts";
+import { rangeChunks, readHeader, type SafetensorsHeader } from "../hash/_safetensors.ts";
 import type { ModelInput } from "../hash/types.ts";
 
 /** Options for {@linkcode rewriteMetadata} and {@linkcode updateMeta}. */

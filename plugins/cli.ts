@@ -164,9 +164,7 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
   const algorithm = (values.algorithm ?? "safemodels-v1") as HashAlgorithm;
   if (!ALGORITHMS.includes(algorithm)) {
     throw new UsageError(
-      `unknown --algorithm "${algorithm}", expected one of ${
-        ALGORITHMS.join(", ")
-      }`,
+      `unknown --algorithm "${algorithm}", expected one of ${ALGORITHMS.join(", ")}`,
     );
   }
   const format = values.format as ModelFormat | undefined;
@@ -260,9 +258,7 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
     return 0;
   }
   throw new UsageError(
-    `meta needs "get" or "set", got ${
-      sub === undefined ? "nothing" : `"${sub}"`
-    }`,
+    `meta needs "get" or "set", got ${sub === undefined ? "nothing" : `"${sub}"`}`,
   );
 }
 
@@ -286,9 +282,9 @@ function progressBar(io: CliIO, file: string) {
     const mib = (n: number) => (n / 2 ** 20).toFixed(0);
     Deno.stderr.writeSync(
       new TextEncoder().encode(
-        `\r${"#".repeat(fill)}${"-".repeat(width - fill)} ${
-          (frac * 100).toFixed(0).padStart(3)
-        }% ${mib(bytes)}/${mib(total)} MiB ${file}`,
+        `\r${"#".repeat(fill)}${"-".repeat(width - fill)} ${(frac * 100).toFixed(0).padStart(3)}% ${
+          mib(bytes)
+        }/${mib(total)} MiB ${file}`,
       ),
     );
   };

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import { readNpy, readNpz } from "../../hash/_numpy.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
-import {
-  BLOCK_BYTES,
-  type ByteSource,
-  bytesSource,
-} from "../../hash/_source.ts";
+import { BLOCK_BYTES, type ByteSource, bytesSource } from "../../hash/_source.ts";
 import type { Tensor } from "../../hash/types.ts";
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url);
@@ -31,9 +27,7 @@ function npy(
     dict?: string;
   } = {},
 ): Uint8Array {
-  const shapeText = shape.length === 1
-    ? `(${shape[0]},)`
-    : `(${shape.join(", ")})`;
+  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
   let text = dict ??
     `{'descr': '${descr}', 'fortran_order': ${
       fortran ? "True" : "False"
@@ -458,8 +452,7 @@ Deno.test("readNpy/readNpz: object and structured dtypes are refused", async () 
   await rejects(
     readNpyBytes(
       npy("", [], new Uint8Array(8), {
-        dict:
-          `{'descr': [('a', '<f4'), ('b', '<i4')], 'fortran_order': False, 'shape': (1,), }`,
+        dict: `{'descr': [('a', '<f4'), ('b', '<i4')], 'fortran_order': False, 'shape': (1,), }`,
       }),
     ),
     "unsupported-dtype",

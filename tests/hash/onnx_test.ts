@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  readOnnx,
-  readOnnxMetadataProps,
-  resolveExternalLocation,
-} from "../../hash/_onnx.ts";
+import { readOnnx, readOnnxMetadataProps, resolveExternalLocation } from "../../hash/_onnx.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
-import {
-  BLOCK_BYTES,
-  type ByteSource,
-  bytesSource,
-} from "../../hash/_source.ts";
+import { BLOCK_BYTES, type ByteSource, bytesSource } from "../../hash/_source.ts";
 import { fileSource } from "../../hash/_source_fs.ts";
 import type { Tensor } from "../../hash/types.ts";
 
@@ -22,9 +14,7 @@ const safetensorsUrl = new URL("tiny-bert/model.safetensors", fixtures);
 type Part = Uint8Array | number[];
 
 function cat(...parts: Part[]): Uint8Array {
-  const arrays = parts.map((p) =>
-    p instanceof Uint8Array ? p : Uint8Array.from(p)
-  );
+  const arrays = parts.map((p) => p instanceof Uint8Array ? p : Uint8Array.from(p));
   const out = new Uint8Array(arrays.reduce((n, a) => n + a.byteLength, 0));
   let at = 0;
   for (const a of arrays) {
@@ -46,18 +36,14 @@ function varint(value: number | bigint): number[] {
 }
 
 const key = (field: number, wire: number) => varint(field * 8 + wire);
-const vint = (field: number, value: number | bigint) =>
-  cat(key(field, 0), varint(value));
+const vint = (field: number, value: number | bigint) => cat(key(field, 0), varint(value));
 const len = (field: number, ...payload: Part[]) => {
   const body = cat(...payload);
   return cat(key(field, 2), varint(body.byteLength), body);
 };
-const str = (field: number, s: string) =>
-  len(field, new TextEncoder().encode(s));
-const packed = (field: number, values: (number | bigint)[]) =>
-  len(field, ...values.map(varint));
-const entry = (field: number, k: string, v: string) =>
-  len(field, str(1, k), str(2, v));
+const str = (field: number, s: string) => len(field, new TextEncoder().encode(s));
+const packed = (field: number, values: (number | bigint)[]) => len(field, ...values.map(varint));
+const entry = (field: number, k: string, v: string) => len(field, str(1, k), str(2, v));
 
 function le(
   Ctor: Float32ArrayConstructor | Float64ArrayConstructor,

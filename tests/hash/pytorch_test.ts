@@ -2,18 +2,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
 import { readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
-import {
-  NeedMoreInput,
-  PyCall,
-  type PyValue,
-  unpickle,
-} from "../../hash/_pickle.ts";
+import { NeedMoreInput, PyCall, type PyValue, unpickle } from "../../hash/_pickle.ts";
 import { readEntry, readZipDirectory } from "../../hash/_zip.ts";
-import {
-  BLOCK_BYTES,
-  type ByteSource,
-  bytesSource,
-} from "../../hash/_source.ts";
+import { BLOCK_BYTES, type ByteSource, bytesSource } from "../../hash/_source.ts";
 import { ForbiddenGlobalError, ModelFormatError } from "../../hash/errors.ts";
 import type { Tensor } from "../../hash/types.ts";
 
@@ -64,8 +55,7 @@ async function tensorBytes(t: Tensor): Promise<Uint8Array> {
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 function isFormatError(code?: string) {
-  return (e: unknown) =>
-    e instanceof ModelFormatError && (code === undefined || e.code === code);
+  return (e: unknown) => e instanceof ModelFormatError && (code === undefined || e.code === code);
 }
 
 /** A source that records every read, to check what a reader touches. */
@@ -347,9 +337,7 @@ function buildZip(
     offset += b.byteLength;
   };
   for (const m of members) {
-    const payload = m.deflate
-      ? new Uint8Array(zlib.deflateRawSync(m.data))
-      : m.data;
+    const payload = m.deflate ? new Uint8Array(zlib.deflateRawSync(m.data)) : m.data;
     const name = new TextEncoder().encode(m.name);
     const method = m.deflate ? 8 : 0;
     const crc = zlib.crc32(m.data);
@@ -451,8 +439,7 @@ function gather(
 function torchZip(
   pkl: Uint8Array,
   storages: Record<string, Uint8Array>,
-  options: { deflate?: boolean; extra?: { name: string; data: Uint8Array }[] } =
-    {},
+  options: { deflate?: boolean; extra?: { name: string; data: Uint8Array }[] } = {},
 ): ByteSource {
   return bytesSource(
     buildZip([
@@ -524,8 +511,7 @@ for (const deflate of [false, true]) {
       ],
       [
         "empty",
-        (p) =>
-          emitTensor(p, { key: "0", numel: 60, offset: 60, shape: [0, 5] }),
+        (p) => emitTensor(p, { key: "0", numel: 60, offset: 60, shape: [0, 5] }),
       ],
       ["f8", (p) => {
         // _rebuild_tensor_v3(UntypedStorage, 1, (3,), (1,), False, {}, torch.float8_e4m3fn)
@@ -868,8 +854,7 @@ Deno.test("pytorch: legacy storage views and errors", async () => {
 // --- The unpickler ------------------------------------------------------------
 
 const opts = { file: "<test>", format: "pytorch-zip" as const };
-const run = (bytes: number[] | Uint8Array) =>
-  unpickle(new Uint8Array(bytes), 0, opts).value;
+const run = (bytes: number[] | Uint8Array) => unpickle(new Uint8Array(bytes), 0, opts).value;
 
 Deno.test("pickle: values and opcodes", () => {
   assert.equal(run([0x80, 2, 0x8a, 1, 0xff, 0x2e]), -1); // LONG1 -1

@@ -245,8 +245,7 @@ Deno.test("safeHash() reports progress, honours abort and refuses unknown algori
 
 Deno.test("safeHash() hashes a multi-block model the same on the main thread and on workers", async () => {
   // 3 tensors spanning several 4 MiB blocks, so lanes interleave.
-  const big = (n: number, seed: number) =>
-    new Uint8Array(n).map((_, i) => (i * seed) & 255);
+  const big = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * seed) & 255);
   const file = buildSafetensors({
     a: { dtype: "U8", shape: [9 << 20], data: big(9 << 20, 7) },
     b: { dtype: "U8", shape: [5], data: big(5, 3) },

@@ -1,13 +1,6 @@
 import assert from "node:assert/strict";
 import { ModelFormatError, openModel, safeHash } from "../../hash/mod.ts";
-import {
-  buildSafetensors,
-  collect,
-  expected,
-  fixture,
-  prng,
-  sha256hex,
-} from "../_helpers.ts";
+import { buildSafetensors, collect, expected, fixture, prng, sha256hex } from "../_helpers.ts";
 
 type Expected = Record<
   string,
@@ -15,8 +8,7 @@ type Expected = Record<
 >;
 
 Deno.test("openModel() reads every safetensors tensor as in expected.json", async () => {
-  const want =
-    (expected("tensors")["mixed.safetensors"] as { tensors: Expected }).tensors;
+  const want = (expected("tensors")["mixed.safetensors"] as { tensors: Expected }).tensors;
   await using model = await openModel(fixture("tensors/mixed.safetensors"));
   assert.equal(model.format, "safetensors");
   assert.deepEqual(model.metadata, { format: "pt", hello: "world" });
@@ -173,9 +165,7 @@ Deno.test("openModel() fuzz: mutated safetensors headers parse or throw ModelFor
     const edits = 1 + Math.floor(rand() * 4);
     for (let k = 0; k < edits; k++) {
       const at = Math.floor(rand() * (8 + n));
-      m[at] = rand() < 0.7
-        ? ascii[Math.floor(rand() * ascii.length)]!
-        : Math.floor(rand() * 256);
+      m[at] = rand() < 0.7 ? ascii[Math.floor(rand() * ascii.length)]! : Math.floor(rand() * 256);
     }
     try {
       await using model = await openModel(m);

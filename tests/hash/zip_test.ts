@@ -142,13 +142,11 @@ async function drain(
 }
 
 function isFormatError(code?: string) {
-  return (e: unknown) =>
-    e instanceof ModelFormatError && (code === undefined || e.code === code);
+  return (e: unknown) => e instanceof ModelFormatError && (code === undefined || e.code === code);
 }
 
 const text = (s: string) => new TextEncoder().encode(s);
-const sample = (n: number) =>
-  Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 5)) & 0xff);
+const sample = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 5)) & 0xff);
 
 // --- Reading ---------------------------------------------------------------
 

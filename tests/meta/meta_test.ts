@@ -1,11 +1,7 @@
 // Tests for meta/: extractMetadata, updateMeta and rewriteMetadata.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  extractMetadata,
-  rewriteMetadata,
-  updateMeta,
-} from "../../meta/mod.ts";
+import { extractMetadata, rewriteMetadata, updateMeta } from "../../meta/mod.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
 import { type HashAlgorithm, safeHash } from "../../hash/safe_hash.ts";
 import { buildSafetensors, collect, fixture, prng } from "../_helpers.ts";
@@ -60,9 +56,7 @@ async function openFds(): Promise<number> {
     args: [`/proc/${Deno.pid}/fd`],
     stderr: "null",
   }).output();
-  return code === 0
-    ? new TextDecoder().decode(stdout).split("\n").filter(Boolean).length
-    : 0;
+  return code === 0 ? new TextDecoder().decode(stdout).split("\n").filter(Boolean).length : 0;
 }
 
 async function hashes(input: string | Uint8Array): Promise<string[]> {
@@ -437,8 +431,7 @@ Deno.test("updateMeta: (setup for the write-failure test)", async () => {
   noWriteBefore = await Deno.readFile(await copyTo(noWriteDir, MIXED));
 });
 Deno.test({
-  name:
-    "updateMeta: a failed write leaves the original intact (no write permission)",
+  name: "updateMeta: a failed write leaves the original intact (no write permission)",
   permissions: { read: true, write: false, run: true },
   async fn() {
     const path = join(noWriteDir, "model.safetensors");

@@ -109,9 +109,7 @@ Deno.test("cli hash: --algorithm seed-xxh64 and seed-blake2b160 match expected.j
   assert.deepEqual(b.out, [`${mixedExpected.seed_blake2b160}  ${MIXED}`]);
   const c = await run("hash", `--algorithm=seed-xxh64`, MIXED_BIN);
   assert.deepEqual(c.out, [
-    `${
-      (expected("tensors")["mixed.bin"] as Record<string, string>).seed_xxh64
-    }  ${MIXED_BIN}`,
+    `${(expected("tensors")["mixed.bin"] as Record<string, string>).seed_xxh64}  ${MIXED_BIN}`,
   ]);
 });
 

@@ -1,0 +1,98 @@
+// `deno task demo`: the foundation at work on a model this script makes
+// itself (no downloads, nothing from ../shared). It writes a small
+// transformer-shaped safetensors file into a temporary folder, hashes it three
+// ways, rewrites its metadata (the tensor hash does not move), then flips one
+// byte of one weight and shows that the hash, and the manifest, catch it.
+import { hashManifest, ModelFormatError, safeHash } from "./hash/mod.ts";
+import { extractMetadata, updateMeta } from "./meta/mod.ts";
+
+function safetensors(
+  tensors: Record<string, { shape: number[]; data: Float32Array }>,
+): Uint8Array {
+  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
+  let at = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = {
+      dtype: "F32",
+      shape: t.shape,
+      data_offsets: [at, at + t.data.byteLength],
+    };
+    at += t.data.byteLength;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const n = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + n + at).fill(0x20, 8, 8 + n);
+  new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
+  out.set(json, 8);
+  let p = 8 + n;
+  for (const t of Object.values(tensors)) {
+    out.set(new Uint8Array(t.data.buffer), p);
+    p += t.data.byteLength;
+  }
+  return out;
+}
+
+// Deterministic "weights" so every run prints the same hashes.
+let seed = 42;
+const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5;
+const weights = (n: number) => Float32Array.from({ length: n }, rand);
+
+const dir = await Deno.makeTempDir({ prefix: "safemodels-demo-" });
+const file = `${dir}/model.safetensors`;
+try {
+  await Deno.writeFile(
+    file,
+    safetensors({
+      "embed.weight": { shape: [64, 16], data: weights(64 * 16) },
+      "layer.0.attn.weight": { shape: [16, 16], data: weights(256) },
+      "layer.0.attn.bias": { shape: [16], data: weights(16) },
+      "norm.weight": { shape: [16], data: weights(16) },
+    }),
+  );
+  console.log(`Wrote ${file}\n`);
+
+  const hash = await safeHash(file);
+  console.log("safeHash (safemodels-v1):", hash);
+  console.log(
+    "seed-xxh64:              ",
+    await safeHash(file, { algorithm: "seed-xxh64" }),
+  );
+  console.log(
+    "seed-blake2b160:         ",
+    await safeHash(file, { algorithm: "seed-blake2b160" }),
+  );
+
+  await updateMeta(file, { name: "demo-model", version: "1.0.0" });
+  console.log("\nMetadata after updateMeta:", await extractMetadata(file));
+  const after = await safeHash(file);
+  console.log("Tensor hash unchanged:    ", after === hash);
+  if (after !== hash) {
+    throw new Error("metadata rewrite changed the tensor hash");
+  }
+
+  const before = await hashManifest(file);
+  const bytes = await Deno.readFile(file);
+  bytes[bytes.length - 70]! ^= 0x01; // one bit of one weight
+  await Deno.writeFile(file, bytes);
+  const tampered = await hashManifest(file);
+  console.log("\nAfter flipping one bit:   ", tampered.hash);
+  const changed = tampered.tensors.filter((t, i) => t.sha256 !== before.tensors[i]!.sha256);
+  console.log(
+    "Tensors that changed:     ",
+    changed.map((t) => t.name).join(", "),
+  );
+  if (tampered.hash === hash || changed.length !== 1) {
+    throw new Error("tampering went unnoticed");
+  }
+
+  // Bad input is refused with a typed error that says what and where.
+  await Deno.writeFile(file, bytes.subarray(0, bytes.length - 10));
+  try {
+    await safeHash(file);
+  } catch (e) {
+    if (!(e instanceof ModelFormatError)) throw e;
+    console.log(`\nA truncated copy is refused (${e.code}):\n  ${e.message}`);
+  }
+} finally {
+  await Deno.remove(dir, { recursive: true });
+}
