@@ -1,6 +1,17 @@
 import type { ModelFormat } from "./types.ts";
 
-/** How many leading bytes {@linkcode detectFormat} looks at. */
+/**
+ * How many leading bytes {@linkcode detectFormat} looks at.
+ *
+ * @example Detecting from a file head
+ * ```ts
+ * import { DETECT_BYTES, detectFormat } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new Uint8Array(DETECT_BYTES);
+ * assert.equal(detectFormat(head), undefined);
+ * ```
+ */
 export const DETECT_BYTES = 16;
 
 const LEGACY_TORCH = [

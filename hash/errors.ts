@@ -6,7 +6,18 @@
 
 import type { ModelFormat } from "./types.ts";
 
-/** Why a model file was refused; see {@linkcode ModelFormatError.code}. */
+/**
+ * Why a model file was refused; see {@linkcode ModelFormatError.code}.
+ *
+ * @example Branching on the reason
+ * ```ts
+ * import { ModelFormatError, type ModelFormatErrorCode } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const code: ModelFormatErrorCode = new ModelFormatError("truncated", "Cannot read").code;
+ * assert.equal(code, "truncated");
+ * ```
+ */
 export type ModelFormatErrorCode =
   | "unknown-format"
   | "truncated"
@@ -20,7 +31,18 @@ export type ModelFormatErrorCode =
   | "bad-protobuf"
   | "bad-external-data";
 
-/** Options for {@linkcode ModelFormatError}. */
+/**
+ * Options for {@linkcode ModelFormatError}.
+ *
+ * @example Naming the file and offset
+ * ```ts
+ * import { ModelFormatError } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const e = new ModelFormatError("bad-header", "Cannot parse header", { file: "m.safetensors", offset: 8 });
+ * assert.equal(e.message, "m.safetensors: Cannot parse header (at byte 8)");
+ * ```
+ */
 export interface ModelFormatErrorOptions {
   /** The file (path or description) the error is about. */
   file?: string;

@@ -4,10 +4,31 @@ import { readAhead } from "./_leaves.ts";
 import { createBlake2b, createBlake3, createSha256, type Hasher, toHex } from "./_digest.ts";
 import type { ModelInput } from "./types.ts";
 
-/** Digest algorithms for whole files. */
+/**
+ * Digest algorithms for whole files.
+ *
+ * @example BLAKE3 of a file
+ * ```ts
+ * import { type FileDigestAlgorithm, fileDigest } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const algorithm: FileDigestAlgorithm = "blake3";
+ * assert.equal((await fileDigest(new Uint8Array(), { algorithm })).length, 64);
+ * ```
+ */
 export type FileDigestAlgorithm = "sha256" | "blake2b" | "blake3";
 
-/** Options for {@linkcode fileDigest}. */
+/**
+ * Options for {@linkcode fileDigest}.
+ *
+ * @example Digest with progress
+ * ```ts ignore
+ * import { fileDigest, type FileDigestOptions } from "@safemodels/safemodels/hash";
+ *
+ * const options: FileDigestOptions = { algorithm: "sha256", onProgress: (b) => console.log(b) };
+ * await fileDigest("model.onnx", options);
+ * ```
+ */
 export interface FileDigestOptions {
   /**
    * The digest algorithm (`blake2b` is BLAKE2b-512, `blake3` 256-bit).

@@ -4,7 +4,19 @@ import { type ByteSource, isPathLike, openSource } from "./_source.ts";
 import { readSafetensors } from "./_safetensors.ts";
 import type { ModelFormat, ModelInput, Tensor } from "./types.ts";
 
-/** Options for {@linkcode openModel}. */
+/**
+ * Options for {@linkcode openModel}.
+ *
+ * @example Resolving ONNX external data yourself
+ * ```ts ignore
+ * import { openModel, type OpenModelOptions } from "@safemodels/safemodels/hash";
+ *
+ * const options: OpenModelOptions = {
+ *   openExternal: (location) => fetch(new URL(location, "https://example.com/onnx/")),
+ * };
+ * await using model = await openModel(await fetch("https://example.com/onnx/model.onnx"), options);
+ * ```
+ */
 export interface OpenModelOptions {
   /**
    * Read the input as this format instead of detecting it from its content.
@@ -22,7 +34,21 @@ export interface OpenModelOptions {
   openExternal?: (location: string) => ModelInput | Promise<ModelInput>;
 }
 
-/** A model file opened for reading; close it (or use `await using`) when done. */
+/**
+ * A model file opened for reading; close it (or use `await using`) when done.
+ *
+ * @example Closing a model
+ * ```ts ignore
+ * import { openModel, type OpenedModel } from "@safemodels/safemodels/hash";
+ *
+ * const model: OpenedModel = await openModel("pytorch_model.bin");
+ * try {
+ *   console.log(model.format, model.tensors.length);
+ * } finally {
+ *   await model.close();
+ * }
+ * ```
+ */
 export interface OpenedModel extends AsyncDisposable {
   /** The file's name for messages (its path, or `<bytes>`, `<stream>`, …). */
   readonly file: string;

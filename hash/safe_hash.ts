@@ -26,10 +26,28 @@ import type { DType, ModelFormat, ModelInput, Tensor } from "./types.ts";
  * - `"seed-xxh64"`: the seed project's hash: xxh64 (seed 0) over all tensors'
  *   bytes, sorted by name; an unsigned decimal string.
  * - `"seed-blake2b160"`: the same bytes through BLAKE2b-160, as hex.
+ *
+ * @example Choosing the seed hash
+ * ```ts ignore
+ * import { type HashAlgorithm, safeHash } from "@safemodels/safemodels/hash";
+ *
+ * const algorithm: HashAlgorithm = "seed-xxh64";
+ * console.log(await safeHash("model.safetensors", { algorithm }));
+ * ```
  */
 export type HashAlgorithm = "safemodels-v1" | "seed-xxh64" | "seed-blake2b160";
 
-/** Progress of a running hash, reported to {@linkcode SafeHashOptions.onProgress}. */
+/**
+ * Progress of a running hash, reported to {@linkcode SafeHashOptions.onProgress}.
+ *
+ * @example Printing progress
+ * ```ts ignore
+ * import { type HashProgress, safeHash } from "@safemodels/safemodels/hash";
+ *
+ * const onProgress = (p: HashProgress) => console.log(`${p.bytes} / ${p.totalBytes ?? "?"}`);
+ * await safeHash("model.safetensors", { onProgress });
+ * ```
+ */
 export interface HashProgress {
   /** Tensor bytes hashed so far. */
   bytes: number;
@@ -37,7 +55,17 @@ export interface HashProgress {
   totalBytes: number | undefined;
 }
 
-/** Options for {@linkcode safeHash} and {@linkcode hashManifest}. */
+/**
+ * Options for {@linkcode safeHash} and {@linkcode hashManifest}.
+ *
+ * @example Hashing on one thread with a time limit
+ * ```ts ignore
+ * import { safeHash, type SafeHashOptions } from "@safemodels/safemodels/hash";
+ *
+ * const options: SafeHashOptions = { workers: 0, signal: AbortSignal.timeout(60_000) };
+ * await safeHash("model.safetensors", options);
+ * ```
+ */
 export interface SafeHashOptions extends OpenModelOptions {
   /**
    * The hash algorithm.
@@ -56,7 +84,18 @@ export interface SafeHashOptions extends OpenModelOptions {
   signal?: AbortSignal;
 }
 
-/** One tensor in a {@linkcode HashManifest}. */
+/**
+ * One tensor in a {@linkcode HashManifest}.
+ *
+ * @example Finding what changed
+ * ```ts ignore
+ * import { hashManifest, type ManifestTensor } from "@safemodels/safemodels/hash";
+ *
+ * const before: ManifestTensor[] = (await hashManifest("old.safetensors")).tensors;
+ * const after = (await hashManifest("new.safetensors")).tensors;
+ * console.log(after.filter((t, i) => t.sha256 !== before[i]?.sha256).map((t) => t.name));
+ * ```
+ */
 export interface ManifestTensor {
   /** Tensor name. */
   name: string;
@@ -68,7 +107,17 @@ export interface ManifestTensor {
   sha256: string;
 }
 
-/** The leaves of a `"safemodels-v1"` hash: enough to recompute and audit it. */
+/**
+ * The leaves of a `"safemodels-v1"` hash: enough to recompute and audit it.
+ *
+ * @example Saving a manifest
+ * ```ts ignore
+ * import { hashManifest, type HashManifest } from "@safemodels/safemodels/hash";
+ *
+ * const manifest: HashManifest = await hashManifest("model.safetensors");
+ * await Deno.writeTextFile("model.manifest.json", JSON.stringify(manifest, null, 2));
+ * ```
+ */
 export interface HashManifest {
   /** Always `"safemodels-v1"`. */
   algorithm: "safemodels-v1";

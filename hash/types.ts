@@ -9,6 +9,16 @@
  * A tensor element type, spelled as in the safetensors header (`F32`, `BF16`,
  * `I64`, `BOOL`, …). Every reader maps its own type codes onto these names, so
  * the same weights get the same dtype whatever file they came from.
+ *
+ * @example Checking a dtype
+ * ```ts
+ * import type { DType } from "@safemodels/safemodels/hash";
+ * import { DTYPE_SIZES } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const dtype: DType = "BF16";
+ * assert.equal(DTYPE_SIZES[dtype], 2);
+ * ```
  */
 export type DType =
   | "F64"
@@ -32,7 +42,17 @@ export type DType =
   | "C64"
   | "C128";
 
-/** Size in bytes of one element of each {@linkcode DType}. */
+/**
+ * Size in bytes of one element of each {@linkcode DType}.
+ *
+ * @example Bytes of a tensor
+ * ```ts
+ * import { DTYPE_SIZES } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(DTYPE_SIZES.F32 * 10 * 4, 160);
+ * ```
+ */
 export const DTYPE_SIZES: Readonly<Record<DType, number>> = {
   F64: 8,
   F32: 4,
@@ -56,7 +76,17 @@ export const DTYPE_SIZES: Readonly<Record<DType, number>> = {
   C128: 16,
 };
 
-/** The model file formats that safemodels reads. */
+/**
+ * The model file formats that safemodels reads.
+ *
+ * @example Forcing a format
+ * ```ts ignore
+ * import { type ModelFormat, safeHash } from "@safemodels/safemodels/hash";
+ *
+ * const format: ModelFormat = "npz";
+ * const hash = (file: string) => safeHash(file, { format });
+ * ```
+ */
 export type ModelFormat =
   | "safetensors"
   | "pytorch-zip"
@@ -65,7 +95,18 @@ export type ModelFormat =
   | "npz"
   | "onnx";
 
-/** What is known about a tensor before its bytes are read. */
+/**
+ * What is known about a tensor before its bytes are read.
+ *
+ * @example Describing a tensor
+ * ```ts
+ * import type { TensorInfo } from "@safemodels/safemodels/hash";
+ * import assert from "node:assert/strict";
+ *
+ * const info: TensorInfo = { name: "w", dtype: "F16", shape: [3, 5], byteLength: 30 };
+ * assert.equal(info.shape.reduce((a, b) => a * b) * 2, info.byteLength);
+ * ```
+ */
 export interface TensorInfo {
   /** The tensor's name (state-dict key, npz member, ONNX initializer name). */
   name: string;
@@ -77,7 +118,22 @@ export interface TensorInfo {
   byteLength: number;
 }
 
-/** A tensor whose bytes can be read, in logical C order and little-endian. */
+/**
+ * A tensor whose bytes can be read, in logical C order and little-endian.
+ *
+ * @example Reading a tensor's bytes
+ * ```ts ignore
+ * import { openModel, type Tensor } from "@safemodels/safemodels/hash";
+ *
+ * async function bytesOf(t: Tensor): Promise<number> {
+ *   let n = 0;
+ *   for await (const chunk of t.chunks()) n += chunk.byteLength;
+ *   return n;
+ * }
+ * await using model = await openModel("model.safetensors");
+ * for (const t of model.tensors) console.log(t.name, await bytesOf(t));
+ * ```
+ */
 export interface Tensor extends TensorInfo {
   /**
    * Streams the tensor's bytes in logical C order (row-major, little-endian),
@@ -92,6 +148,14 @@ export interface Tensor extends TensorInfo {
 /**
  * The inputs every safemodels function accepts: a path or `file:` URL (Deno
  * and Node only), bytes, a `Blob`/`File`, a byte stream or a fetch `Response`.
+ *
+ * @example Hashing a download as it streams
+ * ```ts ignore
+ * import { type ModelInput, safeHash } from "@safemodels/safemodels/hash";
+ *
+ * const input: ModelInput = await fetch("https://example.com/model.safetensors");
+ * console.log(await safeHash(input));
+ * ```
  */
 export type ModelInput =
   | string

@@ -2,7 +2,17 @@ import { type ByteSource, openSource } from "../hash/_source.ts";
 import { rangeChunks, readHeader, type SafetensorsHeader } from "../hash/_safetensors.ts";
 import type { ModelInput } from "../hash/types.ts";
 
-/** Options for {@linkcode rewriteMetadata} and {@linkcode updateMeta}. */
+/**
+ * Options for {@linkcode rewriteMetadata} and {@linkcode updateMeta}.
+ *
+ * @example Replacing all metadata
+ * ```ts ignore
+ * import { updateMeta, type RewriteMetadataOptions } from "@safemodels/safemodels/meta";
+ *
+ * const options: RewriteMetadataOptions = { clobber: true };
+ * await updateMeta("model.safetensors", { format: "pt" }, options);
+ * ```
+ */
 export interface RewriteMetadataOptions {
   /**
    * Replace the whole `__metadata__` instead of merging into it.

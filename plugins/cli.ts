@@ -48,7 +48,18 @@ Exit status: 0 success, 1 failed check, 2 usage or input error.`;
 /** A usage or input error: printed as one line, exit status 2. */
 class UsageError extends Error {}
 
-/** Where the CLI writes; replaced in tests. */
+/**
+ * Where the CLI writes; replaced in tests.
+ *
+ * @example Capturing output
+ * ```ts
+ * import { type CliIO, main } from "@safemodels/safemodels/cli";
+ *
+ * const lines: string[] = [];
+ * const io: CliIO = { out: (s) => lines.push(s), err: (s) => lines.push(s), isTerminal: false };
+ * await main(["--help"], io);
+ * ```
+ */
 export interface CliIO {
   /** Standard output. */
   out(line: string): void;
