@@ -15,7 +15,9 @@ export type InvalidSignatureCode =
   | "wrong-signer"
   | "wrong-model"
   | "wrong-version"
-  | "bad-statement";
+  | "bad-statement"
+  | "not-locked"
+  | "lock-mismatch";
 
 /** Options shared by the error classes. */
 export interface SignErrorOptions {

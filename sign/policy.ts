@@ -1,0 +1,215 @@
+import { InvalidSignature } from "./errors.ts";
+import type { TrustMaterial, VerifiedSigner } from "./types.ts";
+
+/** A value to match: an exact string, or a `RegExp` that must match the whole value. */
+export type Matcher = string | RegExp;
+
+/**
+ * An accepted keyless signer: the identity in the Fulcio certificate (an
+ * email or URI subject alternative name) and the OIDC issuer that vouched for
+ * it. Strings match exactly; a `RegExp` (only when you pass one) must match
+ * the whole value.
+ */
+export interface Issuer {
+  /** The certificate identity, e.g. `"release@example.com"` or a workflow URI. */
+  readonly identity: Matcher;
+  /** The OIDC issuer, e.g. `"https://token.actions.githubusercontent.com"`. */
+  readonly issuer: Matcher;
+}
+
+/**
+ * Builds an accepted keyless signer, as the seed project's `Issuer(...)`.
+ *
+ * @param signer The identity and issuer to accept.
+ * @returns A frozen {@linkcode Issuer}.
+ * @throws {TypeError} When either field is empty or not a string or `RegExp`.
+ *
+ * @example Accepting a GitHub Actions workflow
+ * ```ts
+ * import { Issuer } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * const ci = Issuer({
+ *   identity: /https:\/\/github\.com\/acme\/models\/\.github\/workflows\/release\.yml@refs\/tags\/v[0-9.]+$/,
+ *   issuer: "https://token.actions.githubusercontent.com",
+ * });
+ * assert.equal(ci.issuer, "https://token.actions.githubusercontent.com");
+ * ```
+ */
+export function Issuer(signer: { identity: Matcher; issuer: Matcher }): Issuer {
+  for (const key of ["identity", "issuer"] as const) {
+    const v = signer?.[key];
+    if (!(v instanceof RegExp) && (typeof v !== "string" || v === "")) {
+      throw new TypeError(
+        `Cannot create Issuer: ${key} must be a non-empty string or a RegExp, got ${
+          v === "" ? "an empty string" : typeof v
+        }`,
+      );
+    }
+  }
+  return Object.freeze({ identity: signer.identity, issuer: signer.issuer });
+}
+
+/** What a trust policy accepts. Every field is optional; what is absent is not trusted. */
+export interface TrustPolicy extends TrustMaterial {
+  /**
+   * Accepted keyless signers. A keyless signature is accepted only when its
+   * certificate matches one of these.
+   * @default {[]}
+   */
+  signers?: Issuer[];
+  /**
+   * Whether a model without any signature is refused (`"required"`) or let
+   * through (`"optional"`). Present signatures are always checked.
+   * @default {"required"}
+   */
+  signatures?: "required" | "optional";
+}
+
+let processDefault: TrustPolicy | undefined;
+
+/**
+ * Sets the process-wide default trust policy, used wherever a function takes
+ * an optional `policy`: the seed project's `init(Issuer(...))`.
+ *
+ * @param policy A policy, one accepted signer or a list of them.
+ * @returns The normalized policy now in force.
+ * @throws {TypeError} When the policy is malformed.
+ *
+ * @example Trusting one release identity
+ * ```ts
+ * import { init, Issuer } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * const policy = init(Issuer({ identity: "release@example.com", issuer: "https://accounts.google.com" }));
+ * assert.equal(policy.signers?.length, 1);
+ * ```
+ */
+export function init(policy: TrustPolicy | Issuer | Issuer[]): TrustPolicy {
+  processDefault = toPolicy(policy);
+  return processDefault;
+}
+
+/**
+ * Turns what `init` accepts into a {@linkcode TrustPolicy} (validated copy).
+ *
+ * @param policy A policy, one accepted signer or a list of them.
+ * @returns The policy.
+ * @throws {TypeError} When the policy is malformed.
+ *
+ * @example Normalizing a list of signers
+ * ```ts
+ * import { Issuer, toPolicy } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * const p = toPolicy([Issuer({ identity: "a@example.com", issuer: "https://issuer.example" })]);
+ * assert.equal(p.signatures, "required");
+ * ```
+ */
+export function toPolicy(policy: TrustPolicy | Issuer | Issuer[]): TrustPolicy {
+  if (Array.isArray(policy)) return toPolicy({ signers: policy });
+  if (typeof policy !== "object" || policy === null) {
+    throw new TypeError(`Cannot use trust policy: expected an object, got ${typeof policy}`);
+  }
+  if ("identity" in policy && "issuer" in policy) {
+    return toPolicy({ signers: [policy as Issuer] });
+  }
+  const p = policy as TrustPolicy;
+  const out: TrustPolicy = {
+    signers: (p.signers ?? []).map((s) => Issuer(s)),
+    publicKeys: [...(p.publicKeys ?? [])],
+    certificateRoots: [...(p.certificateRoots ?? [])],
+    signatures: p.signatures ?? "required",
+  };
+  if (p.trustedRoot !== undefined) out.trustedRoot = p.trustedRoot;
+  if (out.signatures !== "required" && out.signatures !== "optional") {
+    throw new TypeError(
+      `Cannot use trust policy: signatures must be "required" or "optional", got ${
+        JSON.stringify(p.signatures)
+      }`,
+    );
+  }
+  return out;
+}
+
+/**
+ * The policy to use: the one given, else the process default set by
+ * {@linkcode init}.
+ *
+ * @param policy An explicit policy, if any.
+ * @returns The policy.
+ * @throws {TypeError} When neither is set (verification fails closed).
+ *
+ * @example Falling back to the process default
+ * ```ts
+ * import { init, Issuer, resolvePolicy } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * init([Issuer({ identity: "a@example.com", issuer: "https://issuer.example" })]);
+ * assert.equal(resolvePolicy().signers?.[0]?.identity, "a@example.com");
+ * ```
+ */
+export function resolvePolicy(policy?: TrustPolicy | Issuer | Issuer[]): TrustPolicy {
+  if (policy !== undefined) return toPolicy(policy);
+  if (processDefault) return processDefault;
+  throw new TypeError(
+    "Cannot verify: no trust policy given and none set with init() (pass { policy } or call init(Issuer({ identity, issuer })))",
+  );
+}
+
+function matches(m: Matcher, value: string): boolean {
+  if (typeof m === "string") return m === value;
+  const re = new RegExp(m.source, m.flags.replace(/[gy]/g, ""));
+  const found = re.exec(value);
+  return found !== null && found.index === 0 && found[0] === value;
+}
+
+function show(m: Matcher): string {
+  return typeof m === "string" ? m : String(m);
+}
+
+/**
+ * Checks that a verified signer is one the policy accepts. Keys and
+ * certificate chains were already checked against the policy's key material
+ * when the bundle was verified; keyless signers must match an
+ * {@linkcode Issuer}.
+ *
+ * @param signer Who signed, from a verified bundle.
+ * @param policy The trust policy.
+ * @param file The model, for the message.
+ * @throws {InvalidSignature} `"wrong-signer"`, listing what was expected and what the certificate holds.
+ *
+ * @example Refusing a stranger
+ * ```ts
+ * import { checkSigner, InvalidSignature, Issuer } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * const policy = { signers: [Issuer({ identity: "a@example.com", issuer: "https://issuer.example" })] };
+ * const signer = {
+ *   kind: "keyless" as const, identities: ["mallory@example.com"], issuer: "https://issuer.example",
+ *   keyFingerprint: "", pem: "", signedAt: undefined,
+ * };
+ * assert.throws(() => checkSigner(signer, policy), InvalidSignature);
+ * ```
+ */
+export function checkSigner(signer: VerifiedSigner, policy: TrustPolicy, file?: string): void {
+  if (signer.kind !== "keyless") return;
+  const accepted = policy.signers ?? [];
+  const ok = accepted.some((a) =>
+    signer.issuer !== undefined && matches(a.issuer, signer.issuer) &&
+    signer.identities.some((id) => matches(a.identity, id))
+  );
+  if (ok) return;
+  const expected = accepted.length === 0
+    ? "the policy accepts no keyless signers"
+    : `expected one of [${
+      accepted.map((a) => `${show(a.identity)} with issuer ${show(a.issuer)}`).join("; ")
+    }]`;
+  throw new InvalidSignature(
+    "wrong-signer",
+    `Cannot verify signature: none of the expected identities matched what was in the certificate, got subjects [${
+      signer.identities.join(", ")
+    }] with issuer ${signer.issuer ?? "(none)"}; ${expected}`,
+    file === undefined ? {} : { file },
+  );
+}
