@@ -1,0 +1,195 @@
+/**
+ * Hashes a model folder (or single file) into OMS resources, walking it the
+ * way `model_signing`'s file serializer does.
+ *
+ * @module
+ */
+
+import { fileDigest } from "../hash/file_digest.ts";
+import { comparePaths, type OmsResource, unsafePathReason } from "./_oms.ts";
+import { InvalidSignature } from "./errors.ts";
+
+/**
+ * Paths `model_signing` ignores by default (`ignore_git_paths=True`), relative
+ * to the model root.
+ */
+export const OMS_GIT_PATHS: readonly string[] = [".git", ".gitattributes", ".github", ".gitignore"];
+
+/** Options for {@linkcode hashModelFolder}. */
+export interface HashModelFolderOptions {
+  /**
+   * Model-relative paths to skip; a folder skips everything under it. Only
+   * apply to folders (a single-file model ignores nothing).
+   */
+  ignorePaths?: string[];
+  /** The signature file, skipped (model-relative). @default {"model.sig"} */
+  signatureFile?: string;
+  /** Skip `.git`, `.gitattributes`, `.github` and `.gitignore`. @default {true} */
+  ignoreGitPaths?: boolean;
+  /** Hash only these model-relative files (ignore rules do not apply to them). */
+  files?: string[];
+  /**
+   * Follow symbolic links to files instead of refusing them (links to
+   * folders are always refused). @default {false}
+   */
+  allowSymlinks?: boolean;
+  /** Called after each block with the bytes hashed so far, over all files. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** Strips `./` prefixes and trailing slashes so `"./ignore-me/"` matches `ignore-me`. */
+function normalizeRelative(path: string): string {
+  let p = path.replaceAll("\\", "/");
+  while (p.startsWith("./")) p = p.slice(2);
+  return p.replace(/\/+$/, "");
+}
+
+function isIgnored(name: string, ignored: ReadonlySet<string>): boolean {
+  // A path is ignored if it or any parent folder is listed.
+  let at = name.length;
+  for (;;) {
+    if (ignored.has(name.slice(0, at))) return true;
+    at = name.lastIndexOf("/", at - 1);
+    if (at <= 0) return false;
+  }
+}
+
+function symlinkError(name: string, root: string): InvalidSignature {
+  return new InvalidSignature(
+    "wrong-model",
+    `Cannot hash model: ${name} is a symbolic link, which is refused unless allowSymlinks is set`,
+    { file: name === "." ? root : `${root}/${name}` },
+  );
+}
+
+/**
+ * Hashes every file of a model with SHA-256 (streamed in large blocks), as
+ * `model_signing` does for its `files` serialization: POSIX names relative
+ * to the model folder, sorted by path components; a single file is the one
+ * resource `"."`. Skips the signature file, the ignored paths and (by
+ * default) git files; refuses symbolic links unless `allowSymlinks`, and
+ * refuses special files.
+ *
+ * @param path The model folder or file.
+ * @param options Ignored paths, a subset of files, symlink policy, progress.
+ * @returns The resources, sorted.
+ */
+export async function hashModelFolder(
+  path: string,
+  options: HashModelFolderOptions = {},
+): Promise<OmsResource[]> {
+  const allowSymlinks = options.allowSymlinks ?? false;
+  const root = path.length > 1 ? path.replace(/[\\/]+$/, "") : path;
+  let done = 0;
+  const hash = async (file: string): Promise<string> => {
+    const base = done;
+    let last = 0;
+    const digest = await fileDigest(file, {
+      onProgress: (bytes) => {
+        last = bytes;
+        options.onProgress?.(base + bytes);
+      },
+    });
+    done = base + last;
+    return digest;
+  };
+
+  const top = await Deno.lstat(root);
+  if (top.isSymlink && !allowSymlinks) throw symlinkError(".", root);
+  const topStat = top.isSymlink ? await Deno.stat(root) : top;
+  if (topStat.isFile) {
+    return [{ name: ".", algorithm: "sha256", digest: await hash(root) }];
+  }
+  if (!topStat.isDirectory) {
+    throw new InvalidSignature(
+      "wrong-model",
+      "Cannot hash model: it is neither a regular file nor a folder",
+      { file: root },
+    );
+  }
+
+  const names: string[] = [];
+  if (options.files !== undefined) {
+    for (const raw of options.files) {
+      const name = normalizeRelative(raw);
+      const reason = unsafePathReason(name);
+      if (reason !== undefined) {
+        throw new TypeError(`Cannot hash model file ${JSON.stringify(raw)}: ${reason}`);
+      }
+      // Refuse links anywhere along the path, not just at the end.
+      const parts = name.split("/");
+      for (let i = 1; i <= parts.length; i++) {
+        const sub = parts.slice(0, i).join("/");
+        const info = await Deno.lstat(`${root}/${sub}`).catch((e) => {
+          if (e instanceof Deno.errors.NotFound) return undefined;
+          throw e;
+        });
+        if (info === undefined) break; // Reported as missing by compareResources.
+        if (info.isSymlink && (!allowSymlinks || i < parts.length)) throw symlinkError(sub, root);
+        if (i === parts.length) {
+          const target = info.isSymlink ? await Deno.stat(`${root}/${sub}`) : info;
+          if (!target.isFile) {
+            throw new InvalidSignature(
+              "wrong-model",
+              `Cannot hash model: ${name} is not a regular file`,
+              { file: `${root}/${name}` },
+            );
+          }
+          names.push(name);
+        }
+      }
+    }
+  } else {
+    const ignored = new Set<string>();
+    for (const p of options.ignorePaths ?? []) ignored.add(normalizeRelative(p));
+    const sig = options.signatureFile ?? "model.sig";
+    // A signature path inside the folder is accepted too.
+    ignored.add(normalizeRelative(sig.startsWith(`${root}/`) ? sig.slice(root.length + 1) : sig));
+    if (options.ignoreGitPaths ?? true) { for (const p of OMS_GIT_PATHS) ignored.add(p); }
+    await walk(root, "", ignored, allowSymlinks, names);
+  }
+
+  names.sort(comparePaths);
+  const resources: OmsResource[] = [];
+  for (const name of [...new Set(names)]) {
+    resources.push({ name, algorithm: "sha256", digest: await hash(`${root}/${name}`) });
+  }
+  return resources;
+}
+
+async function walk(
+  root: string,
+  prefix: string,
+  ignored: ReadonlySet<string>,
+  allowSymlinks: boolean,
+  out: string[],
+): Promise<void> {
+  const dir = prefix === "" ? root : `${root}/${prefix}`;
+  for await (const entry of Deno.readDir(dir)) {
+    const name = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    // Ignoring comes first, as in model_signing: an ignored link is fine.
+    if (isIgnored(name, ignored)) continue;
+    if (entry.isSymlink) {
+      if (!allowSymlinks) throw symlinkError(name, root);
+      const target = await Deno.stat(`${root}/${name}`);
+      if (!target.isFile) {
+        throw new InvalidSignature(
+          "wrong-model",
+          `Cannot hash model: ${name} is a symbolic link to something other than a file`,
+          { file: `${root}/${name}` },
+        );
+      }
+      out.push(name);
+    } else if (entry.isDirectory) {
+      await walk(root, name, ignored, allowSymlinks, out);
+    } else if (entry.isFile) {
+      out.push(name);
+    } else {
+      throw new InvalidSignature(
+        "wrong-model",
+        `Cannot hash model: ${name} is a special file (socket, pipe or device)`,
+        { file: `${root}/${name}` },
+      );
+    }
+  }
+}

@@ -1,0 +1,239 @@
+import { safeHash, type SafeHashOptions } from "../hash/safe_hash.ts";
+import type { HashAlgorithm } from "../hash/safe_hash.ts";
+import { extractMetadata } from "../meta/extract_metadata.ts";
+import { updateMeta } from "../meta/update_meta.ts";
+import { HashMismatch, HashMissing, InvalidSignature, SignatureMissing } from "./errors.ts";
+import { checkSigner, type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import { claimStatement, IN_TOTO_PAYLOAD_TYPE, parseClaim } from "./_statement.ts";
+import { verifyBundle } from "./_verify_bundle.ts";
+import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
+
+/** The `__metadata__` keys embedded signatures use. */
+export const METADATA_KEYS = {
+  name: "safemodels.name",
+  version: "safemodels.version",
+  hash: "safemodels.hash",
+  signature: "safemodels.signature",
+} as const;
+
+/** Options for {@linkcode SafeModel.fromSafetensor}. */
+export interface FromSafetensorOptions {
+  /**
+   * The trust policy for the embedded signature.
+   * @default {the policy set with init()}
+   */
+  policy?: TrustPolicy | Issuer | Issuer[];
+  /**
+   * Verify the embedded signature. `false` only re-checks the hash (the
+   * result then has no `signer`).
+   * @default {true}
+   */
+  verify?: boolean;
+  /** The model name the caller expects (refuses a signature for another model). */
+  name?: string;
+  /** The version the caller expects (refuses an older or other version). */
+  version?: string;
+}
+
+/** Options for {@linkcode SafeModel.signSafetensor}. */
+export interface SignSafetensorOptions {
+  /** Who signs: `keySigner`, `certificateSigner` or `sigstoreSigner`. */
+  signer: Signer;
+}
+
+function algorithmOf(hash: string): HashAlgorithm {
+  if (hash.startsWith("safemodels-v1:")) return "safemodels-v1";
+  if (/^[0-9]+$/.test(hash)) return "seed-xxh64";
+  if (/^[0-9a-f]{40}$/.test(hash)) return "seed-blake2b160";
+  throw new HashMissing(
+    `Cannot check hash: ${JSON.stringify(hash)} is not a hash safemodels knows`,
+  );
+}
+
+/**
+ * A model's identity: name, version and tensor hash. The seed project's
+ * `SafeModel`: build one from a file, sign it into the safetensors header,
+ * and load it back with the hash re-checked and the signature verified.
+ *
+ * @example Signing and loading a safetensors file
+ * ```ts ignore
+ * import { init, Issuer, keySigner, SafeModel } from "@safemodels/safemodels/sign";
+ *
+ * const sm = await SafeModel.fromFile("tiny-bert", "1.0.0", "model.safetensors");
+ * await sm.signSafetensor("model.safetensors", { signer: keySigner(await Deno.readTextFile("key.pem")) });
+ *
+ * init({ publicKeys: [await Deno.readTextFile("key.pub.pem")] });
+ * const loaded = await SafeModel.fromSafetensor("model.safetensors", { name: "tiny-bert" });
+ * console.log(loaded.version, loaded.signer?.kind); // "1.0.0" "key"
+ * ```
+ */
+export class SafeModel {
+  /** Model name. */
+  readonly name: string;
+  /** Model version (a release, tag or commit; never a moving branch name). */
+  readonly version: string;
+  /** The tensor hash (`safemodels-v1:…` or a seed hash). */
+  readonly hash: string;
+  /** Who signed it, when it was loaded with verification. */
+  readonly signer: VerifiedSigner | undefined;
+
+  /**
+   * Creates a model identity.
+   *
+   * @param name Model name.
+   * @param version Model version.
+   * @param hash Tensor hash.
+   * @param signer Who signed it, if verified.
+   * @throws {TypeError} When a field is empty.
+   */
+  constructor(name: string, version: string, hash: string, signer?: VerifiedSigner) {
+    for (const [k, v] of [["name", name], ["version", version], ["hash", hash]]) {
+      if (typeof v !== "string" || v === "") {
+        throw new TypeError(`Cannot create SafeModel: ${k} must be a non-empty string`);
+      }
+    }
+    this.name = name;
+    this.version = version;
+    this.hash = hash;
+    this.signer = signer;
+  }
+
+  /**
+   * Hashes a model file (any supported format) into a model identity.
+   *
+   * @param name Model name.
+   * @param version Model version.
+   * @param path The model file.
+   * @param options Hash options (algorithm, workers, progress).
+   * @returns The model identity.
+   */
+  static async fromFile(
+    name: string,
+    version: string,
+    path: string | URL,
+    options: SafeHashOptions = {},
+  ): Promise<SafeModel> {
+    return new SafeModel(name, version, await safeHash(path, options));
+  }
+
+  /**
+   * Loads a safetensors file's embedded identity: reads name, version and hash
+   * from `__metadata__`, re-hashes the tensors, and verifies the embedded
+   * signature against the trust policy.
+   *
+   * @param path The safetensors file.
+   * @param options Policy, expected name and version, or `verify: false`.
+   * @returns The verified model identity.
+   * @throws {HashMissing} When the metadata has no `safemodels.hash`.
+   * @throws {HashMismatch} When the tensors changed since the hash was written.
+   * @throws {SignatureMissing} When there is no signature and the policy requires one.
+   * @throws {InvalidSignature} When the signature, signer, name or version is wrong.
+   */
+  static async fromSafetensor(
+    path: string | URL,
+    options: FromSafetensorOptions = {},
+  ): Promise<SafeModel> {
+    const file = typeof path === "string" ? path : path.pathname;
+    const meta = await extractMetadata(path);
+    const hash = meta[METADATA_KEYS.hash];
+    if (hash === undefined) {
+      throw new HashMissing(
+        `Cannot load model: its metadata has no "${METADATA_KEYS.hash}" (sign it first)`,
+        {
+          file,
+        },
+      );
+    }
+    const actual = await safeHash(path, { algorithm: algorithmOf(hash) });
+    if (actual !== hash) throw new HashMismatch(hash, actual, { file });
+    const name = meta[METADATA_KEYS.name] ?? "";
+    const version = meta[METADATA_KEYS.version] ?? "";
+    if (options.verify === false) return new SafeModel(name || file, version || "unknown", hash);
+
+    const policy = resolvePolicy(options.policy);
+    const sig = meta[METADATA_KEYS.signature];
+    if (sig === undefined) {
+      if (policy.signatures === "optional") {
+        return new SafeModel(name || file, version || "unknown", hash);
+      }
+      throw new SignatureMissing(
+        `Cannot load model: its metadata has no "${METADATA_KEYS.signature}" and the policy requires a signature`,
+        { file },
+      );
+    }
+    let bundle: unknown;
+    try {
+      bundle = JSON.parse(sig);
+    } catch (cause) {
+      throw new InvalidSignature(
+        "bad-bundle",
+        `Cannot verify: "${METADATA_KEYS.signature}" is not JSON`,
+        {
+          file,
+          cause,
+        },
+      );
+    }
+    const { payload, payloadType, signer } = await verifyBundle(bundle, policy, file);
+    checkSigner(signer, policy, file);
+    if (payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+      throw new InvalidSignature("bad-statement", `Cannot verify: payload type ${payloadType}`, {
+        file,
+      });
+    }
+    const claim = parseClaim(payload, file);
+    if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
+    if (claim.name !== name || claim.version !== version) {
+      throw new InvalidSignature(
+        "wrong-model",
+        `Cannot verify: the signature is for ${claim.name}@${claim.version} but the metadata says ${name}@${version}`,
+        { file },
+      );
+    }
+    if (options.name !== undefined && options.name !== claim.name) {
+      throw new InvalidSignature(
+        "wrong-model",
+        `Cannot verify: expected model "${options.name}", the signature is for "${claim.name}"`,
+        { file },
+      );
+    }
+    if (options.version !== undefined && options.version !== claim.version) {
+      throw new InvalidSignature(
+        "wrong-version",
+        `Cannot verify: expected version "${options.version}" of ${claim.name}, the signature is for "${claim.version}"`,
+        { file },
+      );
+    }
+    return new SafeModel(claim.name, claim.version, hash, signer);
+  }
+
+  /**
+   * Signs this identity and embeds it in a safetensors file's `__metadata__`
+   * (a backwards-compatible rewrite: the tensor bytes, and so the hash, do not
+   * change). The file must hold the weights this identity's hash describes.
+   *
+   * @param path The safetensors file.
+   * @param options The signer.
+   * @returns The Sigstore bundle that was embedded.
+   * @throws {HashMismatch} When the file's tensors do not match `hash`.
+   */
+  async signSafetensor(
+    path: string | URL,
+    options: SignSafetensorOptions,
+  ): Promise<SigstoreBundle> {
+    const file = typeof path === "string" ? path : path.pathname;
+    const actual = await safeHash(path, { algorithm: algorithmOf(this.hash) });
+    if (actual !== this.hash) throw new HashMismatch(this.hash, actual, { file });
+    const bundle = await options.signer.sign(
+      claimStatement({ name: this.name, version: this.version, hash: this.hash }),
+      IN_TOTO_PAYLOAD_TYPE,
+    );
+    await updateMeta(path, {
+      [METADATA_KEYS.name]: this.name,
+      [METADATA_KEYS.version]: this.version,
+      [METADATA_KEYS.hash]: this.hash,
+      [METADATA_KEYS.signature]: JSON.stringify(bundle),
+    });
+    return bundle;
+  }
+}

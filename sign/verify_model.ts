@@ -1,0 +1,125 @@
+import { compareResources, OMS_PAYLOAD_TYPE, type OmsResource, parseStatement } from "./_oms.ts";
+import { hashModelFolder } from "./_oms_fs.ts";
+import { InvalidSignature, SignatureMissing } from "./errors.ts";
+import { checkSigner, type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import { signatureInside } from "./sign_model.ts";
+import { verifyBundle } from "./_verify_bundle.ts";
+import type { VerifiedSigner } from "./types.ts";
+
+/** Options for {@linkcode verifyModel}. */
+export interface VerifyModelOptions {
+  /**
+   * The trust policy.
+   * @default {the policy set with init()}
+   */
+  policy?: TrustPolicy | Issuer | Issuer[];
+  /**
+   * The signature file.
+   * @default {"<dir>/model.sig", or "<file>.sig" for a single-file model}
+   */
+  signature?: string;
+  /**
+   * Model-relative paths that were left out when signing (as
+   * `model_signing verify --ignore-paths`). Paths the statement itself records
+   * as ignored are honoured too.
+   * @default {[]}
+   */
+  ignorePaths?: string[];
+  /**
+   * Check only these model-relative files against the signed manifest (e.g.
+   * the one ONNX variant an app downloaded); other files are not read.
+   */
+  files?: string[];
+  /** Called as files are hashed, with the bytes so far. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** What {@linkcode verifyModel} established. */
+export interface VerifiedModel {
+  /** Who signed. */
+  signer: VerifiedSigner;
+  /** The model name in the statement. */
+  modelName: string;
+  /** Every signed file with its digest. */
+  resources: OmsResource[];
+  /** The files that were checked (all signed files, or `files`). */
+  checked: string[];
+}
+
+/**
+ * Verifies a detached OMS signature (`model.sig`, as written by
+ * {@linkcode signModel} or Python's `model_signing`) against a trust policy,
+ * then checks that the model's files are exactly the signed ones. Deno and Node.
+ *
+ * @param path The model folder or file.
+ * @param options Policy, signature path, ignored paths, file subset.
+ * @returns The signer and the signed manifest.
+ * @throws {SignatureMissing} When there is no signature file.
+ * @throws {InvalidSignature} When the signature or signer is not accepted, or a signed file is missing.
+ * @throws {HashMismatch} When a file's content differs from what was signed.
+ *
+ * @example Verifying a keyless signature
+ * ```ts ignore
+ * import { Issuer, verifyModel } from "@safemodels/safemodels/sign";
+ *
+ * await verifyModel("./tiny-bert", {
+ *   policy: Issuer({ identity: "release@example.com", issuer: "https://accounts.google.com" }),
+ * });
+ * ```
+ */
+export async function verifyModel(
+  path: string,
+  options: VerifyModelOptions = {},
+): Promise<VerifiedModel> {
+  const { readFile, stat } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const policy = resolvePolicy(options.policy);
+  const root = path.replace(/[\\/]+$/, "") || path;
+  const isDir = (await stat(root)).isDirectory();
+  const signature = options.signature ?? (isDir ? join(root, "model.sig") : `${root}.sig`);
+  let text: string;
+  try {
+    text = await readFile(signature, "utf8");
+  } catch (cause) {
+    throw new SignatureMissing(`Cannot verify model: no signature at ${signature}`, {
+      file: root,
+      cause,
+    });
+  }
+  let bundle: unknown;
+  try {
+    bundle = JSON.parse(text);
+  } catch (cause) {
+    throw new InvalidSignature("bad-bundle", "Cannot verify model: the signature is not JSON", {
+      file: signature,
+      cause,
+    });
+  }
+  const { payload, payloadType, signer } = await verifyBundle(bundle, policy, signature);
+  checkSigner(signer, policy, root);
+  if (payloadType !== OMS_PAYLOAD_TYPE) {
+    throw new InvalidSignature(
+      "bad-statement",
+      `Cannot verify model: expected payload type ${OMS_PAYLOAD_TYPE}, found ${payloadType}`,
+      { file: signature },
+    );
+  }
+  const statement = await parseStatement(payload, signature);
+  const ignorePaths = [...new Set([...(options.ignorePaths ?? []), ...statement.ignorePaths])];
+  const actual = await hashModelFolder(root, {
+    ...(isDir ? { ignorePaths, signatureFile: signatureInside(root, signature) } : {}),
+    ...(options.files ? { files: options.files } : {}),
+    ...(statement.allowSymlinks ? { allowSymlinks: true } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  compareResources(statement.resources, actual, {
+    dir: root,
+    ...(options.files ? { files: options.files } : {}),
+  });
+  return {
+    signer,
+    modelName: statement.subjectName,
+    resources: statement.resources,
+    checked: options.files ?? statement.resources.map((r) => r.name),
+  };
+}

@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { safeHash } from "../../hash/mod.ts";
+import { extractMetadata, updateMeta } from "../../meta/mod.ts";
+import {
+  HashMismatch,
+  HashMissing,
+  InvalidSignature,
+  keySigner,
+  SafeModel,
+  SignatureMissing,
+} from "../../sign/mod.ts";
+import { fixture } from "../_helpers.ts";
+
+const KEY = await Deno.readTextFile(fixture("oms/keys/signing-key.pem"));
+const PUB = await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem"));
+const policy = { publicKeys: [PUB] };
+
+async function signedCopy(dir: string, name = "mixed", version = "1.0.0"): Promise<string> {
+  const path = `${dir}/${name}.safetensors`;
+  await Deno.copyFile(fixture("tensors/mixed.safetensors"), path);
+  await Deno.chmod(path, 0o644);
+  const sm = await SafeModel.fromFile(name, version, path);
+  await sm.signSafetensor(path, { signer: keySigner(KEY) });
+  return path;
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("SafeModel.signSafetensor() embeds a signature that fromSafetensor() verifies; the tensor hash is unchanged", () =>
+  withDir(async (dir) => {
+    const before = await safeHash(fixture("tensors/mixed.safetensors"));
+    const path = await signedCopy(dir);
+    assert.equal(await safeHash(path), before);
+    const meta = await extractMetadata(path);
+    assert.equal(meta.format, "pt"); // existing metadata kept
+    assert.equal(meta["safemodels.hash"], before);
+    const sm = await SafeModel.fromSafetensor(path, { policy, name: "mixed", version: "1.0.0" });
+    assert.equal(sm.name, "mixed");
+    assert.equal(sm.version, "1.0.0");
+    assert.equal(sm.hash, before);
+    assert.equal(sm.signer?.kind, "key");
+  }));
+
+Deno.test("SafeModel.fromSafetensor() refuses a tampered tensor with HashMismatch", () =>
+  withDir(async (dir) => {
+    const path = await signedCopy(dir);
+    const bytes = await Deno.readFile(path);
+    bytes[bytes.length - 1]! ^= 1;
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(SafeModel.fromSafetensor(path, { policy }), HashMismatch);
+  }));
+
+Deno.test("SafeModel.fromSafetensor() refuses a stripped signature unless signatures are optional", () =>
+  withDir(async (dir) => {
+    const path = await signedCopy(dir);
+    const meta = await extractMetadata(path);
+    delete meta["safemodels.signature"];
+    await updateMeta(path, meta, { clobber: true });
+    await assert.rejects(SafeModel.fromSafetensor(path, { policy }), SignatureMissing);
+    const sm = await SafeModel.fromSafetensor(path, {
+      policy: { ...policy, signatures: "optional" },
+    });
+    assert.equal(sm.signer, undefined);
+  }));
+
+Deno.test("SafeModel.fromSafetensor() without a hash throws HashMissing", async () => {
+  await assert.rejects(
+    SafeModel.fromSafetensor(fixture("tensors/mixed.safetensors"), { policy }),
+    HashMissing,
+  );
+});
+
+Deno.test("SafeModel.fromSafetensor() refuses an untrusted key, another model (substitution) and another version (rollback)", () =>
+  withDir(async (dir) => {
+    const path = await signedCopy(dir, "mixed", "1.0.0");
+    const other = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ]);
+    const spki = new Uint8Array(await crypto.subtle.exportKey("spki", other.publicKey));
+    const otherPem = `-----BEGIN PUBLIC KEY-----\n${
+      btoa(String.fromCharCode(...spki))
+    }\n-----END PUBLIC KEY-----\n`;
+    await assert.rejects(
+      SafeModel.fromSafetensor(path, { policy: { publicKeys: [otherPem] } }),
+      (e) => e instanceof InvalidSignature && e.code === "untrusted-key",
+    );
+    await assert.rejects(
+      SafeModel.fromSafetensor(path, { policy, name: "llama" }),
+      (e) =>
+        e instanceof InvalidSignature && e.code === "wrong-model" &&
+        /expected model "llama"/.test(e.message),
+    );
+    await assert.rejects(
+      SafeModel.fromSafetensor(path, { policy, version: "2.0.0" }),
+      (e) =>
+        e instanceof InvalidSignature && e.code === "wrong-version" && /"1\.0\.0"/.test(e.message),
+    );
+    // Editing the (unsigned) metadata name does not move the signature.
+    await updateMeta(path, { "safemodels.name": "llama" });
+    await assert.rejects(
+      SafeModel.fromSafetensor(path, { policy }),
+      (e) => e instanceof InvalidSignature && e.code === "wrong-model",
+    );
+  }));
+
+Deno.test("SafeModel.fromSafetensor() refuses a signature copied from another model", () =>
+  withDir(async (dir) => {
+    const signed = await signedCopy(dir, "mixed");
+    const target = `${dir}/tiny.safetensors`;
+    await Deno.copyFile(fixture("tiny-bert/model.safetensors"), target);
+    await Deno.chmod(target, 0o644);
+    const stolen = await extractMetadata(signed);
+    await updateMeta(target, stolen);
+    await assert.rejects(SafeModel.fromSafetensor(target, { policy }), HashMismatch);
+  }));
+
+Deno.test("SafeModel.signSafetensor() refuses to sign weights that do not match its hash", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/m.safetensors`;
+    await Deno.copyFile(fixture("tiny-bert/model.safetensors"), path);
+    await Deno.chmod(path, 0o644);
+    const sm = await SafeModel.fromFile("mixed", "1", fixture("tensors/mixed.safetensors"));
+    await assert.rejects(sm.signSafetensor(path, { signer: keySigner(KEY) }), HashMismatch);
+    assert.equal((await extractMetadata(path))["safemodels.signature"], undefined);
+  }));
