@@ -41,12 +41,21 @@ Commands:
       Print a safetensors file's __metadata__ as JSON.
   meta set <file> key=value... [--clobber]
       Merge (or with --clobber, replace) __metadata__, rewriting the file atomically.
+  sign <file|dir> (--key K | --cert K --chain C... | --identity-token T | keyless) [--ignore P...]
+       [--name N --model-version V] [--detached] [--signature S]
+      A folder or non-safetensors file: a detached OMS signature (model.sig). A .safetensors
+      file: a signature embedded in its __metadata__ (needs --model-version), unless --detached.
+  verify <file|dir> (--identity I --issuer U | --key PUB | --cert-root R)... [--trusted-root F]
+       [--ignore P...] [--files F...] [--signature S] [--lock F [--frozen]] [--json]
+      Check a signature against the trust policy, then every signed file (or only --files).
+  lock <file|dir> (policy options as verify) [--lock F]
+      Verify, then record digests and signer in the lockfile (default safemodels.lock).
 
-Permissions: --allow-read (hash, digest, meta get); plus --allow-write (meta set).
+Permissions: --allow-read (hash, digest, meta get, verify); plus --allow-write (meta set, sign, lock);\nkeyless sign also --allow-net and --allow-env.
 Exit status: 0 success, 1 failed check, 2 usage or input error.`;
 
 /** A usage or input error: printed as one line, exit status 2. */
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 /**
  * Where the CLI writes; replaced in tests.
@@ -102,6 +111,11 @@ export async function main(
         return await digestCommand(rest, io);
       case "meta":
         return await metaCommand(rest, io);
+      case "sign":
+      case "verify":
+      case "lock":
+        // Loaded on demand: hashing never loads the Sigstore libraries.
+        return await (await import("./_cli_sign.ts")).signCommand(command, rest, io);
       case undefined:
       case "help":
       case "--help":
@@ -119,8 +133,14 @@ export async function main(
   } catch (e) {
     // One line, whatever the message holds (names can contain newlines).
     io.err(`safemodels: ${describe(e).replace(/[\r\n]+/g, " ")}`);
-    return 2;
+    return isFailedCheck(e) ? 1 : 2;
   }
+}
+
+/** A verification that ran and said no (exit 1), as opposed to bad input (exit 2). */
+function isFailedCheck(e: unknown): boolean {
+  return e instanceof Error &&
+    ["InvalidSignature", "HashMismatch", "HashMissing", "SignatureMissing"].includes(e.name);
 }
 
 function describe(e: unknown): string {
@@ -132,12 +152,12 @@ function describe(e: unknown): string {
     if (e.name === "NotFound" || code === "ENOENT") {
       return `${e.message} (no such file)`;
     }
-    return e.message.split("\n")[0]!;
+    return e.message;
   }
   return String(e);
 }
 
-function parse<O extends NonNullable<ParseArgsConfig["options"]>>(
+export function parse<O extends NonNullable<ParseArgsConfig["options"]>>(
   args: string[],
   options: O,
 ) {

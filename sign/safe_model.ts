@@ -35,6 +35,34 @@ export interface FromSafetensorOptions {
   version?: string;
 }
 
+/** Options for {@linkcode SafeModel.fromHf}. */
+export interface FromHfOptions {
+  /**
+   * A branch, tag or commit; it is resolved to the commit, which becomes the
+   * model's version.
+   * @default {"main"}
+   */
+  revision?: string;
+  /**
+   * The hub's base URL.
+   * @default {"https://huggingface.co"}
+   */
+  hubUrl?: string;
+  /**
+   * The weights file to hash.
+   * @default {the first of model.safetensors, pytorch_model.bin, model.onnx, onnx/model.onnx in the repository}
+   */
+  file?: string;
+  /** The fetch to use (for a proxy, auth headers or tests). @default {globalThis.fetch} */
+  fetch?: typeof fetch;
+  /** Options for the hash (algorithm, progress). */
+  hash?: SafeHashOptions;
+}
+
+/** The default Hugging Face hub. */
+export const DEFAULT_HUB_URL = "https://huggingface.co";
+const WEIGHT_FILES = ["model.safetensors", "pytorch_model.bin", "model.onnx", "onnx/model.onnx"];
+
 /** Options for {@linkcode SafeModel.signSafetensor}. */
 export interface SignSafetensorOptions {
   /** Who signs: `keySigner`, `certificateSigner` or `sigstoreSigner`. */
@@ -114,6 +142,68 @@ export class SafeModel {
     options: SafeHashOptions = {},
   ): Promise<SafeModel> {
     return new SafeModel(name, version, await safeHash(path, options));
+  }
+
+  /**
+   * Hashes a model's weights straight from a Hugging Face-style hub (streamed,
+   * never saved): the name is the repository, the version the commit the
+   * revision resolves to (never a moving branch name).
+   *
+   * @param repo The repository, e.g. `"acme/tiny-bert"`.
+   * @param options Revision, hub URL, file, fetch and hash options.
+   * @returns The model identity.
+   * @throws {TypeError} When the hub answers with an error or an invalid commit.
+   *
+   * @example Pinning a model by commit
+   * ```ts ignore
+   * import { SafeModel } from "@safemodels/safemodels/sign";
+   *
+   * const sm = await SafeModel.fromHf("acme/tiny-bert", { revision: "main" });
+   * console.log(sm.version); // "3f1c…" (40 hex digits)
+   * ```
+   */
+  static async fromHf(repo: string, options: FromHfOptions = {}): Promise<SafeModel> {
+    if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repo) || repo.includes("..")) {
+      throw new TypeError(
+        `Cannot fetch model: ${JSON.stringify(repo)} is not a repository name like "org/name"`,
+      );
+    }
+    const hub = (options.hubUrl ?? DEFAULT_HUB_URL).replace(/\/+$/, "");
+    const get = options.fetch ?? fetch;
+    const revision = options.revision ?? "main";
+    const infoUrl = `${hub}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
+    const res = await get(infoUrl);
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new TypeError(`Cannot fetch model: ${infoUrl} answered ${res.status}`);
+    }
+    const info = await res.json() as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
+    const sha = info.sha;
+    if (typeof sha !== "string" || !/^[0-9a-f]{40}$/.test(sha)) {
+      throw new TypeError(
+        `Cannot fetch model: ${infoUrl} gave no commit for revision "${revision}" (expected 40 hex digits, got ${
+          JSON.stringify(sha)
+        })`,
+      );
+    }
+    const files = new Set(
+      (info.siblings ?? []).map((s) => s.rfilename).filter((f) => typeof f === "string"),
+    );
+    const file = options.file ?? WEIGHT_FILES.find((f) => files.has(f));
+    if (file === undefined) {
+      throw new TypeError(
+        `Cannot fetch model: ${repo}@${sha} has none of ${WEIGHT_FILES.join(", ")}`,
+      );
+    }
+    const url = `${hub}/${repo}/resolve/${sha}/${
+      file.split("/").map(encodeURIComponent).join("/")
+    }`;
+    const weights = await get(url);
+    if (!weights.ok) {
+      await weights.body?.cancel();
+      throw new TypeError(`Cannot fetch model: ${url} answered ${weights.status}`);
+    }
+    return new SafeModel(repo, sha, await safeHash(weights, options.hash ?? {}));
   }
 
   /**

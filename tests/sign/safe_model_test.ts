@@ -131,3 +131,60 @@ Deno.test("SafeModel.signSafetensor() refuses to sign weights that do not match 
     await assert.rejects(sm.signSafetensor(path, { signer: keySigner(KEY) }), HashMismatch);
     assert.equal((await extractMetadata(path))["safemodels.signature"], undefined);
   }));
+
+/** A loopback server with the hub's URL layout: /api/models/{repo}/revision/{rev} and /{repo}/resolve/{sha}/{file}. */
+function startHub(files: Record<string, Uint8Array>, branches: Record<string, string>) {
+  const seen: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    const url = new URL(req.url);
+    seen.push(url.pathname);
+    let m = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
+    if (m) {
+      const rev = decodeURIComponent(m[2]!);
+      const sha = branches[rev] ?? (Object.values(branches).includes(rev) ? rev : undefined);
+      if (!sha) return new Response("not found", { status: 404 });
+      return Response.json({
+        id: m[1],
+        sha,
+        siblings: Object.keys(files).map((rfilename) => ({ rfilename })),
+      });
+    }
+    m = /^\/(.+)\/resolve\/([0-9a-f]{40})\/(.+)$/.exec(url.pathname);
+    if (m && Object.values(branches).includes(m[2]!) && files[m[3]!]) {
+      return new Response(new Blob([files[m[3]!]! as Uint8Array<ArrayBuffer>]).stream());
+    }
+    return new Response("not found", { status: 404 });
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, seen, close: () => server.shutdown() };
+}
+
+Deno.test("SafeModel.fromHf() resolves the revision to a commit and hashes the streamed weights", async () => {
+  const weights = await Deno.readFile(fixture("tiny-bert/model.safetensors"));
+  const sha = "0123456789abcdef0123456789abcdef01234567";
+  const hub = startHub({ "model.safetensors": weights, "config.json": new Uint8Array(2) }, {
+    main: sha,
+  });
+  try {
+    const sm = await SafeModel.fromHf("acme/tiny-bert", { hubUrl: hub.url, revision: "main" });
+    assert.equal(sm.name, "acme/tiny-bert");
+    assert.equal(sm.version, sha); // the commit, not "main"
+    assert.equal(sm.hash, await safeHash(fixture("tiny-bert/model.safetensors")));
+    assert.ok(hub.seen.includes(`/acme/tiny-bert/resolve/${sha}/model.safetensors`));
+    await assert.rejects(
+      SafeModel.fromHf("acme/tiny-bert", { hubUrl: hub.url, revision: "nope" }),
+      /answered 404/,
+    );
+    await assert.rejects(SafeModel.fromHf("../etc", { hubUrl: hub.url }), TypeError);
+  } finally {
+    await hub.close();
+  }
+});
+
+Deno.test("SafeModel.fromHf() refuses a hub that does not give a commit", async () => {
+  const hub = startHub({ "model.safetensors": new Uint8Array(8) }, { main: "main" });
+  try {
+    await assert.rejects(SafeModel.fromHf("acme/x", { hubUrl: hub.url }), /40 hex digits/);
+  } finally {
+    await hub.close();
+  }
+});

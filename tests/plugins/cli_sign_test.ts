@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import { main } from "../../plugins/cli.ts";
+import { fixture } from "../_helpers.ts";
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s), isTerminal: false },
+  };
+}
+
+async function copyDir(from: string): Promise<string> {
+  const to = await Deno.makeTempDir();
+  for await (const e of Deno.readDir(from)) {
+    await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
+    await Deno.chmod(`${to}/${e.name}`, 0o644);
+  }
+  return to;
+}
+
+const KEY = fixture("oms/keys/signing-key.pem");
+const PUB = fixture("oms/keys/signing-key-pub.pem");
+
+Deno.test("cli verify: the OMS vectors pass with --key, --cert-root and --identity/--issuer", async () => {
+  const cases = [
+    ["v1.0.1-elliptic-key", "--key", PUB],
+    ["v1.0.1-certificate", "--cert-root", fixture("oms/keys/ca-cert.pem")],
+    [
+      "v1.0.1-sigstore",
+      "--identity",
+      "stefanb@us.ibm.com",
+      "--issuer",
+      "https://sigstore.verify.ibm.com/oauth2",
+    ],
+  ];
+  for (const [dir, ...policy] of cases) {
+    const c = capture();
+    const code = await main(
+      ["verify", fixture(`oms/${dir}`), ...policy, "--ignore", "ignore-me"],
+      c.io,
+    );
+    assert.equal(code, 0, c.err.join("\n"));
+    assert.match(c.out[0]!, /^OK .*2 file\(s\) checked/);
+  }
+});
+
+Deno.test("cli verify: a failed check exits 1 with one line naming the reason", async () => {
+  const c = capture();
+  const code = await main([
+    "verify",
+    fixture("oms/v1.0.1-sigstore"),
+    "--identity",
+    "mallory@evil.com",
+    "--issuer",
+    "https://sigstore.verify.ibm.com/oauth2",
+    "--ignore",
+    "ignore-me",
+  ], c.io);
+  assert.equal(code, 1);
+  assert.equal(c.err.length, 1);
+  assert.match(
+    c.err[0]!,
+    /^safemodels: .*none of the expected identities matched.*got subjects \[stefanb@us\.ibm\.com\]/,
+  );
+  const d = capture();
+  assert.equal(await main(["verify", fixture("oms/v1.0.1-sigstore")], d.io), 2); // no policy: usage
+  assert.match(d.err[0]!, /needs a policy/);
+});
+
+Deno.test("cli sign then verify: a folder (detached model.sig) and a safetensors file (embedded)", async () => {
+  const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
+  try {
+    await Deno.remove(`${dir}/model.sig`);
+    const s = capture();
+    assert.equal(
+      await main(["sign", dir, "--key", KEY, "--ignore", "ignore-me"], s.io),
+      0,
+      s.err.join(),
+    );
+    const v = capture();
+    assert.equal(await main(["verify", dir, "--key", PUB, "--json"], v.io), 0, v.err.join());
+    assert.equal(JSON.parse(v.out[0]!).signer.kind, "key");
+
+    const st = `${dir}/model.safetensors`;
+    await Deno.copyFile(fixture("tensors/mixed.safetensors"), st);
+    await Deno.chmod(st, 0o644);
+    const e = capture();
+    assert.equal(await main(["sign", st, "--key", KEY], e.io), 2); // needs --model-version
+    assert.equal(
+      await main(["sign", st, "--key", KEY, "--model-version", "1.2.0"], e.io),
+      0,
+      e.err.join(),
+    );
+    const ve = capture();
+    assert.equal(
+      await main(["verify", st, "--key", PUB, "--model-version", "1.2.0"], ve.io),
+      0,
+      ve.err.join(),
+    );
+    assert.match(ve.out[0]!, /model@1\.2\.0/);
+    assert.equal(
+      await main(["verify", st, "--key", PUB, "--model-version", "1.1.0"], capture().io),
+      1,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli lock records on first use; verify --frozen refuses what is not locked; a changed file fails", async () => {
+  const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
+  const lock = `${dir}.lock`;
+  try {
+    const policy = ["--key", PUB, "--ignore", "ignore-me", "--lock", lock, "--model-version", "v1"];
+    const a = capture();
+    assert.equal(await main(["lock", dir, ...policy], a.io), 0, a.err.join());
+    assert.match(a.out[0]!, /lockfile recorded/);
+    const locked = JSON.parse(await Deno.readTextFile(lock));
+    assert.deepEqual(Object.keys(locked.models), ["v1.0.1-elliptic-key@v1"]);
+    const b = capture();
+    assert.equal(await main(["verify", dir, ...policy, "--frozen"], b.io), 0, b.err.join());
+    assert.match(b.out[0]!, /lockfile matched/);
+    const c = capture();
+    assert.equal(
+      await main([
+        "verify",
+        dir,
+        "--key",
+        PUB,
+        "--ignore",
+        "ignore-me",
+        "--lock",
+        lock,
+        "--model-version",
+        "v2",
+        "--frozen",
+      ], c.io),
+      1,
+    );
+    assert.match(c.err[0]!, /frozen/);
+    // A validly re-signed but different model under the same name and version
+    // is caught by the lockfile, with the changed file named.
+    await Deno.writeTextFile(`${dir}/signme-2`, "new weights");
+    assert.equal(await main(["sign", dir, "--key", KEY, "--ignore", "ignore-me", "--name", "v1.0.1-elliptic-key"], capture().io), 0);
+    const d = capture();
+    assert.equal(await main(["verify", dir, ...policy], d.io), 1);
+    assert.match(d.err[0]!, /digests differ from the lockfile: +signme-2: locked sha256:32dc/);
+    assert.equal(d.err.length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(lock).catch(() => {});
+  }
+});
