@@ -6,7 +6,6 @@ import type { FileRange } from "./_source.ts";
 
 const BLOCK = 4 << 20;
 const hashers = new Map<number, Hasher>();
-const files = new Map<string, Promise<import("node:fs/promises").FileHandle>>();
 let block: Uint8Array | undefined;
 let queue: Promise<void> = Promise.resolve();
 const scope = self as unknown as {
@@ -15,28 +14,30 @@ const scope = self as unknown as {
 };
 
 async function hashRange(tensor: number, range: FileRange): Promise<void> {
-  let handle = files.get(range.path);
-  if (!handle) {
-    handle = import("node:fs/promises").then((fs) => fs.open(range.path, "r"));
-    files.set(range.path, handle);
-  }
-  const fh = await handle;
+  // One open per tensor: cheap next to hashing it, and nothing stays open
+  // when the worker is terminated.
+  const { open } = await import("node:fs/promises");
+  const fh = await open(range.path, "r");
   block ??= new Uint8Array(BLOCK);
   const h = await createSha256();
   const end = range.offset + range.length;
-  for (let at = range.offset; at < end;) {
-    const want = Math.min(BLOCK, end - at);
-    const { bytesRead } = await fh.read(block, 0, want, at);
-    if (bytesRead === 0) {
-      throw new Error(
-        `${range.path}: Cannot read ${
-          end - at
-        } bytes at offset ${at}: the file ended (was it truncated while being hashed?)`,
-      );
+  try {
+    for (let at = range.offset; at < end;) {
+      const want = Math.min(BLOCK, end - at);
+      const { bytesRead } = await fh.read(block, 0, want, at);
+      if (bytesRead === 0) {
+        throw new Error(
+          `${range.path}: Cannot read ${
+            end - at
+          } bytes at offset ${at}: the file ended (was it truncated while being hashed?)`,
+        );
+      }
+      h.update(block.subarray(0, bytesRead));
+      at += bytesRead;
+      scope.postMessage({ read: bytesRead });
     }
-    h.update(block.subarray(0, bytesRead));
-    at += bytesRead;
-    scope.postMessage({ read: bytesRead });
+  } finally {
+    await fh.close();
   }
   const digest = h.digest();
   scope.postMessage({ tensor, digest }, [digest.buffer as ArrayBuffer]);

@@ -1,5 +1,6 @@
 // `sign`, `verify` and `lock`: the signing half of the CLI, loaded on demand.
-import { type CliIO, parse, UsageError } from "./cli.ts";
+import type { CliIO } from "./cli.ts";
+import { parse, UsageError } from "./_cli_args.ts";
 import { certificateSigner } from "../sign/certificate_signer.ts";
 import { keySigner } from "../sign/key_signer.ts";
 import { sigstoreSigner } from "../sign/sigstore_signer.ts";

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parse, UsageError } from "./_cli_args.ts";
 import { ModelFormatError } from "../hash/errors.ts";
 import { safeHash } from "../hash/safe_hash.ts";
 import type { HashAlgorithm, HashProgress } from "../hash/safe_hash.ts";
@@ -53,9 +53,6 @@ Commands:
 
 Permissions: --allow-read (hash, digest, meta get, verify); plus --allow-write (meta set, sign, lock);\nkeyless sign also --allow-net and --allow-env.
 Exit status: 0 success, 1 failed check, 2 usage or input error.`;
-
-/** A usage or input error: printed as one line, exit status 2. */
-export class UsageError extends Error {}
 
 /**
  * Where the CLI writes; replaced in tests.
@@ -155,17 +152,6 @@ function describe(e: unknown): string {
     return e.message;
   }
   return String(e);
-}
-
-export function parse<O extends NonNullable<ParseArgsConfig["options"]>>(
-  args: string[],
-  options: O,
-) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
 }
 
 const ALGORITHMS: HashAlgorithm[] = [

@@ -18,8 +18,9 @@ export interface ModelClaim {
 }
 
 function subjectDigest(hash: string): Record<string, string> {
-  const m = /^safemodels-v1:([0-9a-f]{64})$/.exec(hash);
-  // The v1 root is a SHA-256; other algorithms are carried in the predicate only.
+  // The v1 tensor root and file digests are SHA-256; seed hashes are carried
+  // in the predicate only.
+  const m = /^(?:safemodels-v1|sha256):([0-9a-f]{64})$/.exec(hash);
   return m ? { sha256: m[1]! } : {};
 }
 

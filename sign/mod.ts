@@ -23,3 +23,16 @@ export { checkSigner, init, Issuer, resolvePolicy, toPolicy } from "./policy.ts"
 export type { Matcher, TrustPolicy } from "./policy.ts";
 export { lockedSigner, Lockfile } from "./lockfile.ts";
 export type { LockCheckOptions, LockedSigner, LockEntry, LockResult } from "./lockfile.ts";
+export { DEFAULT_HUB_URL, METADATA_KEYS, SafeModel } from "./safe_model.ts";
+export type { FromHfOptions, FromSafetensorOptions, SignSafetensorOptions } from "./safe_model.ts";
+export { signModel } from "./sign_model.ts";
+export type { SignModelOptions } from "./sign_model.ts";
+export { verifyModel } from "./verify_model.ts";
+export type { VerifiedModel, VerifyModelOptions } from "./verify_model.ts";
+export { keySigner } from "./key_signer.ts";
+export { certificateSigner } from "./certificate_signer.ts";
+export { DEFAULT_FULCIO_URL, DEFAULT_REKOR_URL, sigstoreSigner } from "./sigstore_signer.ts";
+export type { SigstoreSignerOptions } from "./sigstore_signer.ts";
+export { ONNX_SIGNATURE_KEY, signOnnx, verifyOnnx } from "./onnx_signature.ts";
+export type { SignOnnxOptions, VerifiedOnnx, VerifyOnnxOptions } from "./onnx_signature.ts";
+export type { OmsResource } from "./_oms.ts";

@@ -144,7 +144,19 @@ Deno.test("cli lock records on first use; verify --frozen refuses what is not lo
     // A validly re-signed but different model under the same name and version
     // is caught by the lockfile, with the changed file named.
     await Deno.writeTextFile(`${dir}/signme-2`, "new weights");
-    assert.equal(await main(["sign", dir, "--key", KEY, "--ignore", "ignore-me", "--name", "v1.0.1-elliptic-key"], capture().io), 0);
+    assert.equal(
+      await main([
+        "sign",
+        dir,
+        "--key",
+        KEY,
+        "--ignore",
+        "ignore-me",
+        "--name",
+        "v1.0.1-elliptic-key",
+      ], capture().io),
+      0,
+    );
     const d = capture();
     assert.equal(await main(["verify", dir, ...policy], d.io), 1);
     assert.match(d.err[0]!, /digests differ from the lockfile: +signme-2: locked sha256:32dc/);

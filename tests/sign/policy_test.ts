@@ -86,7 +86,7 @@ Deno.test("Issuer(), toPolicy(), init() and resolvePolicy() validate and default
   assert.deepEqual(explicit.signers, []);
 });
 
-Deno.test("Lockfile records on first use, matches, and explains a different digest or signer", async () => {
+Deno.test("Lockfile records on first use, matches, and explains a different digest or signer", () => {
   const lock = new Lockfile();
   const signer = {
     kind: "keyless" as const,

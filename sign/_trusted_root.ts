@@ -1,0 +1,126 @@
+/**
+ * The Sigstore trusted root: the public-good one embedded in `@sigstore/tuf`
+ * (so keyless verification works offline) and its conversion to the trust
+ * material `@sigstore/verify` works with.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import nodeCrypto from "node:crypto";
+import { X509Certificate } from "@sigstore/core";
+import type { TrustMaterial as SigstoreTrustMaterial } from "@sigstore/verify";
+import { decodeBase64 } from "./_dsse.ts";
+
+const SEED_MIRROR = "https://tuf-repo-cdn.sigstore.dev";
+
+/**
+ * The public-good Sigstore `trusted_root.json`, parsed, as embedded in
+ * `@sigstore/tuf`'s `seeds.json`. Offline: no TUF refresh. A fresh object on
+ * every call, so callers may modify it.
+ */
+export async function publicGoodTrustedRoot(): Promise<unknown> {
+  const seeds = (await import("@sigstore/tuf/seeds.json", { with: { type: "json" } })).default;
+  const target = (seeds as Record<string, { targets?: Record<string, string> }>)[SEED_MIRROR]
+    ?.targets?.["trusted_root.json"];
+  const bytes = target === undefined ? undefined : decodeBase64(target);
+  if (bytes === undefined) {
+    throw new Error("Cannot load the public-good trusted root: not found in @sigstore/tuf seeds");
+  }
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+const BEGINNING_OF_TIME = new Date(0);
+const END_OF_TIME = new Date(8640000000000000);
+
+function record(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${what} is not an object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function list(value: unknown, what: string): unknown[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new Error(`${what} is not an array`);
+  return value;
+}
+
+function base64(value: unknown, what: string): Buffer<ArrayBuffer> {
+  const bytes = typeof value === "string" ? decodeBase64(value) : undefined;
+  if (bytes === undefined) throw new Error(`${what} is not base64`);
+  return Buffer.from(bytes);
+}
+
+function date(value: unknown, fallback: Date, what: string): Date {
+  if (value === undefined || value === null) return fallback;
+  const d = typeof value === "string" ? new Date(value) : new Date(NaN);
+  if (Number.isNaN(d.getTime())) throw new Error(`${what} is not a date`);
+  return d;
+}
+
+function validity(value: unknown, what: string): { start: Date; end: Date } {
+  const v = value === undefined ? {} : record(value, what);
+  return {
+    start: date(v.start, BEGINNING_OF_TIME, `${what}.start`),
+    end: date(v.end, END_OF_TIME, `${what}.end`),
+  };
+}
+
+function certAuthority(value: unknown, what: string) {
+  const ca = record(value, what);
+  const chain = record(ca.certChain, `${what}.certChain`);
+  return {
+    certChain: list(chain.certificates, `${what}.certChain.certificates`).map((c, i) => {
+      const raw = base64(
+        record(c, `${what} certificate ${i}`).rawBytes,
+        `${what} certificate ${i}`,
+      );
+      const cert = X509Certificate.parse(raw);
+      // Touch the fields chain checks read, so a malformed certificate fails here.
+      void cert.subject, cert.issuer, cert.notBefore, cert.notAfter, cert.publicKey;
+      return cert;
+    }),
+    validFor: validity(ca.validFor, `${what}.validFor`),
+  };
+}
+
+function logAuthority(value: unknown, what: string) {
+  const log = record(value, what);
+  const key = record(log.publicKey, `${what}.publicKey`);
+  const details = typeof key.keyDetails === "string" ? key.keyDetails : "";
+  const id = log.checkpointKeyId ?? log.logId;
+  return {
+    baseURL: typeof log.baseUrl === "string" ? log.baseUrl : "",
+    logID: base64(record(id, `${what}.logId`).keyId, `${what}.logId.keyId`),
+    publicKey: nodeCrypto.createPublicKey({
+      key: base64(key.rawBytes, `${what}.publicKey.rawBytes`),
+      format: "der",
+      type: details.startsWith("PKCS1_") ? "pkcs1" : "spki",
+    }),
+    validFor: validity(key.validFor, `${what}.publicKey.validFor`),
+  };
+}
+
+/**
+ * Converts a parsed `trusted_root.json` to `@sigstore/verify` trust material
+ * (what its `toTrustMaterial` does from the protobuf form, which would need
+ * `@sigstore/protobuf-specs`). Throws an `Error` naming the bad field.
+ */
+export function toSigstoreTrustMaterial(root: unknown): SigstoreTrustMaterial {
+  const r = record(root, "trusted root");
+  const tm: SigstoreTrustMaterial = {
+    certificateAuthorities: list(r.certificateAuthorities, "certificateAuthorities").map((c, i) =>
+      certAuthority(c, `certificateAuthorities[${i}]`)
+    ),
+    timestampAuthorities: list(r.timestampAuthorities, "timestampAuthorities").map((c, i) =>
+      certAuthority(c, `timestampAuthorities[${i}]`)
+    ),
+    tlogs: list(r.tlogs, "tlogs").map((t, i) => logAuthority(t, `tlogs[${i}]`)),
+    ctlogs: list(r.ctlogs, "ctlogs").map((t, i) => logAuthority(t, `ctlogs[${i}]`)),
+    publicKey: (hint: string) => {
+      throw new Error(`no public key ${hint} in a trusted root`);
+    },
+  };
+  return tm;
+}

@@ -1,0 +1,235 @@
+import { openSource } from "../hash/_source.ts";
+import { readOnnxMetadataProps } from "../hash/_onnx.ts";
+import { createSha256, toHex } from "../hash/_digest.ts";
+import type { ByteSource } from "../hash/_source.ts";
+import { HashMismatch, InvalidSignature, SignatureMissing } from "./errors.ts";
+import { checkSigner, type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import { claimStatement, IN_TOTO_PAYLOAD_TYPE, parseClaim } from "./_statement.ts";
+import { verifyBundle } from "./_verify_bundle.ts";
+import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
+
+/** The `metadata_props` key that holds an embedded signature in an ONNX file. */
+export const ONNX_SIGNATURE_KEY = "safemodels.signature";
+
+/** Options for {@linkcode signOnnx}. */
+export interface SignOnnxOptions {
+  /** Who signs. */
+  signer: Signer;
+  /** The model name in the signed statement. */
+  name: string;
+  /** The model version in the signed statement. */
+  version: string;
+}
+
+/** Options for {@linkcode verifyOnnx}. */
+export interface VerifyOnnxOptions {
+  /** The trust policy. @default {the policy set with init()} */
+  policy?: TrustPolicy | Issuer | Issuer[];
+  /** The model name the caller expects. */
+  name?: string;
+  /** The version the caller expects. */
+  version?: string;
+}
+
+/** What {@linkcode verifyOnnx} established. */
+export interface VerifiedOnnx {
+  /** Signed model name. */
+  name: string;
+  /** Signed version. */
+  version: string;
+  /** `sha256:<hex>` of the file without its signature entry. */
+  hash: string;
+  /** Who signed. */
+  signer: VerifiedSigner;
+}
+
+type Range = { offset: number; length: number };
+
+/** SHA-256 of the source's bytes, skipping the given ranges. */
+async function digestWithout(source: ByteSource, skip: Range[]): Promise<string> {
+  const h = await createSha256();
+  const sorted = [...skip].sort((a, b) => a.offset - b.offset);
+  let at = 0;
+  const feed = async (end: number) => {
+    while (at < end) {
+      const n = Math.min(4 << 20, end - at);
+      h.update(await source.read(at, n));
+      at += n;
+    }
+  };
+  for (const r of sorted) {
+    await feed(r.offset);
+    at = r.offset + r.length;
+  }
+  await feed(source.size);
+  return `sha256:${toHex(h.digest())}`;
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/** A `metadata_props` entry (ModelProto field 14) as protobuf bytes. */
+function metadataEntry(key: string, value: string): Uint8Array {
+  const enc = new TextEncoder();
+  const k = enc.encode(key);
+  const v = enc.encode(value);
+  const inner = [0x0a, ...varint(k.length), ...k, 0x12, ...varint(v.length), ...v];
+  return Uint8Array.from([0x72, ...varint(inner.length), ...inner]);
+}
+
+async function signatureEntries(source: ByteSource) {
+  return (await readOnnxMetadataProps(source)).filter((p) => p.key === ONNX_SIGNATURE_KEY);
+}
+
+/**
+ * Signs an ONNX file in place: the signature covers every byte of the file
+ * (graph and weights) except the signature entry itself, which is appended
+ * as a `metadata_props` entry, so onnxruntime and other readers still load
+ * the file. Re-signing replaces an earlier signature. The file is replaced
+ * atomically. Deno and Node.
+ *
+ * @param path The `.onnx` file.
+ * @param options Signer, name and version.
+ * @returns The bundle that was embedded.
+ * @throws {ModelFormatError} When the file is not ONNX.
+ *
+ * @example Signing an ONNX model with a key
+ * ```ts ignore
+ * import { keySigner, signOnnx } from "@safemodels/safemodels/sign";
+ *
+ * await signOnnx("model.onnx", { signer: keySigner(await Deno.readTextFile("key.pem")), name: "tiny", version: "1" });
+ * ```
+ */
+export async function signOnnx(path: string, options: SignOnnxOptions): Promise<SigstoreBundle> {
+  const fs = await import("node:fs/promises");
+  const source = await openSource(path);
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    const old = await signatureEntries(source);
+    const hash = await digestWithout(source, old);
+    const bundle = await options.signer.sign(
+      claimStatement({ name: options.name, version: options.version, hash }),
+      IN_TOTO_PAYLOAD_TYPE,
+    );
+    const { mode } = await fs.stat(path);
+    const out = await fs.open(tmp, "wx", mode & 0o777);
+    try {
+      // The file without any old signature entry, then the new entry.
+      let at = 0;
+      const copy = async (end: number) => {
+        while (at < end) {
+          const n = Math.min(4 << 20, end - at);
+          await out.write(await source.read(at, n));
+          at += n;
+        }
+      };
+      for (const r of [...old].sort((a, b) => a.offset - b.offset)) {
+        await copy(r.offset);
+        at = r.offset + r.length;
+      }
+      await copy(source.size);
+      await out.write(metadataEntry(ONNX_SIGNATURE_KEY, JSON.stringify(bundle)));
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    await fs.rename(tmp, path);
+    return bundle;
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    throw e;
+  } finally {
+    await source.close();
+  }
+}
+
+/**
+ * Verifies an ONNX file's embedded signature (see {@linkcode signOnnx})
+ * against the trust policy: the signer, the digest of every byte outside the
+ * signature entry, and the expected name and version.
+ *
+ * @param input The `.onnx` file (a path, bytes or `Blob`).
+ * @param options Policy, expected name and version.
+ * @returns What was verified.
+ * @throws {SignatureMissing} When the file has no signature entry.
+ * @throws {InvalidSignature} When the signature, signer, name or version is wrong.
+ * @throws {HashMismatch} When the file changed after signing.
+ *
+ * @example Verifying before loading
+ * ```ts ignore
+ * import { verifyOnnx } from "@safemodels/safemodels/sign";
+ *
+ * const v = await verifyOnnx("model.onnx", { policy: { publicKeys: [await Deno.readTextFile("key.pub.pem")] } });
+ * console.log(v.name, v.version);
+ * ```
+ */
+export async function verifyOnnx(
+  input: string | Uint8Array | Blob,
+  options: VerifyOnnxOptions = {},
+): Promise<VerifiedOnnx> {
+  const policy = resolvePolicy(options.policy);
+  const source = await openSource(input);
+  const file = source.name;
+  try {
+    const entries = await signatureEntries(source);
+    if (entries.length === 0) {
+      throw new SignatureMissing(`Cannot verify: no "${ONNX_SIGNATURE_KEY}" in metadata_props`, {
+        file,
+      });
+    }
+    if (entries.length > 1) {
+      throw new InvalidSignature(
+        "bad-bundle",
+        `Cannot verify: ${entries.length} "${ONNX_SIGNATURE_KEY}" entries`,
+        {
+          file,
+        },
+      );
+    }
+    let bundle: unknown;
+    try {
+      bundle = JSON.parse(entries[0]!.value);
+    } catch (cause) {
+      throw new InvalidSignature("bad-bundle", "Cannot verify: the signature entry is not JSON", {
+        file,
+        cause,
+      });
+    }
+    const { payload, payloadType, signer } = await verifyBundle(bundle, policy, file);
+    checkSigner(signer, policy, file);
+    if (payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+      throw new InvalidSignature("bad-statement", `Cannot verify: payload type ${payloadType}`, {
+        file,
+      });
+    }
+    const claim = parseClaim(payload, file);
+    const hash = await digestWithout(source, entries);
+    if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
+    if (options.name !== undefined && options.name !== claim.name) {
+      throw new InvalidSignature(
+        "wrong-model",
+        `Cannot verify: expected model "${options.name}", signed "${claim.name}"`,
+        {
+          file,
+        },
+      );
+    }
+    if (options.version !== undefined && options.version !== claim.version) {
+      throw new InvalidSignature(
+        "wrong-version",
+        `Cannot verify: expected version "${options.version}", signed "${claim.version}"`,
+        { file },
+      );
+    }
+    return { name: claim.name, version: claim.version, hash, signer };
+  } finally {
+    await source.close();
+  }
+}
