@@ -19,7 +19,7 @@ import {
   WIRE_LEN,
   WIRE_VARINT,
 } from "./_protobuf.ts";
-import { BLOCK_BYTES, type ByteSource } from "./_source.ts";
+import { BLOCK_BYTES, type ByteSource, rangeChunks } from "./_source.ts";
 import { type DType, DTYPE_SIZES, type Tensor } from "./types.ts";
 
 /** Options for {@linkcode readOnnx}. */
@@ -588,19 +588,6 @@ function checkLocation(location: string): [string, string | undefined] {
   if (parts.includes("..")) return ["", "it has a `..` segment"];
   if (parts.length === 0) return ["", "it names no file"];
   return [parts.join("/"), undefined];
-}
-
-/** Streams `length` bytes at `offset` in reads of at most 8 MiB. */
-async function* rangeChunks(
-  source: ByteSource,
-  offset: number,
-  length: number,
-): AsyncGenerator<Uint8Array> {
-  for (let done = 0; done < length;) {
-    const n = Math.min(CHUNK, length - done);
-    yield await source.read(offset + done, n);
-    done += n;
-  }
 }
 
 /**

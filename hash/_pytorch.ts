@@ -16,7 +16,7 @@ import {
   TORCH_DTYPES,
   unpickle,
 } from "./_pickle.ts";
-import { BLOCK_BYTES, type ByteSource, checkRange } from "./_source.ts";
+import { BLOCK_BYTES, type ByteSource, checkRange, rangeChunks } from "./_source.ts";
 import {
   entryChunks,
   entryDataOffset,
@@ -201,7 +201,7 @@ function zipStorageReader(
   if (entry.method === 0) {
     return async function* (offset, length) {
       start ??= entryDataOffset(ctx.source, entry, ctx.format);
-      yield* readRange(ctx.source, (await start) + offset, length);
+      yield* rangeChunks(ctx.source, (await start) + offset, length);
     };
   }
   // Compressed storages (not written by torch, but valid zips) are inflated
@@ -229,18 +229,6 @@ function zipStorageReader(
       `Cannot read storage "${entry.name}": it ended before byte ${offset + length}`,
     );
   };
-}
-
-async function* readRange(
-  source: ByteSource,
-  offset: number,
-  length: number,
-): AsyncGenerator<Uint8Array> {
-  for (let done = 0; done < length;) {
-    const n = Math.min(CHUNK, length - done);
-    yield await source.read(offset + done, n);
-    done += n;
-  }
 }
 
 /**
@@ -311,7 +299,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
           `Cannot read storage "${key}": it is not in the file`,
         );
       }
-      return readRange(ctx.source, data + offset, length);
+      return rangeChunks(ctx.source, data + offset, length);
     };
   const persistentLoad = (pid: PyValue, offset: number): PyValue => {
     const { key, dtype, numel, rest } = parseStorageId(ctx, pid, 6, offset);

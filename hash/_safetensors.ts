@@ -2,7 +2,15 @@
 // data section. Tensors must tile the data section exactly: no overlaps, no
 // gaps, nothing past the end (a gap could hide bytes a different parser reads).
 import { ModelFormatError } from "./errors.ts";
-import { BLOCK_BYTES, type ByteSource, setFileRange, type StreamReader } from "./_source.ts";
+import {
+  BLOCK_BYTES,
+  type ByteSource,
+  rangeChunks,
+  setFileRange,
+  type StreamReader,
+} from "./_source.ts";
+
+export { rangeChunks };
 import { DTYPE_SIZES } from "./types.ts";
 import type { DType, Tensor } from "./types.ts";
 
@@ -232,18 +240,6 @@ export async function readHeader(
   );
   const json = await source.read(8, n);
   return parseHeader(json, source.name, source.size - 8 - n);
-}
-
-/** Streams `length` bytes at `offset` of `source` in reads of at most `CHUNK_BYTES`. */
-export async function* rangeChunks(
-  source: ByteSource,
-  offset: number,
-  length: number,
-): AsyncGenerator<Uint8Array> {
-  const end = offset + length;
-  for (let at = offset; at < end; at += CHUNK_BYTES) {
-    yield await source.read(at, Math.min(CHUNK_BYTES, end - at));
-  }
 }
 
 /** The tensors of a random-access safetensors file, in file order. */

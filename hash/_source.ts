@@ -99,6 +99,18 @@ export function fileRangeOf(tensor: object): FileRange | undefined {
   return fileRanges.get(tensor);
 }
 
+/** Streams `length` bytes at `offset` of `source` in reads of at most one block. */
+export async function* rangeChunks(
+  source: ByteSource,
+  offset: number,
+  length: number,
+): AsyncGenerator<Uint8Array> {
+  const end = offset + length;
+  for (let at = offset; at < end; at += BLOCK_BYTES) {
+    yield await source.read(at, Math.min(BLOCK_BYTES, end - at));
+  }
+}
+
 /** Throws the standard "truncated" error when `offset + length` passes `size`. */
 export function checkRange(
   source: { name: string; size: number },

@@ -1,11 +1,4 @@
-import { openSource } from "../hash/_source.ts";
-import { readHeader } from "../hash/_safetensors.ts";
-import {
-  buildHeader,
-  checkMetadata,
-  metadataStream,
-  type RewriteMetadataOptions,
-} from "./rewrite_metadata.ts";
+import { rewriteMetadata, type RewriteMetadataOptions } from "./rewrite_metadata.ts";
 
 /**
  * Rewrites a safetensors file's `__metadata__` in place, safely: the seed
@@ -40,20 +33,8 @@ export async function updateMeta(
   const { dirname, basename, join } = await import("node:path");
   const { toPath } = await import("../hash/_source_fs.ts");
   const file = toPath(path);
-  checkMetadata(meta, file);
-  const source = await openSource(file);
-  let stream: ReadableStream<Uint8Array>;
-  try {
-    const header = await readHeader(source);
-    stream = metadataStream(
-      source,
-      header,
-      buildHeader(header, meta, options.clobber ?? false),
-    );
-  } catch (e) {
-    await source.close();
-    throw e;
-  }
+  // Validates the metadata and the file before anything is written.
+  const stream = await rewriteMetadata(file, meta, options);
   const tmp = join(
     dirname(file),
     `.${basename(file)}.${crypto.randomUUID().slice(0, 8)}.tmp`,

@@ -63,9 +63,12 @@ export function base64Decode(text: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
-/** Lowercase hex SHA-256 of `data`. */
-export async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+/** Lowercase hex SHA-256 of `data` (a string is hashed as UTF-8). */
+export async function sha256Hex(data: Uint8Array | string): Promise<string> {
+  const input = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", input as Uint8Array<ArrayBuffer>),
+  );
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 

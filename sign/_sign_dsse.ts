@@ -6,26 +6,11 @@
  */
 
 import { base64Encode, type EcKey } from "./_pem.ts";
+import { dssePae } from "./_dsse.ts";
 import type { SigstoreBundle } from "./types.ts";
 
 /** The bundle media type `model_signing` writes for key and certificate signatures. */
 export const BUNDLE_V03_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json";
-
-/**
- * The DSSE pre-authentication encoding:
- * `"DSSEv1" SP len(type) SP type SP len(body) SP body`, lengths being the
- * ASCII decimal byte counts.
- */
-export function pae(payloadType: string, payload: Uint8Array): Uint8Array<ArrayBuffer> {
-  const type = new TextEncoder().encode(payloadType);
-  const head = new TextEncoder().encode(
-    `DSSEv1 ${type.length} ${payloadType} ${payload.length} `,
-  );
-  const out = new Uint8Array(head.length + payload.length);
-  out.set(head);
-  out.set(payload, head.length);
-  return out;
-}
 
 /** DER INTEGER encoding of an unsigned big-endian scalar. */
 function derInteger(scalar: Uint8Array): number[] {
@@ -73,7 +58,7 @@ export async function signDsseBundle(
     await crypto.subtle.sign(
       { name: "ECDSA", hash: key.hash },
       await key.cryptoKey(),
-      pae(payloadType, payload),
+      dssePae(payloadType, payload) as Uint8Array<ArrayBuffer>,
     ),
   );
   return {

@@ -3,6 +3,9 @@
 // predicate names the model and version, so a signature cannot be moved to
 // another model (substitution) or version (rollback) unnoticed.
 import { InvalidSignature } from "./errors.ts";
+import { checkSigner, type TrustPolicy } from "./policy.ts";
+import type { VerifiedSigner } from "./types.ts";
+import { verifyBundle } from "./_verify_bundle.ts";
 
 /** In-toto payload type for DSSE. */
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -76,4 +79,58 @@ export function parseClaim(payload: Uint8Array, file?: string): ModelClaim {
     );
   }
   return claim;
+}
+
+/** What the caller expects a signature to be for. */
+export interface ClaimExpectation {
+  name?: string | undefined;
+  version?: string | undefined;
+}
+
+/**
+ * Verifies an embedded signature (the bundle's JSON text) against the policy
+ * and returns its claim, refusing another model name (substitution) or
+ * version (rollback) than the caller expects. Comparing the claim's hash with
+ * the content is left to the caller, who knows what the hash covers.
+ */
+export async function verifyClaim(
+  bundleText: string,
+  policy: TrustPolicy,
+  file: string,
+  expect: ClaimExpectation,
+): Promise<{ claim: ModelClaim; signer: VerifiedSigner }> {
+  let bundle: unknown;
+  try {
+    bundle = JSON.parse(bundleText);
+  } catch (cause) {
+    throw new InvalidSignature("bad-bundle", "Cannot verify: the embedded signature is not JSON", {
+      file,
+      cause,
+    });
+  }
+  const { payload, payloadType, signer } = await verifyBundle(bundle, policy, file);
+  checkSigner(signer, policy, file);
+  if (payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+    throw new InvalidSignature(
+      "bad-statement",
+      `Cannot verify: expected payload type ${IN_TOTO_PAYLOAD_TYPE}, found ${payloadType}`,
+      { file },
+    );
+  }
+  const claim = parseClaim(payload, file);
+  if (expect.name !== undefined && expect.name !== claim.name) {
+    throw new InvalidSignature(
+      "wrong-model",
+      `Cannot verify: expected model "${expect.name}", the signature is for "${claim.name}"`,
+      { file },
+    );
+  }
+  if (expect.version !== undefined && expect.version !== claim.version) {
+    throw new InvalidSignature(
+      "wrong-version",
+      `Cannot verify: expected version "${expect.version}" of ${claim.name}, the signature is for "${claim.version}"`,
+      { file },
+    );
+  }
+  return { claim, signer };
 }

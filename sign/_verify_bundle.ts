@@ -241,7 +241,7 @@ async function trustedKeys(pems: string[], fail: Fail): Promise<TrustedKey[]> {
     }
     // Hints hash the PEM text as the signer wrote it; also accept the
     // canonical re-encoding so line-ending differences do not matter.
-    const pemHashes = [await sha256Hex(pem), await sha256Hex(toPem(der, "PUBLIC KEY"))];
+    const pemHashes = [await sha256Hex(pem), await sha256Hex(toPem("PUBLIC KEY", der))];
     out.push({ der, fingerprint: await sha256Hex(der), pemHashes });
   }
   return out;
@@ -311,7 +311,7 @@ async function verifyKey(
           issuer: undefined,
           keyFingerprint: key.fingerprint,
           // Canonical PEM: trusted key files may carry extra text around it.
-          pem: toPem(key.der, "PUBLIC KEY"),
+          pem: toPem("PUBLIC KEY", key.der),
           signedAt: undefined,
         },
       };
@@ -464,7 +464,7 @@ async function verifyCertificateChain(
       identities: [...leaf.emails, ...leaf.uris],
       issuer: undefined,
       keyFingerprint: await sha256Hex(leaf.spki),
-      pem: toPem(leaf.der, "CERTIFICATE"),
+      pem: toPem("CERTIFICATE", leaf.der),
       signedAt: undefined,
     },
   };
@@ -635,7 +635,7 @@ async function verifyKeyless(
       identities: [...leaf.emails, ...leaf.uris],
       issuer: fulcioIssuer(leaf),
       keyFingerprint: await sha256Hex(leaf.spki),
-      pem: toPem(leaf.der, "CERTIFICATE"),
+      pem: toPem("CERTIFICATE", leaf.der),
       signedAt: times[0],
     },
   };

@@ -7,6 +7,8 @@
  */
 
 import { Buffer } from "node:buffer";
+import * as pemText from "./_pem.ts";
+export { sha256Hex, toPem } from "./_pem.ts";
 import { ASN1Obj } from "@sigstore/core";
 
 /** DER or PEM input that cannot be read. */
@@ -195,35 +197,6 @@ export function derString(value: Uint8Array): string | undefined {
   return undefined;
 }
 
-/** Decodes every `-----BEGIN <label>-----` block of a PEM text to DER. */
-export function pemBlocks(text: string, label: string): Uint8Array[] {
-  const re = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END ${label}-----`, "g");
-  const out: Uint8Array[] = [];
-  for (const m of text.matchAll(re)) {
-    const b64 = (m[1] ?? "").replace(/\s+/g, "");
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0 || b64.length === 0) {
-      throw new DerError(`invalid base64 in PEM ${label}`);
-    }
-    out.push(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
-  }
-  return out;
-}
-
-/** PEM-encodes DER with 64-character lines and a final newline. */
-export function toPem(der: Uint8Array, label: string): string {
-  let binary = "";
-  for (const b of der) binary += String.fromCharCode(b);
-  const lines = btoa(binary).match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
-}
-
-/** Lower-case hex SHA-256. */
-export async function sha256Hex(data: Uint8Array | string): Promise<string> {
-  const input = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", input as BufferSource));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** A public key's type, read from its SPKI. */
 export type KeyType =
   | { kind: "ec"; curve: "P-256" | "P-384" | "P-521" }
@@ -383,5 +356,14 @@ export async function verifyWithSpki(
     }
   } catch {
     return false;
+  }
+}
+
+/** Decodes every `-----BEGIN <label>-----` block of a PEM text to DER. */
+export function pemBlocks(text: string, label: string): Uint8Array[] {
+  try {
+    return pemText.pemBlocks(text).filter((b) => b.label === label).map((b) => b.der);
+  } catch (e) {
+    throw new DerError(`invalid base64 in PEM ${label}`, { cause: e });
   }
 }

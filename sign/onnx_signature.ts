@@ -3,9 +3,8 @@ import { readOnnxMetadataProps } from "../hash/_onnx.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
 import type { ByteSource } from "../hash/_source.ts";
 import { HashMismatch, InvalidSignature, SignatureMissing } from "./errors.ts";
-import { checkSigner, type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
-import { claimStatement, IN_TOTO_PAYLOAD_TYPE, parseClaim } from "./_statement.ts";
-import { verifyBundle } from "./_verify_bundle.ts";
+import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import { claimStatement, IN_TOTO_PAYLOAD_TYPE, verifyClaim } from "./_statement.ts";
 import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
 
 /** The `metadata_props` key that holds an embedded signature in an ONNX file. */
@@ -193,41 +192,9 @@ export async function verifyOnnx(
         },
       );
     }
-    let bundle: unknown;
-    try {
-      bundle = JSON.parse(entries[0]!.value);
-    } catch (cause) {
-      throw new InvalidSignature("bad-bundle", "Cannot verify: the signature entry is not JSON", {
-        file,
-        cause,
-      });
-    }
-    const { payload, payloadType, signer } = await verifyBundle(bundle, policy, file);
-    checkSigner(signer, policy, file);
-    if (payloadType !== IN_TOTO_PAYLOAD_TYPE) {
-      throw new InvalidSignature("bad-statement", `Cannot verify: payload type ${payloadType}`, {
-        file,
-      });
-    }
-    const claim = parseClaim(payload, file);
+    const { claim, signer } = await verifyClaim(entries[0]!.value, policy, file, options);
     const hash = await digestWithout(source, entries);
     if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
-    if (options.name !== undefined && options.name !== claim.name) {
-      throw new InvalidSignature(
-        "wrong-model",
-        `Cannot verify: expected model "${options.name}", signed "${claim.name}"`,
-        {
-          file,
-        },
-      );
-    }
-    if (options.version !== undefined && options.version !== claim.version) {
-      throw new InvalidSignature(
-        "wrong-version",
-        `Cannot verify: expected version "${options.version}", signed "${claim.version}"`,
-        { file },
-      );
-    }
     return { name: claim.name, version: claim.version, hash, signer };
   } finally {
     await source.close();

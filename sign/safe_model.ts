@@ -3,9 +3,8 @@ import type { HashAlgorithm } from "../hash/safe_hash.ts";
 import { extractMetadata } from "../meta/extract_metadata.ts";
 import { updateMeta } from "../meta/update_meta.ts";
 import { HashMismatch, HashMissing, InvalidSignature, SignatureMissing } from "./errors.ts";
-import { checkSigner, type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
-import { claimStatement, IN_TOTO_PAYLOAD_TYPE, parseClaim } from "./_statement.ts";
-import { verifyBundle } from "./_verify_bundle.ts";
+import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import { claimStatement, IN_TOTO_PAYLOAD_TYPE, verifyClaim } from "./_statement.ts";
 import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
 
 /** The `__metadata__` keys embedded signatures use. */
@@ -251,46 +250,12 @@ export class SafeModel {
         { file },
       );
     }
-    let bundle: unknown;
-    try {
-      bundle = JSON.parse(sig);
-    } catch (cause) {
-      throw new InvalidSignature(
-        "bad-bundle",
-        `Cannot verify: "${METADATA_KEYS.signature}" is not JSON`,
-        {
-          file,
-          cause,
-        },
-      );
-    }
-    const { payload, payloadType, signer } = await verifyBundle(bundle, policy, file);
-    checkSigner(signer, policy, file);
-    if (payloadType !== IN_TOTO_PAYLOAD_TYPE) {
-      throw new InvalidSignature("bad-statement", `Cannot verify: payload type ${payloadType}`, {
-        file,
-      });
-    }
-    const claim = parseClaim(payload, file);
+    const { claim, signer } = await verifyClaim(sig, policy, file, options);
     if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
     if (claim.name !== name || claim.version !== version) {
       throw new InvalidSignature(
         "wrong-model",
         `Cannot verify: the signature is for ${claim.name}@${claim.version} but the metadata says ${name}@${version}`,
-        { file },
-      );
-    }
-    if (options.name !== undefined && options.name !== claim.name) {
-      throw new InvalidSignature(
-        "wrong-model",
-        `Cannot verify: expected model "${options.name}", the signature is for "${claim.name}"`,
-        { file },
-      );
-    }
-    if (options.version !== undefined && options.version !== claim.version) {
-      throw new InvalidSignature(
-        "wrong-version",
-        `Cannot verify: expected version "${options.version}" of ${claim.name}, the signature is for "${claim.version}"`,
         { file },
       );
     }
