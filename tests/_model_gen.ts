@@ -1,0 +1,210 @@
+// Generates a small model that transformers.js runs as "feature-extraction":
+// a BERT-typed config, a WordPiece tokenizer and an ONNX graph
+//   last_hidden_state = tanh(embeddings[input_ids] * attention_mask[..., None])
+// written with our own protobuf encoder. Used by the demo, the transformers.js
+// guard tests and its bench (which asks for ~256 MiB of embeddings).
+
+const enc = new TextEncoder();
+
+function varint(n: number | bigint): number[] {
+  let v = BigInt.asUintN(64, BigInt(n));
+  const out: number[] = [];
+  while (v > 0x7fn) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+  return out;
+}
+
+type Part = number[] | Uint8Array;
+const join = (parts: Part[]): Uint8Array => {
+  const n = parts.reduce((a, p) => a + p.length, 0);
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+};
+const len = (
+  field: number,
+  body: Part,
+): Part[] => [[...varint((field << 3) | 2), ...varint(body.length)], body];
+const str = (field: number, s: string) => len(field, enc.encode(s));
+const int = (field: number, v: number | bigint): Part[] => [[...varint(field << 3), ...varint(v)]];
+const msg = (...fields: Part[][]): Uint8Array => join(fields.flat());
+
+function tensor(name: string, dataType: number, dims: number[], raw: Uint8Array): Uint8Array {
+  return msg(...dims.map((d) => int(1, d)), int(2, dataType), str(8, name), len(9, raw));
+}
+
+function valueInfo(name: string, elemType: number, dims: (number | string)[]): Uint8Array {
+  const shape = msg(
+    ...dims.map((d) => len(1, typeof d === "number" ? msg(int(1, d)) : msg(str(2, d)))),
+  );
+  const tensorType = msg(int(1, elemType), len(2, shape));
+  return msg(str(1, name), len(2, msg(len(1, tensorType))));
+}
+
+function node(op: string, inputs: string[], outputs: string[], attrs: Part[][] = []): Uint8Array {
+  return msg(
+    ...inputs.map((i) => str(1, i)),
+    ...outputs.map((o) => str(2, o)),
+    str(3, `${op}_0`),
+    str(4, op),
+    ...attrs,
+  );
+}
+
+/** Options for {@linkcode writeTinyModel}. */
+export interface TinyModelOptions {
+  /** Hidden size. @default {8} */
+  hidden?: number;
+  /** Extra embedding rows beyond the vocabulary (to make the weights big). @default {0} */
+  extraRows?: number;
+  /** Seed for the weights. @default {1} */
+  seed?: number;
+}
+
+const VOCAB = [
+  "[PAD]",
+  "[CLS]",
+  "[SEP]",
+  "[UNK]",
+  "[MASK]",
+  "hello",
+  "world",
+  "safe",
+  "models",
+  "sign",
+  "verify",
+  "the",
+  "a",
+  "model",
+  "weights",
+  "!",
+  ".",
+  ",",
+];
+
+/** The ONNX bytes of the tiny model. */
+export function tinyOnnx(options: TinyModelOptions = {}): Uint8Array {
+  const hidden = options.hidden ?? 8;
+  const rows = VOCAB.length + (options.extraRows ?? 0);
+  const weights = new Float32Array(rows * hidden);
+  let s = options.seed ?? 1;
+  for (let i = 0; i < VOCAB.length * hidden; i++) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    weights[i] = s / 2 ** 31 - 0.5;
+  }
+  const FLOAT = 1, INT64 = 7;
+  const axes = new Uint8Array(new BigInt64Array([-1n]).buffer);
+  const graph = msg(
+    len(1, node("Gather", ["embeddings", "input_ids"], ["gathered"])),
+    len(
+      1,
+      node("Cast", ["attention_mask"], ["mask_f"], [
+        len(5, msg(str(1, "to"), int(3, FLOAT), int(20, 2))),
+      ]),
+    ),
+    len(1, node("Unsqueeze", ["mask_f", "unsqueeze_axes"], ["mask_3d"])),
+    len(1, node("Mul", ["gathered", "mask_3d"], ["masked"])),
+    len(1, node("Tanh", ["masked"], ["last_hidden_state"])),
+    str(2, "safemodels-tiny"),
+    len(5, tensor("embeddings", FLOAT, [rows, hidden], new Uint8Array(weights.buffer))),
+    len(5, tensor("unsqueeze_axes", INT64, [1], axes)),
+    len(11, valueInfo("input_ids", INT64, ["batch", "sequence"])),
+    len(11, valueInfo("attention_mask", INT64, ["batch", "sequence"])),
+    len(12, valueInfo("last_hidden_state", FLOAT, ["batch", "sequence", hidden])),
+  );
+  return msg(int(1, 8), str(2, "safemodels"), len(7, graph), len(8, msg(str(1, ""), int(2, 13))));
+}
+
+/** The WordPiece tokenizer.json for the tiny vocabulary. */
+export function tinyTokenizer(): string {
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
+  return JSON.stringify({
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: VOCAB.slice(0, 5).map((t, i) => special(i, t)),
+    normalizer: {
+      type: "BertNormalizer",
+      clean_text: true,
+      handle_chinese_chars: true,
+      strip_accents: null,
+      lowercase: true,
+    },
+    pre_tokenizer: { type: "BertPreTokenizer" },
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [
+        { SpecialToken: { id: "[CLS]", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        {
+          SpecialToken: { id: "[SEP]", type_id: 0 },
+        },
+      ],
+      pair: [
+        { SpecialToken: { id: "[CLS]", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { SpecialToken: { id: "[SEP]", type_id: 0 } },
+        { Sequence: { id: "B", type_id: 1 } },
+        { SpecialToken: { id: "[SEP]", type_id: 1 } },
+      ],
+      special_tokens: Object.fromEntries(
+        ["[CLS]", "[SEP]"].map((t) => [t, { id: t, ids: [VOCAB.indexOf(t)], tokens: [t] }]),
+      ),
+    },
+    decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab: Object.fromEntries(VOCAB.map((t, i) => [t, i])),
+    },
+  });
+}
+
+/**
+ * Writes the tiny model's files into `dir`: config.json, tokenizer.json,
+ * tokenizer_config.json and onnx/model.onnx.
+ */
+export async function writeTinyModel(dir: string, options: TinyModelOptions = {}): Promise<void> {
+  await Deno.mkdir(`${dir}/onnx`, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/config.json`,
+    JSON.stringify({
+      model_type: "bert",
+      architectures: ["BertModel"],
+      vocab_size: VOCAB.length,
+      hidden_size: options.hidden ?? 8,
+    }),
+  );
+  await Deno.writeTextFile(`${dir}/tokenizer.json`, tinyTokenizer());
+  await Deno.writeTextFile(
+    `${dir}/tokenizer_config.json`,
+    JSON.stringify({
+      tokenizer_class: "BertTokenizer",
+      do_lower_case: true,
+      model_max_length: 512,
+      cls_token: "[CLS]",
+      sep_token: "[SEP]",
+      unk_token: "[UNK]",
+      pad_token: "[PAD]",
+      mask_token: "[MASK]",
+    }),
+  );
+  await Deno.writeFile(`${dir}/onnx/model.onnx`, tinyOnnx(options));
+}
