@@ -19,7 +19,14 @@
 export { HashMismatch, HashMissing, InvalidSignature, SignatureMissing } from "./errors.ts";
 export type { InvalidSignatureCode, SignErrorOptions } from "./errors.ts";
 export type { Signer, SigstoreBundle, TrustMaterial, VerifiedSigner } from "./types.ts";
-export { checkSigner, init, Issuer, resolvePolicy, toPolicy } from "./policy.ts";
+export {
+  checkSigner,
+  init,
+  Issuer,
+  resolvePolicy,
+  signatureRequirement,
+  toPolicy,
+} from "./policy.ts";
 export type { Matcher, TrustPolicy } from "./policy.ts";
 export { lockedSigner, Lockfile } from "./lockfile.ts";
 export type { LockCheckOptions, LockedSigner, LockEntry, LockResult } from "./lockfile.ts";

@@ -64,6 +64,35 @@ export interface TrustPolicy extends TrustMaterial {
    * @default {"required"}
    */
   signatures?: "required" | "optional";
+  /**
+   * Per-model overrides of `signatures`, keyed by model name (e.g. a hub
+   * repository such as `"acme/tiny-bert"`).
+   * @default {{}}
+   */
+  models?: Record<string, { signatures: "required" | "optional" }>;
+}
+
+/**
+ * Whether a model needs a signature under `policy`: its entry in `models`,
+ * else the policy-wide `signatures`.
+ *
+ * @param policy The trust policy.
+ * @param model The model's name, when known.
+ * @returns `"required"` or `"optional"`.
+ *
+ * @example A policy that lets one internal model through unsigned
+ * ```ts
+ * import { signatureRequirement, toPolicy } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * const policy = toPolicy({ models: { "acme/scratch": { signatures: "optional" } } });
+ * assert.equal(signatureRequirement(policy, "acme/scratch"), "optional");
+ * assert.equal(signatureRequirement(policy, "acme/prod"), "required");
+ * ```
+ */
+export function signatureRequirement(policy: TrustPolicy, model?: string): "required" | "optional" {
+  const own = model === undefined ? undefined : policy.models?.[model]?.signatures;
+  return own ?? policy.signatures ?? "required";
 }
 
 let processDefault: TrustPolicy | undefined;
@@ -121,6 +150,17 @@ export function toPolicy(policy: TrustPolicy | Issuer | Issuer[]): TrustPolicy {
     certificateRoots: [...(p.certificateRoots ?? [])],
     signatures: p.signatures ?? "required",
   };
+  if (p.models !== undefined) {
+    out.models = {};
+    for (const [name, m] of Object.entries(p.models)) {
+      if (m?.signatures !== "required" && m?.signatures !== "optional") {
+        throw new TypeError(
+          `Cannot use trust policy: models["${name}"].signatures must be "required" or "optional"`,
+        );
+      }
+      out.models[name] = { signatures: m.signatures };
+    }
+  }
   if (p.trustedRoot !== undefined) out.trustedRoot = p.trustedRoot;
   if (out.signatures !== "required" && out.signatures !== "optional") {
     throw new TypeError(

@@ -3,7 +3,7 @@ import type { HashAlgorithm } from "../hash/safe_hash.ts";
 import { extractMetadata } from "../meta/extract_metadata.ts";
 import { updateMeta } from "../meta/update_meta.ts";
 import { HashMismatch, HashMissing, InvalidSignature, SignatureMissing } from "./errors.ts";
-import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import { type Issuer, resolvePolicy, signatureRequirement, type TrustPolicy } from "./policy.ts";
 import { claimStatement, IN_TOTO_PAYLOAD_TYPE, verifyClaim } from "./_statement.ts";
 import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
 
@@ -242,7 +242,7 @@ export class SafeModel {
     const policy = resolvePolicy(options.policy);
     const sig = meta[METADATA_KEYS.signature];
     if (sig === undefined) {
-      if (policy.signatures === "optional") {
+      if (signatureRequirement(policy, options.name ?? name) === "optional") {
         return new SafeModel(name || file, version || "unknown", hash);
       }
       throw new SignatureMissing(

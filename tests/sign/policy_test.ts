@@ -7,6 +7,7 @@ import {
   Issuer,
   Lockfile,
   resolvePolicy,
+  signatureRequirement,
   toPolicy,
 } from "../../sign/mod.ts";
 import type { VerifiedSigner } from "../../sign/mod.ts";
@@ -158,4 +159,16 @@ Deno.test("Lockfile saves in a stable order and loads back; a missing file is em
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("signatureRequirement() lets a per-model entry override the policy-wide setting", () => {
+  const p = toPolicy({
+    signatures: "optional",
+    models: { "acme/prod": { signatures: "required" } },
+  });
+  assert.equal(signatureRequirement(p, "acme/prod"), "required");
+  assert.equal(signatureRequirement(p, "acme/dev"), "optional");
+  assert.equal(signatureRequirement(p), "optional");
+  // @ts-expect-error: not a mode
+  assert.throws(() => toPolicy({ models: { x: { signatures: "sometimes" } } }), TypeError);
 });
