@@ -6,14 +6,7 @@
  */
 
 import { Buffer } from "node:buffer";
-import { bundleToJSON } from "@sigstore/bundle";
-import {
-  DSSEBundleBuilder,
-  FulcioSigner,
-  RekorWitness,
-  TSAWitness,
-  type Witness,
-} from "@sigstore/sign";
+import type { Witness } from "@sigstore/sign";
 import type { Signer, SigstoreBundle } from "./types.ts";
 
 /** The public-good Fulcio instance `sigstoreSigner` uses by default. */
@@ -181,6 +174,12 @@ export function sigstoreSigner(options: SigstoreSignerOptions = {}): Signer {
         throw new TypeError("Cannot sign: expected a non-empty payload type");
       }
       const token = await resolveToken(options);
+      // Loaded on first use: @sigstore/sign pulls in an HTTP stack that reads
+      // the environment at import time, which verification never needs.
+      const { DSSEBundleBuilder, FulcioSigner, RekorWitness, TSAWitness } = await import(
+        "@sigstore/sign"
+      );
+      const { bundleToJSON } = await import("@sigstore/bundle");
       const witnesses: Witness[] = [new RekorWitness({ rekorBaseURL: urls.rekor })];
       if (urls.tsa !== undefined) witnesses.push(new TSAWitness({ tsaBaseURL: urls.tsa }));
       const builder = new DSSEBundleBuilder({
