@@ -1,3 +1,5 @@
+import { crc32 } from "../../hash/_zip.ts";
+import { concat, deflateRaw, prng } from "../_helpers.ts";
 import assert from "node:assert/strict";
 import { readNpy, readNpz } from "../../hash/_numpy.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
@@ -45,29 +47,6 @@ function npy(
   out.set(header, prelude);
   out.set(data, prelude + header.length);
   return out;
-}
-
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-async function deflateRaw(bytes: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([new Uint8Array(bytes)]).stream().pipeThrough(
-    new CompressionStream("deflate-raw"),
-  );
-  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 /** A zip of the given members, deflated (method 8) unless `stored`. */
@@ -120,16 +99,6 @@ async function zip(
   ev.setUint32(12, centralSize, true);
   ev.setUint32(16, offset, true);
   return concat([...parts, ...central, end]);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Reads all of a tensor's chunks, checking sizes and the block-size limit. */
@@ -553,18 +522,6 @@ Deno.test("readNpz: non-npy and duplicate members are refused", async () => {
 
 // ---------------------------------------------------------------------------
 // Mutation fuzz.
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function mutate(
   base: Uint8Array,

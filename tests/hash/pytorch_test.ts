@@ -1,3 +1,4 @@
+import { prng } from "../_helpers.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
@@ -971,17 +972,6 @@ Deno.test("pickle: malformed input is refused without large allocations", () => 
 });
 
 // --- Fuzzing ------------------------------------------------------------------
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function mutate(
   input: Uint8Array,

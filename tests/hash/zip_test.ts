@@ -1,3 +1,4 @@
+import { deflateRaw, prng } from "../_helpers.ts";
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import {
@@ -51,13 +52,6 @@ interface Member {
   /** Write sizes and CRC in a data descriptor, zeros in the local header. */
   descriptor?: boolean;
   flags?: number;
-}
-
-async function deflateRaw(data: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([data.slice()]).stream().pipeThrough(
-    new CompressionStream("deflate-raw"),
-  );
-  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 async function buildZip(
@@ -363,17 +357,6 @@ Deno.test("zip: refuses offsets and counts that do not fit", async () => {
 });
 
 // --- Fuzzing -----------------------------------------------------------------
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function mutate(input: Uint8Array, rand: () => number): Uint8Array {
   let b = input.slice();
