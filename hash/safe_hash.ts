@@ -177,19 +177,25 @@ export async function safeHash(
       }, expected "safemodels-v1", "seed-xxh64" or "seed-blake2b160"`,
     );
   }
-  await using model = await openModel(input, options);
-  const hasher = algorithm === "seed-xxh64" ? await createXxh64() : await createBlake2b(160);
-  const sorted = [...model.tensors].sort((a, b) => compareCodePoints(a.name, b.name));
-  checkUnique(sorted, model.file);
-  const progress = progressReporter(options, total(sorted));
-  for (const t of sorted) {
-    for await (const chunk of readAhead(t.chunks())) {
-      options.signal?.throwIfAborted();
-      hasher.update(chunk);
-      progress(chunk.byteLength);
+  // try/finally rather than `await using`, which Node before 24 cannot parse.
+  const model = await openModel(input, options);
+  let digest: Uint8Array;
+  try {
+    const hasher = algorithm === "seed-xxh64" ? await createXxh64() : await createBlake2b(160);
+    const sorted = [...model.tensors].sort((a, b) => compareCodePoints(a.name, b.name));
+    checkUnique(sorted, model.file);
+    const progress = progressReporter(options, total(sorted));
+    for (const t of sorted) {
+      for await (const chunk of readAhead(t.chunks())) {
+        options.signal?.throwIfAborted();
+        hasher.update(chunk);
+        progress(chunk.byteLength);
+      }
     }
+    digest = hasher.digest();
+  } finally {
+    await model.close();
   }
-  const digest = hasher.digest();
   return algorithm === "seed-xxh64" ? BigInt(`0x${toHex(digest)}`).toString() : toHex(digest);
 }
 
@@ -232,8 +238,12 @@ export async function hashManifest(
   }
   const streamed = await openStreamed(input, options);
   if (streamed) return await manifestOf(streamed, options);
-  await using model = await openModel(input, options);
-  return await manifestOf(model, options);
+  const model = await openModel(input, options);
+  try {
+    return await manifestOf(model, options);
+  } finally {
+    await model.close();
+  }
 }
 
 interface TensorSet {

@@ -94,13 +94,14 @@ export async function hashModelFolder(
     return digest;
   };
 
-  const top = await Deno.lstat(root);
-  if (top.isSymlink && !allowSymlinks) throw symlinkError(".", root);
-  const topStat = top.isSymlink ? await Deno.stat(root) : top;
-  if (topStat.isFile) {
+  const fs = await import("node:fs/promises");
+  const top = await fs.lstat(root);
+  if (top.isSymbolicLink() && !allowSymlinks) throw symlinkError(".", root);
+  const topStat = top.isSymbolicLink() ? await fs.stat(root) : top;
+  if (topStat.isFile()) {
     return [{ name: ".", algorithm: "sha256", digest: await hash(root) }];
   }
-  if (!topStat.isDirectory) {
+  if (!topStat.isDirectory()) {
     throw new InvalidSignature(
       "wrong-model",
       "Cannot hash model: it is neither a regular file nor a folder",
@@ -120,15 +121,17 @@ export async function hashModelFolder(
       const parts = name.split("/");
       for (let i = 1; i <= parts.length; i++) {
         const sub = parts.slice(0, i).join("/");
-        const info = await Deno.lstat(`${root}/${sub}`).catch((e) => {
-          if (e instanceof Deno.errors.NotFound) return undefined;
+        const info = await fs.lstat(`${root}/${sub}`).catch((e) => {
+          if ((e as { code?: string }).code === "ENOENT") return undefined;
           throw e;
         });
         if (info === undefined) break; // Reported as missing by compareResources.
-        if (info.isSymlink && (!allowSymlinks || i < parts.length)) throw symlinkError(sub, root);
+        if (info.isSymbolicLink() && (!allowSymlinks || i < parts.length)) {
+          throw symlinkError(sub, root);
+        }
         if (i === parts.length) {
-          const target = info.isSymlink ? await Deno.stat(`${root}/${sub}`) : info;
-          if (!target.isFile) {
+          const target = info.isSymbolicLink() ? await fs.stat(`${root}/${sub}`) : info;
+          if (!target.isFile()) {
             throw new InvalidSignature(
               "wrong-model",
               `Cannot hash model: ${name} is not a regular file`,
@@ -164,15 +167,16 @@ async function walk(
   allowSymlinks: boolean,
   out: string[],
 ): Promise<void> {
+  const fs = await import("node:fs/promises");
   const dir = prefix === "" ? root : `${root}/${prefix}`;
-  for await (const entry of Deno.readDir(dir)) {
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
     const name = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
     // Ignoring comes first, as in model_signing: an ignored link is fine.
     if (isIgnored(name, ignored)) continue;
-    if (entry.isSymlink) {
+    if (entry.isSymbolicLink()) {
       if (!allowSymlinks) throw symlinkError(name, root);
-      const target = await Deno.stat(`${root}/${name}`);
-      if (!target.isFile) {
+      const target = await fs.stat(`${root}/${name}`);
+      if (!target.isFile()) {
         throw new InvalidSignature(
           "wrong-model",
           `Cannot hash model: ${name} is a symbolic link to something other than a file`,
@@ -180,9 +184,9 @@ async function walk(
         );
       }
       out.push(name);
-    } else if (entry.isDirectory) {
+    } else if (entry.isDirectory()) {
       await walk(root, name, ignored, allowSymlinks, out);
-    } else if (entry.isFile) {
+    } else if (entry.isFile()) {
       out.push(name);
     } else {
       throw new InvalidSignature(

@@ -49,7 +49,12 @@ const NO_TOKEN =
 /** Reads an environment variable; a missing `--allow-env` reads as unset. */
 function env(name: string): string | undefined {
   try {
-    const value = Deno.env.get(name);
+    // Deno.env where it exists (a missing --allow-env throws), else process.env.
+    const g = globalThis as {
+      Deno?: { env: { get(n: string): string | undefined } };
+      process?: { env: Record<string, string | undefined> };
+    };
+    const value = g.Deno ? g.Deno.env.get(name) : g.process?.env[name];
     return value === "" ? undefined : value;
   } catch {
     return undefined;
