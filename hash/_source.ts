@@ -245,7 +245,10 @@ export function responseBody(res: Response): ReadableStream<Uint8Array> {
 export class StreamReader {
   readonly name: string;
   #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #pending: Uint8Array = new Uint8Array(0);
+  // Arrived but unconsumed chunks. Kept as a list (not one growing buffer) so
+  // that a stream of many small chunks costs linear, not quadratic, copying.
+  #parts: Uint8Array[] = [];
+  #buffered = 0;
   #position = 0;
 
   constructor(stream: ReadableStream<Uint8Array>, name = "<stream>") {
@@ -261,78 +264,99 @@ export class StreamReader {
   async #fill(): Promise<boolean> {
     const { value, done } = await this.#reader.read();
     if (done) return false;
-    this.#pending = this.#pending.byteLength === 0 ? value : concat(this.#pending, value);
+    if (value.byteLength > 0) {
+      this.#parts.push(value);
+      this.#buffered += value.byteLength;
+    }
     return true;
+  }
+
+  /** Makes the first part at least `n` bytes long (n <= buffered), copying once. */
+  #gather(n: number): Uint8Array {
+    const first = this.#parts[0]!;
+    if (first.byteLength >= n) return first;
+    let count = 0;
+    let size = 0;
+    while (size < n) size += this.#parts[count++]!.byteLength;
+    const merged = new Uint8Array(size);
+    let at = 0;
+    for (const p of this.#parts.splice(0, count, merged)) {
+      merged.set(p, at);
+      at += p.byteLength;
+    }
+    return merged;
+  }
+
+  #consume(k: number): Uint8Array {
+    const first = this.#parts[0]!;
+    const out = first.subarray(0, k);
+    if (k === first.byteLength) this.#parts.shift();
+    else this.#parts[0] = first.subarray(k);
+    this.#buffered -= k;
+    this.#position += k;
+    return out;
   }
 
   /** Reads exactly `n` bytes, or throws "truncated" if the stream ends first. */
   async readExact(n: number): Promise<Uint8Array> {
-    while (this.#pending.byteLength < n) {
+    while (this.#buffered < n) {
       if (!(await this.#fill())) {
         throw new ModelFormatError(
           "truncated",
           `Cannot read ${n} bytes at offset ${this.#position}: the stream ended after ${
-            this.#position + this.#pending.byteLength
+            this.#position + this.#buffered
           } bytes`,
           { file: this.name },
         );
       }
     }
-    const out = this.#pending.subarray(0, n);
-    this.#pending = this.#pending.subarray(n);
-    this.#position += n;
-    return out;
+    if (n === 0) return new Uint8Array(0);
+    this.#gather(n);
+    return this.#consume(n);
   }
 
   /** Yields exactly `n` bytes as they arrive, in pieces of at most `max` bytes. */
   async *take(n: number, max = 8 << 20): AsyncGenerator<Uint8Array> {
     let left = n;
     while (left > 0) {
-      if (this.#pending.byteLength === 0 && !(await this.#fill())) {
+      if (this.#buffered === 0 && !(await this.#fill())) {
         throw new ModelFormatError(
           "truncated",
           `Cannot read ${left} more bytes at offset ${this.#position}: the stream ended`,
           { file: this.name },
         );
       }
-      const k = Math.min(left, this.#pending.byteLength, max);
-      const out = this.#pending.subarray(0, k);
-      this.#pending = this.#pending.subarray(k);
-      this.#position += k;
-      left -= k;
-      yield out;
+      if (this.#buffered === 0) continue; // an empty chunk
+      const piece = this.#consume(Math.min(left, this.#parts[0]!.byteLength, max));
+      left -= piece.byteLength;
+      yield piece;
     }
   }
 
   /** Returns (without consuming) up to `n` bytes: fewer only at the end. */
   async peek(n: number): Promise<Uint8Array> {
-    while (this.#pending.byteLength < n && await this.#fill()) { /* fill */ }
-    return this.#pending.slice(0, n);
+    while (this.#buffered < n && await this.#fill()) { /* fill */ }
+    const k = Math.min(n, this.#buffered);
+    return k === 0 ? new Uint8Array(0) : this.#gather(k).slice(0, k);
   }
 
   /** Reads everything left in the stream into one array. */
   async readRest(): Promise<Uint8Array> {
     while (await this.#fill()) { /* accumulate */ }
-    const out = this.#pending;
-    this.#position += out.byteLength;
-    this.#pending = new Uint8Array(0);
-    return out;
+    if (this.#buffered === 0) return new Uint8Array(0);
+    return this.#consume(this.#gather(this.#buffered).byteLength);
   }
 
   /** True if the stream has no bytes left. */
   async atEnd(): Promise<boolean> {
-    return this.#pending.byteLength === 0 && !(await this.#fill());
+    while (this.#buffered === 0) {
+      if (!(await this.#fill())) return true;
+    }
+    return false;
   }
 
   /** Cancels the underlying stream. */
   async cancel(): Promise<void> {
     await this.#reader.cancel().catch(() => {});
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
-  return out;
 }

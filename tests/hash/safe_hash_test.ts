@@ -280,3 +280,18 @@ Deno.test("openModel() refuses every file in bad/ with a ModelFormatError naming
     (e) => e instanceof ModelFormatError && /posix\.system/.test(e.message),
   );
 });
+
+Deno.test("safeHash() buffers a non-safetensors stream of many small chunks in linear time", async () => {
+  // 8 MiB of ONNX in 512-byte chunks: 16384 chunks. Joining them by regrowing
+  // one buffer would copy ~64 GiB; the reader keeps a list and copies once.
+  const { tinyOnnx } = await import("../_model_gen.ts");
+  const onnx = tinyOnnx({ extraRows: 262_144 });
+  let at = 0;
+  const trickle = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (at >= onnx.length) return c.close();
+      c.enqueue(onnx.slice(at, at += 512));
+    },
+  });
+  assert.equal(await safeHash(trickle), await safeHash(onnx));
+});
