@@ -7,7 +7,7 @@ import { verifyBundle } from "../sign/_verify_bundle.ts";
 import { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors.ts";
 import type { Lockfile } from "../sign/lockfile.ts";
 import { verifyOnnx } from "../sign/onnx_signature.ts";
-import { checkSigner, type TrustPolicy } from "../sign/policy.ts";
+import { checkSigner, signatureRequirement, type TrustPolicy } from "../sign/policy.ts";
 import type { VerifiedSigner } from "../sign/types.ts";
 
 /** One model: a hub repository at a revision, or a local folder. */
@@ -166,7 +166,9 @@ export async function decide(
     }
   }
   if (pinned !== undefined) return { ok: true, digest, evidence: "lockfile" };
-  if (ctx.policy.signatures === "optional") return { ok: true, digest, evidence: "none" };
+  if (signatureRequirement(ctx.policy, ref.model.name) === "optional") {
+    return { ok: true, digest, evidence: "none" };
+  }
   const why = ctx.oms.digests
     ? `it is not in the signed manifest of ${ref.model.signature}`
     : `there is no model.sig at ${ref.model.signature}, no embedded signature and no lockfile entry`;

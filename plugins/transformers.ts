@@ -46,6 +46,12 @@ import {
   verifyOmsText,
 } from "./_transformers_verify.ts";
 
+// The sign types the guard's API mentions, so its documentation is complete.
+export type { Issuer, Lockfile, TrustPolicy, VerifiedSigner };
+export type { Matcher } from "../sign/policy.ts";
+export type { TrustMaterial } from "../sign/types.ts";
+export type { LockCheckOptions, LockedSigner, LockEntry, LockResult } from "../sign/lockfile.ts";
+
 /**
  * Options for {@linkcode guardTransformers}.
  *
@@ -223,7 +229,7 @@ function cacheStore(open: () => Promise<CacheLike>): Store {
     put: async (key, _ref, bytes, type) => {
       await (await get()).put(
         key,
-        new Response(bytes, {
+        new Response(asBody(bytes), {
           headers: { "content-length": String(bytes.byteLength), "content-type": type },
         }),
       );
@@ -272,17 +278,36 @@ function fileStore(env: TransformersEnv): Store {
   };
 }
 
-function pickStore(env: TransformersEnv): Store | undefined {
-  if (env.useCustomCache && env.customCache) {
-    const custom = env.customCache as CacheLike;
-    return cacheStore(() => Promise.resolve(custom));
+/**
+ * The cache transformers.js would use now (read at each call, so `env` may be
+ * changed after installing): the custom cache it had, the Web Cache API or
+ * its file cache.
+ */
+function pickStore(
+  env: TransformersEnv,
+  custom: { use: boolean; cache: unknown },
+  opened: Map<string, Store>,
+): Store | undefined {
+  if (custom.use && custom.cache) {
+    const c = custom.cache as CacheLike;
+    return cacheStore(() => Promise.resolve(c));
   }
   if (env.useBrowserCache && typeof caches !== "undefined") {
     const name = env.cacheKey;
-    return cacheStore(() => caches.open(name) as Promise<CacheLike>);
+    let s = opened.get(`web:${name}`);
+    if (!s) {
+      s = cacheStore(() => caches.open(name) as Promise<CacheLike>);
+      opened.set(`web:${name}`, s);
+    }
+    return s;
   }
   if (env.useFSCache) return fileStore(env);
   return undefined;
+}
+
+/** Bytes as a Response body (fetch types want an ArrayBuffer-backed view). */
+function asBody(bytes: Uint8Array): BodyInit {
+  return bytes as Uint8Array<ArrayBuffer>;
 }
 
 function escapeRe(s: string): string {
@@ -313,7 +338,7 @@ function fileBody(path: string): ReadableStream<Uint8Array> {
     async cancel() {
       await handle?.close();
     },
-  });
+  }, { highWaterMark: 0 });
 }
 
 /**
@@ -371,7 +396,7 @@ export function guardTransformers(
   const frozen = options.frozen ?? false;
   const records: GuardRecord[] = [];
   const models = new Map<string, ModelState>();
-  const recent = new Map<string, { bytes: Uint8Array; timer: number }>();
+  const recent = new Map<string, { bytes: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
   const served = new Map<string, Served>();
   const warned = new Set<string>();
 
@@ -382,7 +407,9 @@ export function guardTransformers(
     useCustomCache: env.useCustomCache,
     customCache: env.customCache,
   };
-  const store = pickStore(env);
+  const opened = new Map<string, Store>();
+  const currentStore = () =>
+    pickStore(env, { use: saved.useCustomCache, cache: saved.customCache }, opened);
   const readLocalsDirectly = env.useFS;
 
   let lockfile: Promise<Lockfile | undefined> | undefined;
@@ -507,6 +534,7 @@ export function guardTransformers(
       return verifyOmsText(text, policy, ref.signature);
     }
     const sigRef: FileRef = { model: ref, file: "model.sig" };
+    const store = currentStore();
     const cached = await store?.match(ref.signature, sigRef).catch(() => undefined);
     if (cached !== undefined) {
       const v = await verifyOmsText(new TextDecoder().decode(cached), policy, ref.signature);
@@ -619,7 +647,7 @@ export function guardTransformers(
     if (old) clearTimeout(old.timer);
     const timer = setTimeout(() => recent.delete(key), RECENT_MS);
     const unref = (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer;
-    if (unref) unref(timer);
+    if (unref) unref(timer as unknown as number);
     else (timer as unknown as { unref?: () => void }).unref?.();
     recent.set(key, { bytes, timer });
   }
@@ -675,7 +703,7 @@ export function guardTransformers(
         finish?.();
         await (reader ? reader.cancel(reason) : source.cancel(reason));
       },
-    });
+    }, { highWaterMark: 0 }); // pull only when read: metadata probes never start
   }
 
   // deno-lint-ignore no-explicit-any
@@ -715,14 +743,17 @@ export function guardTransformers(
 
   const customCache = {
     async match(key: string): Promise<Response | undefined> {
+      const store = currentStore();
       const ref = await locate(key);
       if (!ref) {
         const bytes = isUrl(key) ? await store?.match(key, undefined) : undefined;
-        return bytes && new Response(bytes);
+        return bytes && new Response(asBody(bytes));
       }
       const fresh = take(key);
       if (fresh) {
-        return new Response(fresh, { headers: { "content-length": String(fresh.byteLength) } });
+        return new Response(asBody(fresh), {
+          headers: { "content-length": String(fresh.byteLength) },
+        });
       }
       if (!isUrl(key) || !store) return undefined;
       const bytes = await store.match(key, ref);
@@ -734,9 +765,12 @@ export function guardTransformers(
         return undefined;
       }
       if (isWeightFile(ref.file)) await serveWeights(key, ref, bytes, v);
-      return new Response(bytes, { headers: { "content-length": String(bytes.byteLength) } });
+      return new Response(asBody(bytes), {
+        headers: { "content-length": String(bytes.byteLength) },
+      });
     },
     async put(key: string, response: Response): Promise<void> {
+      const store = currentStore();
       const ref = await locate(key);
       const bytes = new Uint8Array(await response.arrayBuffer());
       const type = response.headers.get("content-type") ?? "application/octet-stream";
@@ -755,6 +789,7 @@ export function guardTransformers(
       }
     },
     async delete(key: string): Promise<boolean> {
+      const store = currentStore();
       const ref = await locate(key);
       take(key);
       await store?.delete(key, ref);

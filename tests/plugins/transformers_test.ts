@@ -1,0 +1,571 @@
+// The transformers.js guard against real transformers.js 4.3.1 and real
+// onnxruntime-node: signed tiny-bert copies load (local, remote over a
+// loopback hub, cache hits); tampered, unsigned or foreign-signed copies are
+// refused promptly, with our error naming the file and no onnxruntime session.
+import assert from "node:assert/strict";
+import * as ort from "onnxruntime-node";
+import * as transformers from "@huggingface/transformers";
+import { type GuardOptions, guardTransformers } from "../../plugins/transformers.ts";
+import {
+  HashMismatch,
+  InvalidSignature,
+  keySigner,
+  Lockfile,
+  SignatureMissing,
+  signModel,
+} from "../../sign/mod.ts";
+import { expected, fixture, sha256hex } from "../_helpers.ts";
+
+const { env } = transformers;
+const KEY = await Deno.readTextFile(fixture("oms/keys/signing-key.pem"));
+const PUB = await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem"));
+const policy = { publicKeys: [PUB] };
+const EXPECTED = expected("tiny-bert").hello_world_mean_pooled as number[];
+const FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx"];
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+// Every onnxruntime session transformers.js asks for, counted below the guard.
+const realCreate = ort.InferenceSession.create;
+let sessions = 0;
+Object.defineProperty(ort.InferenceSession, "create", {
+  configurable: true,
+  writable: true,
+  value: function (this: unknown, ...args: unknown[]) {
+    const a = args[0];
+    if (typeof a === "string" || (a as Uint8Array).byteLength > 1000) sessions++;
+    return (realCreate as (...a: unknown[]) => unknown).apply(this, args);
+  },
+});
+const spyCreate = ort.InferenceSession.create;
+
+const unhandled: unknown[] = [];
+globalThis.addEventListener("unhandledrejection", (e) => {
+  unhandled.push(e.reason);
+  e.preventDefault();
+});
+
+const saved = {
+  localModelPath: env.localModelPath,
+  allowRemoteModels: env.allowRemoteModels,
+  allowLocalModels: env.allowLocalModels,
+  remoteHost: env.remoteHost,
+  useBrowserCache: env.useBrowserCache,
+  useFSCache: env.useFSCache,
+  cacheDir: env.cacheDir,
+  cacheKey: env.cacheKey,
+};
+function resetEnv(): void {
+  Object.assign(env, saved);
+}
+
+/** A signed copy of tiny-bert at `<root>/tiny-bert`. */
+async function signedCopy(
+  mutate?: (dir: string) => Promise<void>,
+  key = KEY,
+): Promise<{ root: string; dir: string }> {
+  const root = await Deno.makeTempDir({ prefix: "guard-" });
+  const dir = `${root}/tiny-bert`;
+  await Deno.mkdir(`${dir}/onnx`, { recursive: true });
+  for (const f of FILES) {
+    await Deno.copyFile(fixture(`tiny-bert/${f}`), `${dir}/${f}`);
+    await Deno.chmod(`${dir}/${f}`, 0o644);
+  }
+  await mutate?.(dir);
+  await signModel(dir, { signer: keySigner(key) });
+  return { root, dir };
+}
+
+async function flip(path: string, at = 100): Promise<void> {
+  const b = await Deno.readFile(path);
+  b[Math.min(at, b.length - 1)]! ^= 0x01;
+  await Deno.writeFile(path, b);
+}
+
+function within<T>(p: Promise<T>, ms = 5000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms (hang)`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function embed(model: string, extra: Record<string, unknown> = {}): Promise<number[]> {
+  const pipe = await within(
+    transformers.pipeline("feature-extraction", model, { dtype: "fp32", ...extra }),
+  );
+  const out = await pipe("hello world", { pooling: "mean" });
+  await pipe.dispose();
+  return Array.from(out.data as Float32Array);
+}
+
+function assertClose(actual: number[], want: number[]): void {
+  assert.equal(actual.length, want.length);
+  actual.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-5, `[${i}] ${v} vs ${want[i]}`));
+}
+
+/** Loads and expects a clean, prompt refusal with no session and no stray rejection. */
+async function assertRefused(
+  model: string,
+  errorClass: new (...a: never[]) => Error,
+  names: RegExp,
+  extra: Record<string, unknown> = {},
+): Promise<Error> {
+  const before = sessions;
+  unhandled.length = 0;
+  const started = performance.now();
+  const error = await within(
+    transformers.pipeline("feature-extraction", model, { dtype: "fp32", ...extra }).then(
+      () => assert.fail("the pipeline loaded"),
+      (e: Error) => e,
+    ),
+  );
+  assert.ok(error instanceof errorClass, `expected ${errorClass.name}, got ${error}`);
+  assert.match(error.message, names);
+  assert.ok(performance.now() - started < 4000);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(unhandled, []);
+  assert.equal(sessions, before, "an onnxruntime session was created");
+  return error;
+}
+
+async function guarded<T>(
+  options: GuardOptions,
+  fn: (guard: ReturnType<typeof guardTransformers>) => Promise<T>,
+): Promise<T> {
+  const guard = guardTransformers(transformers, { policy, ...options });
+  try {
+    return await fn(guard);
+  } finally {
+    guard.uninstall();
+    resetEnv();
+    // A new model load epoch for the next test.
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function local(root: string): void {
+  env.localModelPath = root;
+  env.allowRemoteModels = false;
+  env.cacheKey = `guard-test-${crypto.randomUUID()}`;
+}
+
+Deno.test("a signed local model loads and embeds hello world as expected", opts, async () => {
+  const { root } = await signedCopy();
+  await guarded({}, async (guard) => {
+    local(root);
+    const before = sessions;
+    assertClose(await embed("tiny-bert"), EXPECTED);
+    assert.equal(sessions, before + 1);
+    assert.deepEqual(
+      guard.records.map((r) => [r.file, r.verdict, r.evidence]).sort(),
+      FILES.map((f) => [f, "verified", "oms"]).sort(),
+    );
+    assert.equal(guard.records[0]!.signer?.kind, "key");
+  });
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("tampered, unsigned or foreign-signed local models are refused", opts, async (t) => {
+  const cases: [string, (dir: string) => Promise<void>, new (...a: never[]) => Error, RegExp][] = [
+    [
+      "flipped byte in onnx/model.onnx",
+      (d) => flip(`${d}/onnx/model.onnx`, 2000),
+      HashMismatch,
+      /onnx\/model\.onnx/,
+    ],
+    [
+      "flipped byte in config.json",
+      (d) => flip(`${d}/config.json`, 20),
+      HashMismatch,
+      /config\.json/,
+    ],
+    [
+      "flipped byte in tokenizer.json",
+      (d) => flip(`${d}/tokenizer.json`),
+      HashMismatch,
+      /tokenizer\.json/,
+    ],
+    ["missing model.sig", (d) => Deno.remove(`${d}/model.sig`), SignatureMissing, /model\.sig/],
+  ];
+  for (const [name, tamper, cls, names] of cases) {
+    await t.step(name, async () => {
+      const { root, dir } = await signedCopy();
+      await tamper(dir);
+      await guarded({}, async (guard) => {
+        local(root);
+        await assertRefused("tiny-bert", cls, names);
+        assert.ok(guard.records.some((r) => r.verdict === "refused"));
+      });
+      await Deno.remove(root, { recursive: true });
+    });
+  }
+  await t.step("signed with a key the policy does not trust", async () => {
+    const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ]);
+    const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey));
+    const pem = `-----BEGIN PRIVATE KEY-----\n${
+      btoa(String.fromCharCode(...pkcs8))
+    }\n-----END PRIVATE KEY-----\n`;
+    const { root } = await signedCopy(undefined, pem);
+    await guarded({}, async () => {
+      local(root);
+      await assertRefused("tiny-bert", InvalidSignature, /model\.sig/);
+    });
+    await Deno.remove(root, { recursive: true });
+  });
+});
+
+/** A loopback hub serving `/{model}/resolve/{revision}/{file}` from folders. */
+function hub(folders: Record<string, string>) {
+  const overrides = new Map<string, Uint8Array>();
+  const hits: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const m = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(new URL(req.url).pathname);
+    const folder = m && folders[m[1]!];
+    if (!m || !folder) return new Response("no", { status: 404 });
+    const file = decodeURIComponent(m[3]!);
+    hits.push(file);
+    const body = overrides.get(file) ??
+      await Deno.readFile(`${folder}/${file}`).catch(() => undefined);
+    return body
+      ? new Response(body as Uint8Array<ArrayBuffer>)
+      : new Response("missing", { status: 404 });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/`,
+    overrides,
+    hits,
+    close: () => server.shutdown(),
+  };
+}
+
+async function tampered(path: string, at = 2000): Promise<Uint8Array> {
+  const b = await Deno.readFile(path);
+  b[at]! ^= 0x01;
+  return b;
+}
+
+for (const cache of ["web", "file"] as const) {
+  Deno.test(
+    `remote models: signed loads, cache hits, tampering never cached (${cache} cache)`,
+    opts,
+    async () => {
+      const { root, dir } = await signedCopy();
+      const server = hub({ "acme/tiny-bert": dir });
+      const cacheDir = await Deno.makeTempDir({ prefix: "guard-cache-" });
+      await guarded({}, async (guard) => {
+        env.remoteHost = server.url;
+        env.allowLocalModels = false;
+        env.cacheKey = `guard-test-${crypto.randomUUID()}`;
+        if (cache === "file") {
+          env.useBrowserCache = false;
+          env.cacheDir = cacheDir;
+        }
+        try {
+          // Tampered weights first: refused, and not cached.
+          server.overrides.set("onnx/model.onnx", await tampered(`${dir}/onnx/model.onnx`));
+          await assertRefused("acme/tiny-bert", HashMismatch, /onnx\/model\.onnx/);
+          // The good file is then fetched (not a cached tampered copy) and loads.
+          server.overrides.clear();
+          server.hits.length = 0;
+          assertClose(await embed("acme/tiny-bert"), EXPECTED);
+          assert.ok(server.hits.includes("onnx/model.onnx"));
+          // Now the hub turns bad: the verified cache serves, the hub is not asked.
+          server.overrides.set("onnx/model.onnx", await tampered(`${dir}/onnx/model.onnx`));
+          server.overrides.set("tokenizer.json", await tampered(`${dir}/tokenizer.json`, 100));
+          server.hits.length = 0;
+          await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+          assertClose(await embed("acme/tiny-bert"), EXPECTED);
+          assert.deepEqual(server.hits, []);
+          assert.ok(guard.records.every((r) => r.model === "acme/tiny-bert"));
+          if (cache === "file") {
+            // A cached copy tampered on disk is dropped and fetched again.
+            server.overrides.clear();
+            await flip(`${cacheDir}/acme/tiny-bert/onnx/model.onnx`, 2000);
+            await new Promise((r) => setTimeout(r, 1600));
+            assertClose(await embed("acme/tiny-bert"), EXPECTED);
+            assert.ok(
+              guard.records.some((r) => r.verdict === "refused" && r.file === "onnx/model.onnx"),
+            );
+          }
+        } finally {
+          if (cache === "web") await caches.delete(env.cacheKey);
+          await server.close();
+        }
+      });
+      await Deno.remove(root, { recursive: true });
+      await Deno.remove(cacheDir, { recursive: true });
+    },
+  );
+}
+
+Deno.test(
+  "remote: a tampered tokenizer.json or config.json, or no model.sig, is refused",
+  opts,
+  async () => {
+    const { root, dir } = await signedCopy();
+    const server = hub({ "acme/tiny-bert": dir });
+    await guarded({}, async () => {
+      env.remoteHost = server.url;
+      env.allowLocalModels = false;
+      env.cacheKey = `guard-test-${crypto.randomUUID()}`;
+      const fresh = async () => {
+        await caches.delete(env.cacheKey);
+        env.cacheKey = `guard-test-${crypto.randomUUID()}`;
+      };
+      try {
+        server.overrides.set("tokenizer.json", await tampered(`${dir}/tokenizer.json`, 100));
+        await assertRefused("acme/tiny-bert", HashMismatch, /tokenizer\.json/);
+        // Each case starts with an empty cache: verified files are cached.
+        await fresh();
+        server.overrides.clear();
+        server.overrides.set("config.json", await tampered(`${dir}/config.json`, 20));
+        await assertRefused("acme/tiny-bert", HashMismatch, /config\.json/);
+        server.overrides.clear();
+        await Deno.rename(`${dir}/model.sig`, `${dir}/model.sig.bak`);
+        await new Promise((r) => setTimeout(r, 1600)); // a new load epoch re-reads model.sig
+        await fresh();
+        await assertRefused("acme/tiny-bert", SignatureMissing, /model\.sig/);
+      } finally {
+        await caches.delete(env.cacheKey);
+        await server.close();
+      }
+    });
+    await Deno.remove(root, { recursive: true });
+  },
+);
+
+// ---- external data: tiny-bert with its initializers moved to model.onnx_data ----
+
+function varint(b: Uint8Array, p: number): [number, number] {
+  let v = 0;
+  let s = 0;
+  for (;;) {
+    const x = b[p++]!;
+    v += (x & 0x7f) * 2 ** s;
+    s += 7;
+    if (x < 0x80) return [v, p];
+  }
+}
+
+function encVarint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+type Field = { field: number; wire: number; raw: Uint8Array; body?: Uint8Array };
+
+function fields(b: Uint8Array): Field[] {
+  const out: Field[] = [];
+  let p = 0;
+  while (p < b.length) {
+    const start = p;
+    const [tag, q] = varint(b, p);
+    p = q;
+    const wire = tag & 7;
+    let body: Uint8Array | undefined;
+    if (wire === 0) p = varint(b, p)[1];
+    else if (wire === 1) p += 8;
+    else if (wire === 5) p += 4;
+    else {
+      const [len, r] = varint(b, p);
+      body = b.subarray(r, r + len);
+      p = r + len;
+    }
+    out.push({ field: tag >>> 3, wire, raw: b.subarray(start, p), ...(body ? { body } : {}) });
+  }
+  return out;
+}
+
+function len(field: number, body: Uint8Array | number[]): number[] {
+  return [...encVarint(field << 3 | 2), ...encVarint(body.length), ...body];
+}
+
+/** Moves every `raw_data` initializer of an ONNX model to `model.onnx_data`. */
+function externalize(model: Uint8Array): { onnx: Uint8Array; data: Uint8Array } {
+  const enc = new TextEncoder();
+  const data: number[] = [];
+  const entry = (k: string, v: string) =>
+    len(13, [...len(1, enc.encode(k)), ...len(2, enc.encode(v))]);
+  const out: number[] = [];
+  for (const top of fields(model)) {
+    if (top.field !== 7) {
+      out.push(...top.raw);
+      continue;
+    }
+    const graph: number[] = [];
+    for (const g of fields(top.body!)) {
+      if (g.field !== 5) {
+        graph.push(...g.raw);
+        continue;
+      }
+      const tensor: number[] = [];
+      for (const f of fields(g.body!)) {
+        if (f.field !== 9) {
+          tensor.push(...f.raw);
+          continue;
+        }
+        const offset = data.length;
+        data.push(...f.body!);
+        tensor.push(
+          ...entry("location", "model.onnx_data"),
+          ...entry("offset", String(offset)),
+          ...entry("length", String(f.body!.length)),
+          ...encVarint(14 << 3),
+          1,
+        );
+      }
+      graph.push(...len(5, tensor));
+    }
+    out.push(...len(7, graph));
+  }
+  return { onnx: Uint8Array.from(out), data: Uint8Array.from(data) };
+}
+
+async function externalCopy(): Promise<{ root: string; dir: string }> {
+  return await signedCopy(async (dir) => {
+    const { onnx, data } = externalize(await Deno.readFile(`${dir}/onnx/model.onnx`));
+    await Deno.writeFile(`${dir}/onnx/model.onnx`, onnx);
+    await Deno.writeFile(`${dir}/onnx/model.onnx_data`, data);
+  });
+}
+
+Deno.test(
+  "external data: verified .onnx_data loads from memory; tampered refused, no hang",
+  opts,
+  async () => {
+    const { root, dir } = await externalCopy();
+    await guarded({}, async (guard) => {
+      local(root);
+      assertClose(await embed("tiny-bert", { use_external_data_format: true }), EXPECTED);
+      assert.ok(
+        guard.records.some((r) => r.file === "onnx/model.onnx_data" && r.verdict === "verified"),
+      );
+      await flip(`${dir}/onnx/model.onnx_data`, 40);
+      await new Promise((r) => setTimeout(r, 1600));
+      await assertRefused("tiny-bert", HashMismatch, /onnx\/model\.onnx_data/, {
+        use_external_data_format: true,
+      });
+    });
+    await Deno.remove(root, { recursive: true });
+  },
+);
+
+Deno.test(
+  "external data the loader did not fetch is never read from the working directory",
+  opts,
+  async () => {
+    const { root, dir } = await externalCopy();
+    const cwd = Deno.cwd();
+    const planted = await Deno.makeTempDir({ prefix: "guard-cwd-" });
+    // What onnxruntime would open (relative to the working directory) when the
+    // model arrives as a buffer without its external data.
+    await Deno.copyFile(`${dir}/onnx/model.onnx_data`, `${planted}/model.onnx_data`);
+    Deno.chdir(planted);
+    try {
+      await guarded({}, async () => {
+        local(root);
+        await assertRefused("tiny-bert", SignatureMissing, /external data "model\.onnx_data"/);
+      });
+    } finally {
+      Deno.chdir(cwd);
+      await Deno.remove(planted, { recursive: true });
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+Deno.test("warn mode loads a tampered model and reports the failure once", opts, async () => {
+  const { root, dir } = await signedCopy();
+  await flip(`${dir}/onnx/model.onnx`, 2000);
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...a: unknown[]) => warnings.push(a.join(" "));
+  const reports: string[] = [];
+  try {
+    await guarded({ mode: "warn", onReport: (r) => reports.push(r.verdict) }, async (guard) => {
+      local(root);
+      const before = sessions;
+      await embed("tiny-bert");
+      await embed("tiny-bert");
+      assert.equal(sessions, before + 2);
+      const bad = guard.records.filter((r) => r.verdict === "warned");
+      assert.equal(bad.length, 1);
+      assert.equal(bad[0]!.file, "onnx/model.onnx");
+      assert.match(bad[0]!.reason!, /changed since it was signed/);
+      assert.equal(warnings.filter((w) => w.includes("onnx/model.onnx")).length, 1);
+      assert.equal(reports.filter((v) => v === "warned").length, 1);
+    });
+  } finally {
+    console.warn = warn;
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test(
+  "the gate refuses other models but lets transformers.js tensor ops through",
+  opts,
+  async () => {
+    await guarded({}, async () => {
+      const model = await Deno.readFile(fixture("tiny-bert/onnx/model.onnx"));
+      await assert.rejects(ort.InferenceSession.create(model), SignatureMissing);
+      await assert.rejects(
+        ort.InferenceSession.create(fixture("tiny-bert/onnx/model.onnx")),
+        SignatureMissing,
+      );
+      const a = new transformers.Tensor("float32", new Float32Array([1, 2, 3, 4]), [2, 2]);
+      const product = await transformers.matmul(a, a);
+      assert.deepEqual(Array.from(product.data as Float32Array), [7, 10, 15, 22]);
+    });
+  },
+);
+
+Deno.test("uninstall() restores transformers.js and onnxruntime exactly", opts, () => {
+  const before = {
+    fetch: env.fetch,
+    useFS: env.useFS,
+    useCustomCache: env.useCustomCache,
+    customCache: env.customCache,
+  };
+  const guard = guardTransformers(transformers, { policy });
+  assert.notEqual(env.fetch, before.fetch);
+  assert.notEqual(ort.InferenceSession.create, spyCreate);
+  assert.throws(() => guardTransformers(transformers, { policy }), TypeError);
+  guard.uninstall();
+  assert.equal(env.fetch, before.fetch);
+  assert.equal(env.useFS, before.useFS);
+  assert.equal(env.useCustomCache, before.useCustomCache);
+  assert.equal(env.customCache, before.customCache);
+  assert.equal(ort.InferenceSession.create, spyCreate);
+  // And it can be installed again.
+  guardTransformers(env, { policy }).uninstall();
+  assert.equal(env.fetch, before.fetch);
+});
+
+Deno.test(
+  "a lockfile vouches for an unsigned model; a pinned digest that differs is refused",
+  opts,
+  async () => {
+    const { root, dir } = await signedCopy();
+    await Deno.remove(`${dir}/model.sig`);
+    const digests: Record<string, string> = {};
+    for (const f of FILES) digests[f] = sha256hex(await Deno.readFile(`${dir}/${f}`));
+    const lockfile = new Lockfile({ version: 1, models: { [`${dir}@local`]: { digests } } });
+    await guarded({ lockfile, frozen: true }, async (guard) => {
+      local(root);
+      assertClose(await embed("tiny-bert"), EXPECTED);
+      assert.ok(guard.records.every((r) => r.evidence === "lockfile" && r.verdict === "verified"));
+      await flip(`${dir}/config.json`, 20);
+      await new Promise((r) => setTimeout(r, 1600));
+      await assertRefused("tiny-bert", HashMismatch, /config\.json/);
+    });
+    await Deno.remove(root, { recursive: true });
+  },
+);
