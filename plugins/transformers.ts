@@ -318,6 +318,69 @@ function isUrl(s: string): boolean {
   return /^(?:https?|blob):/i.test(s);
 }
 
+/**
+ * A response over bytes the guard verified, whose `arrayBuffer()` returns
+ * that very buffer: transformers.js then hands it to onnxruntime without a
+ * copy, and the gate knows it without hashing it again.
+ */
+class VerifiedResponse extends Response {
+  readonly #bytes: Uint8Array;
+  constructor(bytes: Uint8Array) {
+    // A lazy body: nothing is copied unless someone reads the stream instead.
+    super(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          controller.enqueue(bytes);
+          controller.close();
+        },
+      }, { highWaterMark: 0 }),
+      { headers: { "content-length": String(bytes.byteLength) } },
+    );
+    this.#bytes = bytes;
+  }
+  override arrayBuffer(): Promise<ArrayBuffer> {
+    const b = this.#bytes;
+    const whole = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+    return Promise.resolve((whole ? b.buffer : b.slice().buffer) as ArrayBuffer);
+  }
+}
+
+/** Reads a response once, hashing each chunk as it arrives. */
+async function readHashed(response: Response): Promise<{ bytes: Uint8Array; digest: string }> {
+  const hasher = await createSha256();
+  if (!response.body) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    hasher.update(bytes);
+    return { bytes, digest: toHex(hasher.digest()) };
+  }
+  // With a length header, fill one buffer; if it turns out wrong, join parts.
+  const size = Number(response.headers.get("content-length") ?? NaN);
+  let bytes = new Uint8Array(Number.isSafeInteger(size) && size >= 0 ? size : 0);
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  for await (const chunk of response.body) {
+    hasher.update(chunk);
+    if (parts.length === 0 && at + chunk.byteLength <= bytes.byteLength) {
+      bytes.set(chunk, at);
+    } else {
+      if (parts.length === 0 && at > 0) parts.push(bytes.subarray(0, at));
+      parts.push(chunk.slice());
+    }
+    at += chunk.byteLength;
+  }
+  if (parts.length > 0) {
+    bytes = new Uint8Array(at);
+    let p = 0;
+    for (const part of parts) {
+      bytes.set(part, p);
+      p += part.byteLength;
+    }
+  } else if (at < bytes.byteLength) {
+    bytes = bytes.slice(0, at);
+  }
+  return { bytes, digest: toHex(hasher.digest()) };
+}
+
 function fileBody(path: string): ReadableStream<Uint8Array> {
   let handle: import("node:fs/promises").FileHandle | undefined;
   return new ReadableStream<Uint8Array>({
@@ -398,6 +461,8 @@ export function guardTransformers(
   const models = new Map<string, ModelState>();
   const recent = new Map<string, { bytes: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
   const served = new Map<string, Served>();
+  // Buffers of verified weights handed to transformers.js, by identity.
+  const knownBuffers = new WeakMap<ArrayBufferLike, string>();
   const warned = new Set<string>();
 
   const originalFetch = env.fetch;
@@ -663,11 +728,17 @@ export function guardTransformers(
   /** What the gate will see for weights: the bytes, or a marker that names the refusal. */
   async function serveWeights(key: string, ref: FileRef, bytes: Uint8Array, v: FileVerdict) {
     let out = bytes;
+    // The digest was just computed by check(); only a marker needs hashing.
+    let digest = v.digest;
     if (!allowed(v)) {
       // Never hand refused bytes on; the marker's digest leads the gate to the error.
       out = new TextEncoder().encode(`safemodels refused ${crypto.randomUUID()}`);
+      digest = await sha256(out);
     }
-    served.set(await sha256(out), { ref, verdict: v });
+    served.set(digest, { ref, verdict: v });
+    if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) {
+      knownBuffers.set(out.buffer, digest);
+    }
     remember(key, out);
   }
 
@@ -751,6 +822,9 @@ export function guardTransformers(
       }
       const fresh = take(key);
       if (fresh) {
+        // Weights go to transformers.js as this very buffer (no copy), so the
+        // gate recognizes it by identity instead of hashing it again.
+        if (isWeightFile(ref.file)) return new VerifiedResponse(fresh);
         return new Response(asBody(fresh), {
           headers: { "content-length": String(fresh.byteLength) },
         });
@@ -764,7 +838,10 @@ export function guardTransformers(
         await store.delete(key, ref).catch(() => {});
         return undefined;
       }
-      if (isWeightFile(ref.file)) await serveWeights(key, ref, bytes, v);
+      if (isWeightFile(ref.file)) {
+        await serveWeights(key, ref, bytes, v);
+        return new VerifiedResponse(take(key) ?? bytes);
+      }
       return new Response(asBody(bytes), {
         headers: { "content-length": String(bytes.byteLength) },
       });
@@ -772,13 +849,15 @@ export function guardTransformers(
     async put(key: string, response: Response): Promise<void> {
       const store = currentStore();
       const ref = await locate(key);
-      const bytes = new Uint8Array(await response.arrayBuffer());
       const type = response.headers.get("content-type") ?? "application/octet-stream";
       if (!ref) {
+        const bytes = new Uint8Array(await response.arrayBuffer());
         if (isUrl(key)) await store?.put(key, undefined, bytes, type);
         return;
       }
-      const v = await check(ref, await sha256(bytes), bytes);
+      // One pass: hash each chunk as it arrives while collecting the file.
+      const { bytes, digest } = await readHashed(response);
+      const v = await check(ref, digest, bytes);
       if (isWeightFile(ref.file)) await serveWeights(key, ref, bytes, v);
       else if (!allowed(v)) throw v.error;
       // Only verified remote files are kept; local files are read where they are.
@@ -846,7 +925,12 @@ export function guardTransformers(
       bytes = new Uint8Array(buffer, offset, length);
       sessionOptions = args.find((a, i) => i > 0 && typeof a === "object") as typeof sessionOptions;
     }
-    const digest = await sha256(bytes);
+    // A buffer the guard itself handed to transformers.js is known by
+    // identity; anything else is hashed.
+    const known = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+      ? knownBuffers.get(bytes.buffer)
+      : undefined;
+    const digest = known ?? await sha256(bytes);
     if (TENSOR_OPS.has(digest)) return original.apply(self, args);
     const hit = served.get(digest);
     if (!hit) {

@@ -112,7 +112,6 @@ async function assertRefused(
 ): Promise<Error> {
   const before = sessions;
   unhandled.length = 0;
-  const started = performance.now();
   const error = await within(
     transformers.pipeline("feature-extraction", model, { dtype: "fp32", ...extra }).then(
       () => assert.fail("the pipeline loaded"),
@@ -121,7 +120,6 @@ async function assertRefused(
   );
   assert.ok(error instanceof errorClass, `expected ${errorClass.name}, got ${error}`);
   assert.match(error.message, names);
-  assert.ok(performance.now() - started < 4000);
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(unhandled, []);
   assert.equal(sessions, before, "an onnxruntime session was created");
