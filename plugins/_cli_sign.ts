@@ -10,6 +10,10 @@ import { SafeModel } from "../sign/safe_model.ts";
 import { Issuer, type TrustPolicy } from "../sign/policy.ts";
 import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { Signer, VerifiedSigner } from "../sign/types.ts";
+import { verifyOnnx } from "../sign/onnx_signature.ts";
+import { signatureRequirement, toPolicy } from "../sign/policy.ts";
+import { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors.ts";
+import { fileDigest } from "../hash/file_digest.ts";
 
 const POLICY_OPTIONS = {
   identity: { type: "string", multiple: true },
@@ -30,9 +34,10 @@ const POLICY_OPTIONS = {
 
 const read = (path: string) => Deno.readTextFile(path);
 
-/** Runs `sign`, `verify` or `lock`. */
+/** Runs `sign`, `verify`, `lock` or `check`. */
 export async function signCommand(command: string, args: string[], io: CliIO): Promise<number> {
   if (command === "sign") return await sign(args, io);
+  if (command === "check") return await check(args, io);
   const { values, positionals } = parse(args, POLICY_OPTIONS);
   if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one file or folder`);
   const target = positionals[0]!;
@@ -181,4 +186,143 @@ async function sign(args: string[], io: CliIO): Promise<number> {
   });
   io.out(`Signed ${target} (${signature ?? (isFile ? `${target}.sig` : `${target}/model.sig`)})`);
   return 0;
+}
+
+/**
+ * Reads a policy file: JSON with `signers` ([{ identity, issuer }]),
+ * `publicKeys` and `certificateRoots` (PEM text or paths relative to the
+ * policy file), `trustedRoot` (a path), `signatures` and `models`.
+ */
+async function loadPolicyFile(path: string): Promise<TrustPolicy> {
+  const { dirname, resolve } = await import("node:path");
+  const base = dirname(path);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await read(path));
+  } catch (e) {
+    throw new UsageError(`${path}: not a JSON policy (${(e as Error).message})`);
+  }
+  const pems = async (list: unknown, what: string): Promise<string[]> => {
+    if (list === undefined) return [];
+    if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) {
+      throw new UsageError(`${path}: ${what} must be a list of PEM texts or file paths`);
+    }
+    return await Promise.all(
+      list.map((x: string) => x.includes("-----BEGIN") ? x : read(resolve(base, x))),
+    );
+  };
+  const signers = raw.signers ?? [];
+  if (!Array.isArray(signers)) throw new UsageError(`${path}: signers must be a list`);
+  const policy: TrustPolicy = {
+    signers: signers.map((s) => Issuer(s as { identity: string; issuer: string })),
+    publicKeys: await pems(raw.publicKeys, "publicKeys"),
+    certificateRoots: await pems(raw.certificateRoots, "certificateRoots"),
+  };
+  if (raw.signatures !== undefined) policy.signatures = raw.signatures as "required" | "optional";
+  if (raw.models !== undefined) policy.models = raw.models as NonNullable<TrustPolicy["models"]>;
+  if (typeof raw.trustedRoot === "string") {
+    policy.trustedRoot = JSON.parse(await read(resolve(base, raw.trustedRoot)));
+  }
+  return toPolicy(policy);
+}
+
+/**
+ * `check <model dir> --policy P`: the transformers.js guard's checks, without
+ * loading the model. Evidence, in order: an OMS model.sig at the root (every
+ * signed file, or --files); else each file's own evidence: an embedded
+ * signature (.onnx, .safetensors) or a lockfile digest. A file with none fails
+ * unless the policy makes signatures optional for the model.
+ */
+async function check(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, {
+    policy: { type: "string" },
+    files: { type: "string", multiple: true },
+    lock: { type: "string" },
+    frozen: { type: "boolean" },
+    name: { type: "string" },
+    "model-version": { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length !== 1) throw new UsageError("check needs exactly one model folder");
+  if (!values.policy) throw new UsageError("check needs --policy FILE (JSON)");
+  const dir = positionals[0]!.replace(/[\\/]+$/, "");
+  const policy = await loadPolicyFile(values.policy);
+  const { basename, join } = await import("node:path");
+  const name = values.name ?? basename(dir);
+  const version = values["model-version"] ?? "unversioned";
+  const lock = values.lock ? await Lockfile.load(values.lock) : undefined;
+  const results: { file: string; evidence: string; signer?: string }[] = [];
+  const who = (s: VerifiedSigner) =>
+    s.identities.join(", ") || `key ${s.keyFingerprint.slice(0, 16)}…`;
+  let hasOms = true;
+  try {
+    await Deno.stat(join(dir, "model.sig"));
+  } catch {
+    hasOms = false;
+  }
+  if (hasOms) {
+    const v = await verifyModel(dir, { policy, ...(values.files ? { files: values.files } : {}) });
+    for (const f of v.checked) results.push({ file: f, evidence: "oms", signer: who(v.signer) });
+  } else {
+    const files = values.files ?? await listFiles(dir);
+    const locked = lock?.get(name, version);
+    if (!locked && values.frozen) {
+      throw new InvalidSignature(
+        "not-locked",
+        `Cannot accept ${name}@${version}: the lockfile is frozen and has no entry for it`,
+      );
+    }
+    for (const f of files) {
+      const path = join(dir, f);
+      if (f.endsWith(".onnx")) {
+        try {
+          const v = await verifyOnnx(path, { policy });
+          results.push({ file: f, evidence: "onnx-embedded", signer: who(v.signer) });
+          continue;
+        } catch (e) {
+          if (!(e instanceof SignatureMissing)) throw e;
+        }
+      } else if (f.endsWith(".safetensors")) {
+        try {
+          const sm = await SafeModel.fromSafetensor(path, { policy });
+          if (sm.signer) {
+            results.push({ file: f, evidence: "safetensors-embedded", signer: who(sm.signer) });
+            continue;
+          }
+        } catch (e) {
+          if (!(e instanceof SignatureMissing)) throw e;
+        }
+      }
+      const pinned = locked?.digests[f];
+      if (pinned !== undefined) {
+        const now = `sha256:${await fileDigest(path)}`;
+        if (now !== pinned) throw new HashMismatch(pinned, now, { file: path });
+        results.push({ file: f, evidence: "lockfile" });
+      } else if (signatureRequirement(policy, name) === "optional") {
+        results.push({ file: f, evidence: "none" });
+      } else {
+        throw new SignatureMissing(
+          `Cannot accept ${f}: no model.sig, no embedded signature and no lockfile digest vouch for it`,
+          { file: path },
+        );
+      }
+    }
+  }
+  if (values.json) io.out(JSON.stringify({ ok: true, model: dir, files: results }, null, 2));
+  else {
+    for (const r of results) {
+      io.out(`OK ${r.file} (${r.evidence}${r.signer ? `, ${r.signer}` : ""})`);
+    }
+  }
+  return 0;
+}
+
+async function listFiles(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(prefix ? `${dir}/${prefix}` : dir)) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory) out.push(...await listFiles(dir, rel));
+    else if (e.isFile && !e.name.startsWith(".")) out.push(rel);
+  }
+  return out.sort();
 }

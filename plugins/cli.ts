@@ -50,6 +50,9 @@ Commands:
       Check a signature against the trust policy, then every signed file (or only --files).
   lock <file|dir> (policy options as verify) [--lock F]
       Verify, then record digests and signer in the lockfile (default safemodels.lock).
+  check <model dir> --policy P [--files F...] [--lock F [--frozen]] [--json]
+      The transformers.js guard's checks without loading: model.sig, else each file's
+      embedded signature or lockfile digest. P is a JSON policy file.
 
 Permissions: --allow-read (hash, digest, meta get, verify); plus --allow-write (meta set, sign, lock);\nkeyless sign also --allow-net and --allow-env.
 Exit status: 0 success, 1 failed check, 2 usage or input error.`;
@@ -111,6 +114,7 @@ export async function main(
       case "sign":
       case "verify":
       case "lock":
+      case "check":
         // Loaded on demand: hashing never loads the Sigstore libraries.
         return await (await import("./_cli_sign.ts")).signCommand(command, rest, io);
       case undefined:

@@ -166,3 +166,46 @@ Deno.test("cli lock records on first use; verify --frozen refuses what is not lo
     await Deno.remove(lock).catch(() => {});
   }
 });
+
+Deno.test("cli check: the guard's checks without loading (model.sig, embedded ONNX signature, lockfile)", async () => {
+  const { writeTinyModel } = await import("../_model_gen.ts");
+  const { keySigner, signModel, signOnnx } = await import("../../sign/mod.ts");
+  const root = await Deno.makeTempDir();
+  try {
+    const policyFile = `${root}/policy.json`;
+    await Deno.writeTextFile(policyFile, JSON.stringify({ publicKeys: [PUB] }));
+    const model = `${root}/tiny`;
+    await writeTinyModel(model);
+    // No evidence at all: refused (exit 1), naming the file.
+    const a = capture();
+    assert.equal(await main(["check", model, "--policy", policyFile], a.io), 1);
+    assert.match(a.err[0]!, /config\.json: no model\.sig/);
+    // An OMS signature covers every file.
+    await signModel(model, { signer: keySigner(await Deno.readTextFile(KEY)) });
+    const b = capture();
+    assert.equal(await main(["check", model, "--policy", policyFile], b.io), 0, b.err.join());
+    assert.equal(b.out.length, 4);
+    await Deno.writeTextFile(`${model}/tokenizer_config.json`, "{}");
+    assert.equal(await main(["check", model, "--policy", policyFile], capture().io), 1);
+    // Without model.sig: the ONNX file's embedded signature vouches for it, the
+    // JSON files need a lockfile digest.
+    await Deno.remove(`${model}/model.sig`);
+    await signOnnx(`${model}/onnx/model.onnx`, {
+      signer: keySigner(await Deno.readTextFile(KEY)),
+      name: "tiny",
+      version: "1",
+    });
+    const c = capture();
+    assert.equal(
+      await main(
+        ["check", model, "--policy", policyFile, "--files", "onnx/model.onnx", "--json"],
+        c.io,
+      ),
+      0,
+      c.err.join(),
+    );
+    assert.equal(JSON.parse(c.out[0]!).files[0].evidence, "onnx-embedded");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
