@@ -1,10 +1,16 @@
-// `deno task demo`: the foundation at work on a model this script makes
-// itself (no downloads, nothing from ../shared). It writes a small
-// transformer-shaped safetensors file into a temporary folder, hashes it three
-// ways, rewrites its metadata (the tensor hash does not move), then flips one
-// byte of one weight and shows that the hash, and the manifest, catch it.
+// `deno task demo`: safemodels at work on models this script makes itself
+// (no downloads, nothing from ../shared), all offline.
+// 1. Hashing: a transformer-shaped safetensors file is hashed three ways, its
+//    metadata rewritten (the tensor hash does not move), one flipped bit caught.
+// 2. Signing + the transformers.js guard: a tiny model transformers.js can run
+//    is signed (OMS model.sig) with a fresh key, loaded and run through the
+//    guard; then one byte of its ONNX file is flipped and the load is refused.
+import * as transformers from "@huggingface/transformers";
 import { hashManifest, ModelFormatError, safeHash } from "./hash/mod.ts";
 import { extractMetadata, updateMeta } from "./meta/mod.ts";
+import { keySigner, signModel } from "./sign/mod.ts";
+import { guardTransformers } from "./plugins/transformers.ts";
+import { writeTinyModel } from "./tests/_model_gen.ts";
 
 function safetensors(
   tensors: Record<string, { shape: number[]; data: Float32Array }>,
@@ -92,6 +98,52 @@ try {
   } catch (e) {
     if (!(e instanceof ModelFormatError)) throw e;
     console.log(`\nA truncated copy is refused (${e.code}):\n  ${e.message}`);
+  }
+
+  // --- 2. Sign a model, load it through the guarded transformers.js ---
+  console.log("\n--- transformers.js guard ---");
+  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ]);
+  const pem = (label: string, der: ArrayBuffer) =>
+    `-----BEGIN ${label}-----\n${
+      btoa(String.fromCharCode(...new Uint8Array(der))).match(/.{1,64}/g)!.join("\n")
+    }\n-----END ${label}-----\n`;
+  const privatePem = pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", pair.privateKey));
+  const publicPem = pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", pair.publicKey));
+  await writeTinyModel(`${dir}/tiny`);
+  await signModel(`${dir}/tiny`, { signer: keySigner(privatePem) });
+  console.log(`Signed ${dir}/tiny with a fresh P-256 key (model.sig, OMS format)`);
+
+  transformers.env.localModelPath = `${dir}/`;
+  transformers.env.allowRemoteModels = false;
+  const guard = guardTransformers(transformers, { policy: { publicKeys: [publicPem] } });
+  try {
+    const extract = await transformers.pipeline("feature-extraction", "tiny", { dtype: "fp32" });
+    const out = await extract("hello safe models", { pooling: "mean" });
+    await extract.dispose();
+    console.log(
+      "Guarded load and run:    ",
+      Array.from(out.data as Float32Array).slice(0, 4).map((v) => v.toFixed(4)).join(" "),
+      "…",
+    );
+    for (const r of guard.records) console.log(`  ${r.verdict} ${r.file} (${r.evidence})`);
+
+    const onnx = await Deno.readFile(`${dir}/tiny/onnx/model.onnx`);
+    onnx[onnx.length - 100]! ^= 0x01;
+    await Deno.writeFile(`${dir}/tiny/onnx/model.onnx`, onnx);
+    try {
+      await transformers.pipeline("feature-extraction", "tiny", { dtype: "fp32" });
+      throw new Error("the tampered model loaded");
+    } catch (e) {
+      console.log(
+        `After flipping one byte of onnx/model.onnx, pipeline() refuses (${(e as Error).name}):`,
+      );
+      console.log(`  ${(e as Error).message}`);
+    }
+  } finally {
+    guard.uninstall();
   }
 } finally {
   await Deno.remove(dir, { recursive: true });
