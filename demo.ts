@@ -10,7 +10,7 @@ import { hashManifest, ModelFormatError, safeHash } from "./hash/mod.ts";
 import { extractMetadata, updateMeta } from "./meta/mod.ts";
 import { keySigner, signModel } from "./sign/mod.ts";
 import { guardTransformers } from "./plugins/transformers.ts";
-import { writeTinyModel } from "./tests/_model_gen.ts";
+import { freshKeyPem, writeTinyModel } from "./tests/_model_gen.ts";
 
 function safetensors(
   tensors: Record<string, { shape: number[]; data: Float32Array }>,
@@ -102,16 +102,7 @@ try {
 
   // --- 2. Sign a model, load it through the guarded transformers.js ---
   console.log("\n--- transformers.js guard ---");
-  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-    "sign",
-    "verify",
-  ]);
-  const pem = (label: string, der: ArrayBuffer) =>
-    `-----BEGIN ${label}-----\n${
-      btoa(String.fromCharCode(...new Uint8Array(der))).match(/.{1,64}/g)!.join("\n")
-    }\n-----END ${label}-----\n`;
-  const privatePem = pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", pair.privateKey));
-  const publicPem = pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", pair.publicKey));
+  const { privatePem, publicPem } = await freshKeyPem();
   await writeTinyModel(`${dir}/tiny`);
   await signModel(`${dir}/tiny`, { signer: keySigner(privatePem) });
   console.log(`Signed ${dir}/tiny with a fresh P-256 key (model.sig, OMS format)`);

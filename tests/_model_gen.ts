@@ -208,3 +208,19 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   );
   await Deno.writeFile(`${dir}/onnx/model.onnx`, tinyOnnx(options));
 }
+
+/** A fresh ECDSA P-256 key pair as PEM texts (PKCS#8 private, SPKI public). */
+export async function freshKeyPem(): Promise<{ privatePem: string; publicPem: string }> {
+  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ]);
+  const pem = (label: string, der: ArrayBuffer) =>
+    `-----BEGIN ${label}-----\n${
+      btoa(String.fromCharCode(...new Uint8Array(der))).match(/.{1,64}/g)!.join("\n")
+    }\n-----END ${label}-----\n`;
+  return {
+    privatePem: pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", pair.privateKey)),
+    publicPem: pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", pair.publicKey)),
+  };
+}

@@ -4,27 +4,16 @@
 // the bench group's summary gives the time ratio and the RSS ratio is printed
 // from the same runs. SAFEMODELS_GUARD_BENCH_MIB sets the size (default 256).
 import { keySigner, signModel } from "../../sign/mod.ts";
-import { writeTinyModel } from "../_model_gen.ts";
+import { freshKeyPem, writeTinyModel } from "../_model_gen.ts";
 
 const mib = Number(Deno.env.get("SAFEMODELS_GUARD_BENCH_MIB") ?? 256);
 const root = await Deno.makeTempDir({ prefix: "safemodels-guard-bench-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
 
 // A fresh P-256 key for this run.
-const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-  "sign",
-  "verify",
-]);
-const pem = (label: string, der: ArrayBuffer) =>
-  `-----BEGIN ${label}-----\n${
-    btoa(String.fromCharCode(...new Uint8Array(der))).match(/.{1,64}/g)!.join("\n")
-  }\n-----END ${label}-----\n`;
+const { privatePem: keyPem, publicPem } = await freshKeyPem();
 const pubPath = `${root}/key.pub.pem`;
-await Deno.writeTextFile(
-  pubPath,
-  pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", pair.publicKey)),
-);
-const keyPem = pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", pair.privateKey));
+await Deno.writeTextFile(pubPath, publicPem);
 
 // hidden 8 × 4 bytes per row.
 await writeTinyModel(`${root}/big`, { extraRows: Math.round((mib * 2 ** 20) / 32) });

@@ -10,6 +10,7 @@ import {
   SignatureMissing,
 } from "../../sign/mod.ts";
 import { fixture } from "../_helpers.ts";
+import { freshKeyPem } from "../_model_gen.ts";
 
 const KEY = await Deno.readTextFile(fixture("oms/keys/signing-key.pem"));
 const PUB = await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem"));
@@ -80,14 +81,7 @@ Deno.test("SafeModel.fromSafetensor() without a hash throws HashMissing", async 
 Deno.test("SafeModel.fromSafetensor() refuses an untrusted key, another model (substitution) and another version (rollback)", () =>
   withDir(async (dir) => {
     const path = await signedCopy(dir, "mixed", "1.0.0");
-    const other = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-      "sign",
-      "verify",
-    ]);
-    const spki = new Uint8Array(await crypto.subtle.exportKey("spki", other.publicKey));
-    const otherPem = `-----BEGIN PUBLIC KEY-----\n${
-      btoa(String.fromCharCode(...spki))
-    }\n-----END PUBLIC KEY-----\n`;
+    const otherPem = (await freshKeyPem()).publicPem;
     await assert.rejects(
       SafeModel.fromSafetensor(path, { policy: { publicKeys: [otherPem] } }),
       (e) => e instanceof InvalidSignature && e.code === "untrusted-key",
