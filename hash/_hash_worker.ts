@@ -2,9 +2,8 @@
 // chunks (hashed in arrival order, each buffer handed back for reuse) or as a
 // file range, which the worker reads itself into one reused block.
 import { createSha256, type Hasher } from "./_digest.ts";
-import type { FileRange } from "./_source.ts";
+import { BLOCK_BYTES as BLOCK, type FileRange } from "./_source.ts";
 
-const BLOCK = 4 << 20;
 const hashers = new Map<number, Hasher>();
 let block: Uint8Array | undefined;
 let queue: Promise<void> = Promise.resolve();
