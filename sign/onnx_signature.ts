@@ -1,4 +1,4 @@
-import { openSource } from "../hash/_source.ts";
+import { openSource, rangeChunks } from "../hash/_source.ts";
 import { readOnnxMetadataProps } from "../hash/_onnx.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
 import type { ByteSource } from "../hash/_source.ts";
@@ -44,23 +44,20 @@ export interface VerifiedOnnx {
 
 type Range = { offset: number; length: number };
 
+/** The source's bytes in blocks, leaving out the given ranges. */
+async function* chunksWithout(source: ByteSource, skip: Range[]): AsyncGenerator<Uint8Array> {
+  let at = 0;
+  for (const r of [...skip].sort((x, y) => x.offset - y.offset)) {
+    yield* rangeChunks(source, at, r.offset - at);
+    at = r.offset + r.length;
+  }
+  yield* rangeChunks(source, at, source.size - at);
+}
+
 /** SHA-256 of the source's bytes, skipping the given ranges. */
 async function digestWithout(source: ByteSource, skip: Range[]): Promise<string> {
   const h = await createSha256();
-  const sorted = [...skip].sort((a, b) => a.offset - b.offset);
-  let at = 0;
-  const feed = async (end: number) => {
-    while (at < end) {
-      const n = Math.min(4 << 20, end - at);
-      h.update(await source.read(at, n));
-      at += n;
-    }
-  };
-  for (const r of sorted) {
-    await feed(r.offset);
-    at = r.offset + r.length;
-  }
-  await feed(source.size);
+  for await (const chunk of chunksWithout(source, skip)) h.update(chunk);
   return `sha256:${toHex(h.digest())}`;
 }
 
@@ -112,28 +109,22 @@ export async function signOnnx(path: string, options: SignOnnxOptions): Promise<
   const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
     const old = await signatureEntries(source);
-    const hash = await digestWithout(source, old);
-    const bundle = await options.signer.sign(
-      claimStatement({ name: options.name, version: options.version, hash }),
-      IN_TOTO_PAYLOAD_TYPE,
-    );
     const { mode } = await fs.stat(path);
     const out = await fs.open(tmp, "wx", mode & 0o777);
+    let bundle: SigstoreBundle;
     try {
-      // The file without any old signature entry, then the new entry.
-      let at = 0;
-      const copy = async (end: number) => {
-        while (at < end) {
-          const n = Math.min(4 << 20, end - at);
-          await out.write(await source.read(at, n));
-          at += n;
-        }
-      };
-      for (const r of [...old].sort((a, b) => a.offset - b.offset)) {
-        await copy(r.offset);
-        at = r.offset + r.length;
+      // One pass: the file without any old signature entry is hashed as it
+      // is copied; the new entry, signed over that digest, goes last.
+      const h = await createSha256();
+      for await (const chunk of chunksWithout(source, old)) {
+        h.update(chunk);
+        await out.write(chunk);
       }
-      await copy(source.size);
+      const hash = `sha256:${toHex(h.digest())}`;
+      bundle = await options.signer.sign(
+        claimStatement({ name: options.name, version: options.version, hash }),
+        IN_TOTO_PAYLOAD_TYPE,
+      );
       await out.write(metadataEntry(ONNX_SIGNATURE_KEY, JSON.stringify(bundle)));
       await out.sync();
     } finally {
