@@ -70,6 +70,13 @@ function wrap(
   };
 }
 
+/** Lower-case hex SHA-256 of `data` (a string is hashed as UTF-8). */
+export async function sha256Hex(data: Uint8Array | string): Promise<string> {
+  const h = await createSha256();
+  h.update(typeof data === "string" ? new TextEncoder().encode(data) : data);
+  return toHex(h.digest());
+}
+
 /** Lower-case hex of `bytes`. */
 export function toHex(bytes: Uint8Array): string {
   let s = "";

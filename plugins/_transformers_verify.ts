@@ -1,7 +1,6 @@
 // Evidence and verdicts for the transformers.js guard: which model a request
 // belongs to, what the model's signature (or lockfile) says each file must
 // hash to, and the per-file verdict. No transformers.js or onnxruntime here.
-import { createSha256, toHex } from "../hash/_digest.ts";
 import { OMS_PAYLOAD_TYPE, parseStatement } from "../sign/_oms.ts";
 import { verifyBundle } from "../sign/_verify_bundle.ts";
 import { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors.ts";
@@ -49,13 +48,6 @@ export interface OmsEvidence {
   error?: Error;
   /** The raw signature text, to store in a cache after verifying. */
   text?: string;
-}
-
-/** SHA-256 hex of bytes. */
-export async function sha256(bytes: Uint8Array): Promise<string> {
-  const h = await createSha256();
-  h.update(bytes);
-  return toHex(h.digest());
 }
 
 /** Files onnxruntime opens: failing them inside transformers.js can hang it. */

@@ -30,7 +30,7 @@
 import * as ort from "onnxruntime-node";
 import { readOnnx } from "../hash/_onnx.ts";
 import { bytesSource } from "../hash/_source.ts";
-import { createSha256, toHex } from "../hash/_digest.ts";
+import { createSha256, sha256Hex, toHex } from "../hash/_digest.ts";
 import { SignatureMissing } from "../sign/errors.ts";
 import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import { type Issuer, resolvePolicy, type TrustPolicy } from "../sign/policy.ts";
@@ -42,7 +42,6 @@ import {
   isWeightFile,
   type ModelRef,
   type OmsEvidence,
-  sha256,
   verifyOmsText,
 } from "./_transformers_verify.ts";
 
@@ -733,7 +732,7 @@ export function guardTransformers(
     if (!allowed(v)) {
       // Never hand refused bytes on; the marker's digest leads the gate to the error.
       out = new TextEncoder().encode(`safemodels refused ${crypto.randomUUID()}`);
-      digest = await sha256(out);
+      digest = await sha256Hex(out);
     }
     served.set(digest, { ref, verdict: v });
     if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) {
@@ -832,7 +831,7 @@ export function guardTransformers(
       if (!isUrl(key) || !store) return undefined;
       const bytes = await store.match(key, ref);
       if (bytes === undefined) return undefined;
-      const v = await check(ref, await sha256(bytes), bytes);
+      const v = await check(ref, await sha256Hex(bytes), bytes);
       if (!allowed(v)) {
         // A tampered cache entry is dropped: transformers.js fetches the file again.
         await store.delete(key, ref).catch(() => {});
@@ -930,7 +929,7 @@ export function guardTransformers(
     const known = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
       ? knownBuffers.get(bytes.buffer)
       : undefined;
-    const digest = known ?? await sha256(bytes);
+    const digest = known ?? await sha256Hex(bytes);
     if (TENSOR_OPS.has(digest)) return original.apply(self, args);
     const hit = served.get(digest);
     if (!hit) {
@@ -969,7 +968,7 @@ export function guardTransformers(
         );
         continue;
       }
-      const extHit = served.get(await sha256(data));
+      const extHit = served.get(await sha256Hex(data));
       if (!extHit || extHit.ref.model.key !== hit.ref.model.key) {
         refuseOrWarn(
           new SignatureMissing(

@@ -18,6 +18,7 @@
  */
 
 import { HashMismatch, InvalidSignature, SignatureMissing } from "./errors.ts";
+import { sha256Hex } from "../hash/_digest.ts";
 
 /** The DSSE payload type of an OMS statement. */
 export const OMS_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -119,10 +120,6 @@ function hexToBytes(hex: string): Uint8Array {
   return out;
 }
 
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * The root digest: SHA-256 over the concatenated raw digests of `resources`,
  * in the order given (sort first with {@linkcode sortResources} when building).
@@ -145,7 +142,7 @@ export async function rootDigest(resources: readonly OmsResource[]): Promise<str
     all.set(p, at);
     at += p.length;
   }
-  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", all)));
+  return await sha256Hex(all);
 }
 
 /** Options for {@linkcode buildStatement}. */

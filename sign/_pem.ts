@@ -5,6 +5,7 @@
  */
 
 import { Buffer } from "node:buffer";
+export { sha256Hex } from "../hash/_digest.ts";
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 
 /** One `-----BEGIN <label>-----` block of a PEM text, decoded. */
@@ -61,15 +62,6 @@ export function base64Decode(text: string): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return bytes;
-}
-
-/** Lowercase hex SHA-256 of `data` (a string is hashed as UTF-8). */
-export async function sha256Hex(data: Uint8Array | string): Promise<string> {
-  const input = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", input as Uint8Array<ArrayBuffer>),
-  );
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The curves the signers accept, with the hash each one signs with. */
