@@ -100,3 +100,22 @@ export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+
+/** Copies a fixture into `dir` (writable) and returns the copy's path. */
+export async function copyTo(
+  dir: string,
+  src: string,
+  name = "model.safetensors",
+): Promise<string> {
+  const dest = `${dir}/${name}`;
+  await Deno.writeFile(dest, await Deno.readFile(src));
+  await Deno.chmod(dest, 0o644);
+  return dest;
+}
+
+/** The names in a folder, sorted. */
+export async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names.sort();
+}

@@ -1,4 +1,4 @@
-import { prng } from "../_helpers.ts";
+import { concat, prng } from "../_helpers.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
@@ -43,12 +43,7 @@ async function tensorBytes(t: Tensor): Promise<Uint8Array> {
     assert.ok(c.byteLength <= BLOCK_BYTES, `chunk of ${c.byteLength} bytes`);
     parts.push(c.slice());
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
+  const out = concat(parts);
   assert.equal(out.byteLength, t.byteLength, `${t.name}: byte length`);
   return out;
 }

@@ -1,4 +1,4 @@
-import { deflateRaw, prng } from "../_helpers.ts";
+import { concat, deflateRaw, prng } from "../_helpers.ts";
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import {
@@ -126,12 +126,7 @@ async function drain(
     );
     parts.push(c.slice());
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
+  const out = concat(parts);
   return out;
 }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { extractMetadata, rewriteMetadata, updateMeta } from "../../meta/mod.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
 import { type HashAlgorithm, safeHash } from "../../hash/safe_hash.ts";
-import { buildSafetensors, collect, fixture, prng } from "../_helpers.ts";
+import { buildSafetensors, collect, copyTo, fixture, listDir, prng } from "../_helpers.ts";
 
 const MIXED = fixture("tensors/mixed.safetensors");
 const MIXED_META = { format: "pt", hello: "world" };
@@ -29,20 +29,6 @@ async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-/** Copies a fixture into `dir` (writable) and returns the copy's path. */
-async function copyTo(dir: string, src: string, name = "model.safetensors") {
-  const dest = join(dir, name);
-  await Deno.writeFile(dest, await Deno.readFile(src));
-  await Deno.chmod(dest, 0o644);
-  return dest;
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
 }
 
 /**

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { type CliIO, main } from "../../plugins/cli.ts";
 import { safeHash } from "../../hash/safe_hash.ts";
 import { extractMetadata } from "../../meta/extract_metadata.ts";
-import { expected, fixture } from "../_helpers.ts";
+import { copyTo, expected, fixture, listDir } from "../_helpers.ts";
 
 const MIXED = fixture("tensors/mixed.safetensors");
 const MIXED_BIN = fixture("tensors/mixed.bin");
@@ -55,19 +55,6 @@ async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-async function copyTo(dir: string, src: string): Promise<string> {
-  const dest = join(dir, "model.safetensors");
-  await Deno.writeFile(dest, await Deno.readFile(src));
-  await Deno.chmod(dest, 0o644);
-  return dest;
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
 }
 
 const mixedExpected = expected("tensors")["mixed.safetensors"] as Record<
