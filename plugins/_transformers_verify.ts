@@ -2,11 +2,11 @@
 // belongs to, what the model's signature (or lockfile) says each file must
 // hash to, and the per-file verdict. No transformers.js or onnxruntime here.
 import { OMS_PAYLOAD_TYPE, parseStatement } from "../sign/_oms.ts";
-import { verifyBundle } from "../sign/_verify_bundle.ts";
+import { verifySignedText } from "../sign/_verify_signed.ts";
 import { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors.ts";
 import type { Lockfile } from "../sign/lockfile.ts";
 import { verifyOnnx } from "../sign/onnx_signature.ts";
-import { checkSigner, signatureRequirement, type TrustPolicy } from "../sign/policy.ts";
+import { signatureRequirement, type TrustPolicy } from "../sign/policy.ts";
 import type { VerifiedSigner } from "../sign/types.ts";
 
 /** One model: a hub repository at a revision, or a local folder. */
@@ -62,24 +62,9 @@ export async function verifyOmsText(
   where: string,
 ): Promise<OmsEvidence> {
   try {
-    let bundle: unknown;
-    try {
-      bundle = JSON.parse(text);
-    } catch (cause) {
-      throw new InvalidSignature("bad-bundle", "Cannot verify model: the signature is not JSON", {
-        file: where,
-        cause,
-      });
-    }
-    const { payload, payloadType, signer } = await verifyBundle(bundle, policy, where);
-    checkSigner(signer, policy, where);
-    if (payloadType !== OMS_PAYLOAD_TYPE) {
-      throw new InvalidSignature(
-        "bad-statement",
-        `Cannot verify model: expected payload type ${OMS_PAYLOAD_TYPE}, found ${payloadType}`,
-        { file: where },
-      );
-    }
+    const { payload, signer } = await verifySignedText(text, policy, OMS_PAYLOAD_TYPE, {
+      file: where,
+    });
     const statement = await parseStatement(payload, where);
     const digests = new Map(statement.resources.map((r) => [r.name, r.digest]));
     return { absent: false, signer, digests, text };

@@ -3,9 +3,9 @@
 // predicate names the model and version, so a signature cannot be moved to
 // another model (substitution) or version (rollback) unnoticed.
 import { InvalidSignature } from "./errors.ts";
-import { checkSigner, type TrustPolicy } from "./policy.ts";
+import type { TrustPolicy } from "./policy.ts";
 import type { VerifiedSigner } from "./types.ts";
-import { verifyBundle } from "./_verify_bundle.ts";
+import { verifySignedText } from "./_verify_signed.ts";
 
 /** In-toto payload type for DSSE. */
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -99,24 +99,9 @@ export async function verifyClaim(
   file: string,
   expect: ClaimExpectation,
 ): Promise<{ claim: ModelClaim; signer: VerifiedSigner }> {
-  let bundle: unknown;
-  try {
-    bundle = JSON.parse(bundleText);
-  } catch (cause) {
-    throw new InvalidSignature("bad-bundle", "Cannot verify: the embedded signature is not JSON", {
-      file,
-      cause,
-    });
-  }
-  const { payload, payloadType, signer } = await verifyBundle(bundle, policy, file);
-  checkSigner(signer, policy, file);
-  if (payloadType !== IN_TOTO_PAYLOAD_TYPE) {
-    throw new InvalidSignature(
-      "bad-statement",
-      `Cannot verify: expected payload type ${IN_TOTO_PAYLOAD_TYPE}, found ${payloadType}`,
-      { file },
-    );
-  }
+  const { payload, signer } = await verifySignedText(bundleText, policy, IN_TOTO_PAYLOAD_TYPE, {
+    file,
+  });
   const claim = parseClaim(payload, file);
   if (expect.name !== undefined && expect.name !== claim.name) {
     throw new InvalidSignature(

@@ -1,9 +1,9 @@
 import { compareResources, OMS_PAYLOAD_TYPE, type OmsResource, parseStatement } from "./_oms.ts";
 import { hashModelFolder } from "./_oms_fs.ts";
-import { InvalidSignature, SignatureMissing } from "./errors.ts";
-import { checkSigner, type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import { SignatureMissing } from "./errors.ts";
+import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
 import { signatureInside } from "./sign_model.ts";
-import { verifyBundle } from "./_verify_bundle.ts";
+import { verifySignedText } from "./_verify_signed.ts";
 import type { VerifiedSigner } from "./types.ts";
 
 /** Options for {@linkcode verifyModel}. */
@@ -86,24 +86,10 @@ export async function verifyModel(
       cause,
     });
   }
-  let bundle: unknown;
-  try {
-    bundle = JSON.parse(text);
-  } catch (cause) {
-    throw new InvalidSignature("bad-bundle", "Cannot verify model: the signature is not JSON", {
-      file: signature,
-      cause,
-    });
-  }
-  const { payload, payloadType, signer } = await verifyBundle(bundle, policy, signature);
-  checkSigner(signer, policy, root);
-  if (payloadType !== OMS_PAYLOAD_TYPE) {
-    throw new InvalidSignature(
-      "bad-statement",
-      `Cannot verify model: expected payload type ${OMS_PAYLOAD_TYPE}, found ${payloadType}`,
-      { file: signature },
-    );
-  }
+  const { payload, signer } = await verifySignedText(text, policy, OMS_PAYLOAD_TYPE, {
+    file: signature,
+    model: root,
+  });
   const statement = await parseStatement(payload, signature);
   const ignorePaths = [...new Set([...(options.ignorePaths ?? []), ...statement.ignorePaths])];
   const actual = await hashModelFolder(root, {
