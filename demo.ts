@@ -11,49 +11,28 @@ import { extractMetadata, updateMeta } from "./meta/mod.ts";
 import { keySigner, signModel } from "./sign/mod.ts";
 import { guardTransformers } from "./plugins/transformers.ts";
 import { freshKeyPem, writeTinyModel } from "./tests/_model_gen.ts";
-
-function safetensors(
-  tensors: Record<string, { shape: number[]; data: Float32Array }>,
-): Uint8Array {
-  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
-  let at = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    header[name] = {
-      dtype: "F32",
-      shape: t.shape,
-      data_offsets: [at, at + t.data.byteLength],
-    };
-    at += t.data.byteLength;
-  }
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const n = Math.ceil(json.length / 8) * 8;
-  const out = new Uint8Array(8 + n + at).fill(0x20, 8, 8 + n);
-  new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
-  out.set(json, 8);
-  let p = 8 + n;
-  for (const t of Object.values(tensors)) {
-    out.set(new Uint8Array(t.data.buffer), p);
-    p += t.data.byteLength;
-  }
-  return out;
-}
+import { buildSafetensors } from "./tests/_helpers.ts";
 
 // Deterministic "weights" so every run prints the same hashes.
 let seed = 42;
 const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5;
-const weights = (n: number) => Float32Array.from({ length: n }, rand);
+const f32 = (shape: number[]) => ({
+  dtype: "F32",
+  shape,
+  data: new Uint8Array(Float32Array.from({ length: shape.reduce((a, b) => a * b) }, rand).buffer),
+});
 
 const dir = await Deno.makeTempDir({ prefix: "safemodels-demo-" });
 const file = `${dir}/model.safetensors`;
 try {
   await Deno.writeFile(
     file,
-    safetensors({
-      "embed.weight": { shape: [64, 16], data: weights(64 * 16) },
-      "layer.0.attn.weight": { shape: [16, 16], data: weights(256) },
-      "layer.0.attn.bias": { shape: [16], data: weights(16) },
-      "norm.weight": { shape: [16], data: weights(16) },
-    }),
+    buildSafetensors({
+      "embed.weight": f32([64, 16]),
+      "layer.0.attn.weight": f32([16, 16]),
+      "layer.0.attn.bias": f32([16]),
+      "norm.weight": f32([16]),
+    }, { format: "pt" }),
   );
   console.log(`Wrote ${file}\n`);
 
