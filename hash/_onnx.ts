@@ -105,54 +105,36 @@ function typedFieldFor(dtype: DType): number {
   }
 }
 
-/** What the walk learned about one TensorProto. */
-interface TensorRecord {
-  start: number;
-  end: number;
-  name?: string;
-  dataType?: number;
-  dims: bigint[];
-  raw?: { offset: number; length: number };
-  /** The typed field in use: from its first tag to the end of its last value. */
-  typed?: { field: number; start: number; end: number; count: number };
-  external: Map<string, string>;
-  dataLocation?: number;
-  hasStrings: boolean;
-  hasSegment: boolean;
+/** Where the graph and its initializers are in an ONNX file. */
+export interface OnnxLayout {
+  /** The `graph` field: its tag's offset, and its value's start and end. */
+  graph: { tag: number; start: number; end: number };
+  /** Every `GraphProto.initializer`, in file order. */
+  initializers: TensorRecord[];
 }
 
-/**
- * Reads the initializers of an ONNX model as tensors, in file order.
- *
- * @param source The `.onnx` file.
- * @param options How to open external-data files.
- * @returns One tensor per `GraphProto.initializer`.
- * @throws {ModelFormatError} When the file is malformed or uses something refused.
- */
-export async function readOnnx(
-  source: ByteSource,
-  options: OnnxReadOptions = {},
-): Promise<Tensor[]> {
-  const cur = new ProtoCursor(source, "onnx");
+/** Walks ModelProto → graph → initializers, reading tags and small fields only. */
+async function walkModel(cur: ProtoCursor): Promise<OnnxLayout> {
+  const source = cur.source;
   const records: TensorRecord[] = [];
-  let graphSeen = false;
+  let graph: OnnxLayout["graph"] | undefined;
   while (cur.pos < source.size) {
     const tag = await cur.tag(source.size);
     if (tag.field !== 7) {
       await cur.skip(tag.wire, source.size, `ModelProto field ${tag.field}`);
       continue;
     }
-    if (tag.wire !== WIRE_LEN || graphSeen) {
+    if (tag.wire !== WIRE_LEN || graph) {
       cur.fail(
         "bad-protobuf",
-        graphSeen
+        graph
           ? "Cannot read graph: the model has two graphs"
           : `Cannot read graph: wire type ${tag.wire}`,
         tag.start,
       );
     }
-    graphSeen = true;
     const graphEnd = await cur.len(source.size, "graph");
+    graph = { tag: tag.start, start: cur.pos, end: graphEnd };
     while (cur.pos < graphEnd) {
       const t = await cur.tag(graphEnd);
       if (t.field === 15) {
@@ -174,13 +156,62 @@ export async function readOnnx(
         );
       }
       const end = await cur.len(graphEnd, "initializer");
-      records.push(await walkTensor(cur, end));
+      const rec = await walkTensor(cur, end);
+      rec.tag = t.start;
+      records.push(rec);
     }
   }
-  if (!graphSeen) {
+  if (!graph) {
     cur.fail("bad-protobuf", "Cannot read ONNX model: it has no graph", 0);
   }
+  return { graph, initializers: records };
+}
 
+/**
+ * The layout of an ONNX file: where its graph is and, for each initializer,
+ * where its message, its `raw_data` and its external-data entries are. Reads
+ * tags and small fields only (never tensor bytes).
+ *
+ * @throws {ModelFormatError} When the file is malformed.
+ */
+export function onnxLayout(source: ByteSource): Promise<OnnxLayout> {
+  return walkModel(new ProtoCursor(source, "onnx"));
+}
+
+/** What the walk learned about one TensorProto. */
+export interface TensorRecord {
+  /** Offset of the initializer's tag (set by the graph walk). */
+  tag?: number;
+  /** The message's value: start and end offsets. */
+  start: number;
+  end: number;
+  name?: string;
+  dataType?: number;
+  dims: bigint[];
+  /** `raw_data`: its tag's offset, and its value's offset and length. */
+  raw?: { tag: number; offset: number; length: number };
+  /** The typed field in use: from its first tag to the end of its last value. */
+  typed?: { field: number; start: number; end: number; count: number };
+  external: Map<string, string>;
+  dataLocation?: number;
+  hasStrings: boolean;
+  hasSegment: boolean;
+}
+
+/**
+ * Reads the initializers of an ONNX model as tensors, in file order.
+ *
+ * @param source The `.onnx` file.
+ * @param options How to open external-data files.
+ * @returns One tensor per `GraphProto.initializer`.
+ * @throws {ModelFormatError} When the file is malformed or uses something refused.
+ */
+export async function readOnnx(
+  source: ByteSource,
+  options: OnnxReadOptions = {},
+): Promise<Tensor[]> {
+  const cur = new ProtoCursor(source, "onnx");
+  const { initializers: records } = await walkModel(cur);
   const externals = new Map<string, ByteSource>();
   const names = new Set<string>();
   const tensors: Tensor[] = [];
@@ -261,7 +292,7 @@ async function walkTensor(
       if (wire !== WIRE_LEN) wrongWire("raw_data");
       once(rec.raw, "raw_data", tag.start);
       const stop = await cur.len(end, "raw_data");
-      rec.raw = { offset: cur.pos, length: stop - cur.pos };
+      rec.raw = { tag: tag.start, offset: cur.pos, length: stop - cur.pos };
       cur.pos = stop;
     } else if (field === 13) {
       if (wire !== WIRE_LEN) wrongWire("external_data");

@@ -89,7 +89,7 @@ export interface DecideContext {
 export async function decide(
   ref: FileRef,
   digest: string,
-  bytes: Uint8Array | undefined,
+  input: Uint8Array | string | undefined,
   ctx: DecideContext,
 ): Promise<FileVerdict> {
   const shown = `${ref.model.name}/${ref.file}`;
@@ -129,14 +129,19 @@ export async function decide(
       ...(ctx.oms.signer ? { signer: ctx.oms.signer } : {}),
     };
   }
-  if (bytes !== undefined && ref.file.endsWith(".onnx")) {
+  if (input !== undefined && ref.file.endsWith(".onnx")) {
     try {
-      const v = await verifyOnnx(bytes, { policy: ctx.policy });
+      const v = await verifyOnnx(input, { policy: ctx.policy });
       return { ok: true, digest, evidence: "onnx-embedded", signer: v.signer };
     } catch (error) {
       if (!(error instanceof SignatureMissing)) {
         if (error instanceof Error) {
-          error.message = `${shown}: ${error.message.replace(/^<bytes>: /, "")}`;
+          const name = typeof input === "string" ? input : "<bytes>";
+          const message = error.message.startsWith(`${name}: `)
+            ? error.message.slice(name.length + 2)
+            : error.message.replaceAll(name, shown);
+          error.message = `${shown}: ${message}`;
+          if ("file" in error) (error as { file?: string }).file = shown;
         }
         return refuse(error as Error, "onnx-embedded");
       }

@@ -6,10 +6,15 @@
  * How: transformers.js reads local files through `env.fetch` (the guard turns
  * `env.useFS` off) and caches through a verifying `env.customCache` that
  * wraps the cache it would have used (the Web Cache API, its file cache or
- * your custom cache); JSON files fail as they are read, and weights (`.onnx`,
- * `.onnx_data`) are checked when stored or served. `InferenceSession.create`
- * of onnxruntime-node is gated: it accepts only verified buffers (and their
- * verified external data), never a path, so onnxruntime opens no file itself.
+ * your custom cache). JSON files are hashed as they are read and fail there.
+ * Weights (`.onnx`, `.onnx_data`) are copied, and hashed while they are
+ * copied, into a private folder only this process writes; transformers.js
+ * gets the copy's path, and `InferenceSession.create` of onnxruntime-node is
+ * gated so that it opens nothing but such verified copies. What onnxruntime
+ * reads is therefore exactly what was hashed, even if the original changes
+ * afterwards. Inline weights of a verified `.onnx` are handed over as
+ * external data into the copy, which onnxruntime memory-maps: a guarded load
+ * needs less time and memory than an unguarded one (see the README).
  *
  * @example Refusing anything not signed by your key
  * ```ts ignore
@@ -27,9 +32,20 @@
  * @module
  */
 
+import {
+  copyFile,
+  type FileHandle,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import * as ort from "onnxruntime-node";
-import { readOnnx } from "../hash/_onnx.ts";
-import { bytesSource } from "../hash/_source.ts";
+import { BLOCK_BYTES } from "../hash/_source.ts";
 import { createSha256, sha256Hex, toHex } from "../hash/_digest.ts";
 import { SignatureMissing } from "../sign/errors.ts";
 import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
@@ -44,6 +60,15 @@ import {
   type OmsEvidence,
   verifyOmsText,
 } from "./_transformers_verify.ts";
+import {
+  externalizeOnnx,
+  fileChunks,
+  type NextChunk,
+  PrivateDir,
+  removeFiles,
+  streamChunks,
+  writeHashed,
+} from "./_private_copy.ts";
 
 // The sign types the guard's API mentions, so its documentation is complete.
 export type { Issuer, Lockfile, TrustPolicy, VerifiedSigner };
@@ -82,6 +107,15 @@ export interface GuardOptions {
   frozen?: boolean;
   /** Called with every record as it is made. */
   onReport?: (record: GuardRecord) => void;
+  /**
+   * Where the guard keeps its private, verified copies of weight files while
+   * onnxruntime loads them (a folder only this process writes is made inside
+   * it and removed by `uninstall()` or at exit). Needs free space for the
+   * largest model being loaded; a folder on the model's file system lets the
+   * copy be cheap.
+   * @default {the system's temporary folder (os.tmpdir())}
+   */
+  workDir?: string;
 }
 
 /**
@@ -192,15 +226,23 @@ interface ModelState {
   reported: Set<string>;
 }
 
-interface Served {
+/** A private copy of a weight file, or the marker of a refused one. */
+interface PrivateCopy {
   ref: FileRef;
   verdict: FileVerdict;
+  /** External-data locations its graph reads (`.onnx` only), relative to its folder. */
+  locations: Set<string>;
+  /** Other files that belong to it: the verified bytes a rewritten graph reads. */
+  extra: string[];
 }
+
+/** What a cache holds for a file: its bytes, or a local file with them. */
+type Stored = Uint8Array | { path: string; size: number };
 
 /** A cache transformers.js would have used, minus verification. */
 interface Store {
-  match(key: string, ref: FileRef | undefined): Promise<Uint8Array | undefined>;
-  put(key: string, ref: FileRef | undefined, bytes: Uint8Array, type: string): Promise<void>;
+  open(key: string, ref: FileRef | undefined): Promise<ReadableStream<Uint8Array> | undefined>;
+  put(key: string, ref: FileRef | undefined, data: Stored, type: string): Promise<void>;
   delete(key: string, ref: FileRef | undefined): Promise<void>;
 }
 
@@ -210,28 +252,48 @@ type CacheLike = {
   delete?(key: string): Promise<unknown>;
 };
 
-async function bodyBytes(r: unknown): Promise<Uint8Array | undefined> {
+/** The body of what a cache's `match` returned (a Response, a FileResponse or a path). */
+async function openBody(r: unknown): Promise<ReadableStream<Uint8Array> | undefined> {
   if (r === undefined || r === null) return undefined;
-  if (typeof r === "string") {
-    const { readFile } = await import("node:fs/promises");
-    return new Uint8Array(await readFile(r));
-  }
-  const res = r as { arrayBuffer(): Promise<ArrayBuffer> };
-  return new Uint8Array(await res.arrayBuffer());
+  if (typeof r === "string") return fileBody(r);
+  const path = (r as { filePath?: unknown }).filePath;
+  if (typeof path === "string") return fileBody(path);
+  const res = r as {
+    body?: ReadableStream<Uint8Array> | null;
+    arrayBuffer(): Promise<ArrayBuffer>;
+  };
+  if (res.body) return res.body;
+  return bytesStream(new Uint8Array(await res.arrayBuffer()));
+}
+
+function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
+async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+function storedResponse(data: Stored, type: string): Response {
+  const body = data instanceof Uint8Array ? asBody(data) : fileBody(data.path);
+  const length = data instanceof Uint8Array ? data.byteLength : data.size;
+  return new Response(body, {
+    headers: { "content-length": String(length), "content-type": type },
+  });
 }
 
 function cacheStore(open: () => Promise<CacheLike>): Store {
   let cache: Promise<CacheLike> | undefined;
   const get = () => (cache ??= open());
   return {
-    match: async (key) => bodyBytes(await (await get()).match(key)),
-    put: async (key, _ref, bytes, type) => {
-      await (await get()).put(
-        key,
-        new Response(asBody(bytes), {
-          headers: { "content-length": String(bytes.byteLength), "content-type": type },
-        }),
-      );
+    open: async (key) => openBody(await (await get()).match(key)),
+    put: async (key, _ref, data, type) => {
+      await (await get()).put(key, storedResponse(data, type));
     },
     delete: async (key) => {
       await (await get()).delete?.(key);
@@ -241,38 +303,35 @@ function cacheStore(open: () => Promise<CacheLike>): Store {
 
 /** The layout of transformers.js' FileCache, so its entries are reused (and checked). */
 function fileStore(env: TransformersEnv): Store {
-  const where = async (ref: FileRef | undefined) => {
+  const where = (ref: FileRef | undefined) => {
     if (!ref || ref.model.base === undefined || !env.cacheDir) return undefined;
-    const { join } = await import("node:path");
     const { name, revision } = ref.model;
     return join(env.cacheDir, ...(revision === "main" ? [name] : [name, revision]), ref.file);
   };
   return {
-    async match(_key, ref) {
-      const path = await where(ref);
+    async open(_key, ref) {
+      const path = where(ref);
       if (path === undefined) return undefined;
-      const { readFile } = await import("node:fs/promises");
-      try {
-        return new Uint8Array(await readFile(path));
-      } catch {
-        return undefined;
-      }
+      const info = await stat(path).catch(() => undefined);
+      return info?.isFile() ? fileBody(path) : undefined;
     },
-    async put(_key, ref, bytes) {
-      const path = await where(ref);
+    async put(_key, ref, data) {
+      const path = where(ref);
       if (path === undefined) return;
-      const { mkdir, rename, writeFile } = await import("node:fs/promises");
-      const { dirname } = await import("node:path");
       await mkdir(dirname(path), { recursive: true });
       const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-      await writeFile(tmp, bytes);
-      await rename(tmp, path);
+      try {
+        if (data instanceof Uint8Array) await writeFile(tmp, data);
+        else await copyFile(data.path, tmp);
+        await rename(tmp, path);
+      } catch (error) {
+        await rm(tmp, { force: true });
+        throw error;
+      }
     },
     async delete(_key, ref) {
-      const path = await where(ref);
-      if (path === undefined) return;
-      const { rm } = await import("node:fs/promises");
-      await rm(path, { force: true });
+      const path = where(ref);
+      if (path !== undefined) await rm(path, { force: true });
     },
   };
 }
@@ -317,78 +376,13 @@ function isUrl(s: string): boolean {
   return /^(?:https?|blob):/i.test(s);
 }
 
-/**
- * A response over bytes the guard verified, whose `arrayBuffer()` returns
- * that very buffer: transformers.js then hands it to onnxruntime without a
- * copy, and the gate knows it without hashing it again.
- */
-class VerifiedResponse extends Response {
-  readonly #bytes: Uint8Array;
-  constructor(bytes: Uint8Array) {
-    // A lazy body: nothing is copied unless someone reads the stream instead.
-    super(
-      new ReadableStream<Uint8Array>({
-        pull(controller) {
-          controller.enqueue(bytes);
-          controller.close();
-        },
-      }, { highWaterMark: 0 }),
-      { headers: { "content-length": String(bytes.byteLength) } },
-    );
-    this.#bytes = bytes;
-  }
-  override arrayBuffer(): Promise<ArrayBuffer> {
-    const b = this.#bytes;
-    const whole = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
-    return Promise.resolve((whole ? b.buffer : b.slice().buffer) as ArrayBuffer);
-  }
-}
-
-/** Reads a response once, hashing each chunk as it arrives. */
-async function readHashed(response: Response): Promise<{ bytes: Uint8Array; digest: string }> {
-  const hasher = await createSha256();
-  if (!response.body) {
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    hasher.update(bytes);
-    return { bytes, digest: toHex(hasher.digest()) };
-  }
-  // With a length header, fill one buffer; if it turns out wrong, join parts.
-  const size = Number(response.headers.get("content-length") ?? NaN);
-  let bytes = new Uint8Array(Number.isSafeInteger(size) && size >= 0 ? size : 0);
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  for await (const chunk of response.body) {
-    hasher.update(chunk);
-    if (parts.length === 0 && at + chunk.byteLength <= bytes.byteLength) {
-      bytes.set(chunk, at);
-    } else {
-      if (parts.length === 0 && at > 0) parts.push(bytes.subarray(0, at));
-      parts.push(chunk.slice());
-    }
-    at += chunk.byteLength;
-  }
-  if (parts.length > 0) {
-    bytes = new Uint8Array(at);
-    let p = 0;
-    for (const part of parts) {
-      bytes.set(part, p);
-      p += part.byteLength;
-    }
-  } else if (at < bytes.byteLength) {
-    bytes = bytes.slice(0, at);
-  }
-  return { bytes, digest: toHex(hasher.digest()) };
-}
-
+/** A file's bytes as a stream of 4 MiB chunks, opened on first read. */
 function fileBody(path: string): ReadableStream<Uint8Array> {
-  let handle: import("node:fs/promises").FileHandle | undefined;
+  let handle: FileHandle | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (!handle) {
-        const { open } = await import("node:fs/promises");
-        handle = await open(path, "r");
-      }
-      const buf = new Uint8Array(1 << 20);
+      handle ??= await open(path, "r");
+      const buf = new Uint8Array(BLOCK_BYTES);
       const { bytesRead } = await handle.read(buf, 0, buf.length, null);
       if (bytesRead === 0) {
         await handle.close();
@@ -401,6 +395,13 @@ function fileBody(path: string): ReadableStream<Uint8Array> {
       await handle?.close();
     },
   }, { highWaterMark: 0 });
+}
+
+/** A model file path that stays inside its folder once joined (no `..`, no absolute). */
+function safeRelative(file: string): boolean {
+  return file.split("/").every((seg) =>
+    seg !== "" && seg !== "." && seg !== ".." && !seg.includes("\\")
+  );
 }
 
 /**
@@ -417,7 +418,9 @@ function fileBody(path: string): ReadableStream<Uint8Array> {
  *
  * While installed, `InferenceSession.create` of onnxruntime-node refuses
  * every model that was not loaded (and verified) through transformers.js,
- * except the small tensor-op graphs transformers.js embeds. Deno and Node.
+ * except the small tensor-op graphs transformers.js embeds. Verified copies
+ * are removed 30 s after their session is created (onnxruntime has mapped
+ * them), by `uninstall()`, or at exit. Deno and Node.
  *
  * @param transformers The `@huggingface/transformers` module (or its `env`).
  * @param options Policy, mode, lockfile, report callback.
@@ -458,10 +461,13 @@ export function guardTransformers(
   const frozen = options.frozen ?? false;
   const records: GuardRecord[] = [];
   const models = new Map<string, ModelState>();
-  const recent = new Map<string, { bytes: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
-  const served = new Map<string, Served>();
-  // Buffers of verified weights handed to transformers.js, by identity.
-  const knownBuffers = new WeakMap<ArrayBufferLike, string>();
+  // Verified private copies waiting for transformers.js to ask for them, by cache key.
+  const ready = new Map<string, { path: string; timer: ReturnType<typeof setTimeout> }>();
+  // Every private copy (or refusal marker) by path: what onnxruntime may open.
+  const copies = new Map<string, PrivateCopy>();
+  const privateDir = new PrivateDir(options.workDir);
+  // Responses over local files made by the guarded fetch: read from the file itself.
+  const localBodies = new WeakMap<Response, string>();
   const warned = new Set<string>();
 
   const originalFetch = env.fetch;
@@ -513,8 +519,6 @@ export function guardTransformers(
   const roots = new Map<string, string>();
   async function locateLocal(path: string): Promise<FileRef | undefined> {
     if (!MODEL_FILE.test(path)) return undefined;
-    const { dirname, resolve, relative, sep } = await import("node:path");
-    const { stat } = await import("node:fs/promises");
     const abs = resolve(path);
     const start = dirname(abs);
     let root = roots.get(start);
@@ -584,7 +588,6 @@ export function guardTransformers(
 
   async function loadOms(ref: ModelRef): Promise<OmsEvidence> {
     if (ref.base === undefined) {
-      const { readFile } = await import("node:fs/promises");
       let text: string;
       try {
         text = await readFile(ref.signature, "utf8");
@@ -599,7 +602,8 @@ export function guardTransformers(
     }
     const sigRef: FileRef = { model: ref, file: "model.sig" };
     const store = currentStore();
-    const cached = await store?.match(ref.signature, sigRef).catch(() => undefined);
+    const body = await store?.open(ref.signature, sigRef).catch(() => undefined);
+    const cached = body && await collect(body).catch(() => undefined);
     if (cached !== undefined) {
       const v = await verifyOmsText(new TextDecoder().decode(cached), policy, ref.signature);
       if (!v.error) return v;
@@ -680,7 +684,11 @@ export function guardTransformers(
   }
 
   /** Checks bytes of a file; `allowed` is whether they may be used. */
-  function check(ref: FileRef, digest: string, bytes?: Uint8Array): Promise<FileVerdict> {
+  function check(
+    ref: FileRef,
+    digest: string,
+    input?: Uint8Array | string,
+  ): Promise<FileVerdict> {
     const st = state(ref.model);
     return track(
       st,
@@ -689,7 +697,7 @@ export function guardTransformers(
         try {
           st.oms ??= loadOms(ref.model);
           const oms = await st.oms;
-          v = await decide(ref, digest, bytes, {
+          v = await decide(ref, digest, input, {
             policy,
             oms,
             lockfile: await getLockfile(),
@@ -706,39 +714,109 @@ export function guardTransformers(
 
   const allowed = (v: FileVerdict) => v.ok || mode === "warn";
 
-  function remember(key: string, bytes: Uint8Array): void {
-    const old = recent.get(key);
-    if (old) clearTimeout(old.timer);
-    const timer = setTimeout(() => recent.delete(key), RECENT_MS);
+  function unrefTimer(timer: ReturnType<typeof setTimeout>): void {
     const unref = (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer;
     if (unref) unref(timer as unknown as number);
     else (timer as unknown as { unref?: () => void }).unref?.();
-    recent.set(key, { bytes, timer });
   }
 
-  function take(key: string): Uint8Array | undefined {
-    const hit = recent.get(key);
+  /** Keeps a private copy's path for the next `match` of `key` (transformers.js asks twice). */
+  function remember(key: string, path: string): void {
+    const old = ready.get(key);
+    if (old) clearTimeout(old.timer);
+    const timer = setTimeout(() => {
+      ready.delete(key);
+      const copy = copies.get(path);
+      if (copy) release(path, copy, 0);
+    }, RECENT_MS);
+    unrefTimer(timer);
+    ready.set(key, { path, timer });
+  }
+
+  function take(key: string): string | undefined {
+    const hit = ready.get(key);
     if (!hit) return undefined;
     clearTimeout(hit.timer);
-    recent.delete(key);
-    return hit.bytes;
+    ready.delete(key);
+    return hit.path;
   }
 
-  /** What the gate will see for weights: the bytes, or a marker that names the refusal. */
-  async function serveWeights(key: string, ref: FileRef, bytes: Uint8Array, v: FileVerdict) {
-    let out = bytes;
-    // The digest was just computed by check(); only a marker needs hashing.
-    let digest = v.digest;
-    if (!allowed(v)) {
-      // Never hand refused bytes on; the marker's digest leads the gate to the error.
-      out = new TextEncoder().encode(`safemodels refused ${crypto.randomUUID()}`);
-      digest = await sha256Hex(out);
-    }
-    served.set(digest, { ref, verdict: v });
-    if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) {
-      knownBuffers.set(out.buffer, digest);
-    }
-    remember(key, out);
+  /**
+   * Removes a copy's files after `delay` ms (onnxruntime has mapped or read
+   * them by then; a concurrent load of the same file may still be creating
+   * its session). A path a newer copy took over is left to that copy.
+   */
+  function release(path: string, copy: PrivateCopy, delay: number): void {
+    const timer = setTimeout(() => {
+      const current = copies.get(path) === copy;
+      if (current) copies.delete(path);
+      removeFiles(current ? [path, ...copy.extra] : copy.extra);
+    }, delay);
+    unrefTimer(timer);
+  }
+
+  /**
+   * Copies a weight file into the private folder while hashing it (one
+   * pass), then checks the digest. Allowed bytes stay there for onnxruntime;
+   * refused ones are deleted and the path is left as a marker that makes
+   * the gate throw the refusal (failing the load inside transformers.js
+   * instead could hang it).
+   */
+  function privatize(
+    ref: FileRef,
+    chunks: { next: NextChunk; close(): Promise<void> },
+  ): Promise<{ path: string; copy: PrivateCopy }> {
+    const st = state(ref.model);
+    return track(
+      st,
+      (async () => {
+        let path: string | undefined;
+        let temp: string | undefined;
+        let digest: string;
+        try {
+          if (!safeRelative(ref.file)) {
+            throw new SignatureMissing(
+              `Cannot load ${ref.file}: the file name leaves the model folder`,
+              { file: `${ref.model.name}/${ref.file}` },
+            );
+          }
+          const root = await privateDir.root();
+          path = join(root, (await sha256Hex(ref.model.key)).slice(0, 16), ...ref.file.split("/"));
+          await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+          temp = PrivateDir.sibling(path, "part");
+          digest = (await writeHashed(chunks.next, temp)).digest;
+        } catch (error) {
+          const v: FileVerdict = { ok: false, digest: "", evidence: "none", error: error as Error };
+          report(st, ref, v);
+          path ??= join(await privateDir.root(), `refused-${crypto.randomUUID()}`);
+          const copy: PrivateCopy = { ref, verdict: v, locations: new Set(), extra: [] };
+          adopt(path, copy);
+          return { path, copy };
+        } finally {
+          await chunks.close().catch(() => {});
+        }
+        const verdict = await check(ref, digest, temp);
+        const copy: PrivateCopy = { ref, verdict, locations: new Set(), extra: [] };
+        if (allowed(verdict)) await rename(temp, path);
+        else await rm(temp, { force: true });
+        adopt(path, copy);
+        return { path, copy };
+      })(),
+    );
+  }
+
+  function adopt(path: string, copy: PrivateCopy): void {
+    const old = copies.get(path);
+    copies.set(path, copy);
+    if (old) release(path, old, RECENT_MS);
+  }
+
+  /** Rewrites a verified private `.onnx` so onnxruntime maps its weights (see _private_copy.ts). */
+  async function finishOnnx(path: string, copy: PrivateCopy): Promise<void> {
+    if (!copy.ref.file.endsWith(".onnx") || !allowed(copy.verdict)) return;
+    const done = await externalizeOnnx(path);
+    copy.locations = done.locations;
+    if (done.weights !== undefined) copy.extra.push(done.weights);
   }
 
   // ---- env.fetch ----
@@ -795,13 +873,14 @@ export function guardTransformers(
     const ref = await locateLocal(url);
     let res: Response;
     if (readLocalsDirectly) {
-      const { stat } = await import("node:fs/promises");
       const info = await stat(url).catch(() => undefined);
       if (!info?.isFile()) return new Response(null, { status: 404, statusText: "Not Found" });
       res = new Response(fileBody(url), {
         status: 200,
         headers: { "content-length": String(info.size) },
       });
+      // Weights are copied by the cache's put, which reads the file itself.
+      localBodies.set(res, url);
     } else {
       res = await originalFetch(input as string, init);
     }
@@ -811,35 +890,61 @@ export function guardTransformers(
 
   // ---- env.customCache ----
 
+  /** Chunks of a response, or of the local file under it. */
+  async function chunksOf(response: Response) {
+    const local = localBodies.get(response);
+    if (local !== undefined) {
+      await response.body?.cancel();
+      return await fileChunks(local);
+    }
+    const body = response.body ?? bytesStream(new Uint8Array(await response.arrayBuffer()));
+    const { next, cancel } = streamChunks(body);
+    let done = false;
+    return {
+      next: async () => {
+        const chunk = await next();
+        if (chunk === null) done = true;
+        return chunk;
+      },
+      close: () => done ? Promise.resolve() : cancel(),
+    };
+  }
+
   const customCache = {
-    async match(key: string): Promise<Response | undefined> {
+    async match(key: string): Promise<Response | string | undefined> {
       const store = currentStore();
       const ref = await locate(key);
       if (!ref) {
-        const bytes = isUrl(key) ? await store?.match(key, undefined) : undefined;
-        return bytes && new Response(asBody(bytes));
-      }
-      const fresh = take(key);
-      if (fresh) {
-        // Weights go to transformers.js as this very buffer (no copy), so the
-        // gate recognizes it by identity instead of hashing it again.
-        if (isWeightFile(ref.file)) return new VerifiedResponse(fresh);
-        return new Response(asBody(fresh), {
-          headers: { "content-length": String(fresh.byteLength) },
-        });
-      }
-      if (!isUrl(key) || !store) return undefined;
-      const bytes = await store.match(key, ref);
-      if (bytes === undefined) return undefined;
-      const v = await check(ref, await sha256Hex(bytes), bytes);
-      if (!allowed(v)) {
-        // A tampered cache entry is dropped: transformers.js fetches the file again.
-        await store.delete(key, ref).catch(() => {});
-        return undefined;
+        const body = isUrl(key) ? await store?.open(key, undefined) : undefined;
+        return body && new Response(body);
       }
       if (isWeightFile(ref.file)) {
-        await serveWeights(key, ref, bytes, v);
-        return new VerifiedResponse(take(key) ?? bytes);
+        // Weights go to transformers.js as the path of their verified private
+        // copy, which it hands to onnxruntime (through the gate).
+        const fresh = take(key);
+        if (fresh !== undefined) return fresh;
+        // Local weights come through fetch and put; remote ones may be cached.
+        if (!isUrl(key) || !store) return undefined;
+        const body = await store.open(key, ref);
+        if (body === undefined) return undefined;
+        const { path, copy } = await privatize(ref, await chunksOf(new Response(body)));
+        if (!allowed(copy.verdict)) {
+          // A tampered cache entry is dropped: transformers.js fetches the file again.
+          await store.delete(key, ref).catch(() => {});
+          return undefined;
+        }
+        await finishOnnx(path, copy);
+        remember(key, path);
+        return path;
+      }
+      if (!isUrl(key) || !store) return undefined;
+      const body = await store.open(key, ref);
+      if (body === undefined) return undefined;
+      const bytes = await collect(body);
+      const v = await check(ref, await sha256Hex(bytes), bytes);
+      if (!allowed(v)) {
+        await store.delete(key, ref).catch(() => {});
+        return undefined;
       }
       return new Response(asBody(bytes), {
         headers: { "content-length": String(bytes.byteLength) },
@@ -854,12 +959,23 @@ export function guardTransformers(
         if (isUrl(key)) await store?.put(key, undefined, bytes, type);
         return;
       }
-      // One pass: hash each chunk as it arrives while collecting the file.
-      const { bytes, digest } = await readHashed(response);
-      const v = await check(ref, digest, bytes);
-      if (isWeightFile(ref.file)) await serveWeights(key, ref, bytes, v);
-      else if (!allowed(v)) throw v.error;
-      // Only verified remote files are kept; local files are read where they are.
+      if (isWeightFile(ref.file)) {
+        // One pass: each chunk is hashed and written to the private copy as it arrives.
+        const { path, copy } = await privatize(ref, await chunksOf(response));
+        // Only verified remote files are kept; local files are read where they are.
+        if (copy.verdict.ok && isUrl(key) && store) {
+          const { size } = await stat(path);
+          await store.put(key, ref, { path, size }, type).catch((e) =>
+            console.warn(`safemodels: cannot cache ${key}: ${e}`)
+          );
+        }
+        await finishOnnx(path, copy);
+        remember(key, path);
+        return;
+      }
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      const v = await check(ref, await sha256Hex(bytes), bytes);
+      if (!allowed(v)) throw v.error;
       if (v.ok && isUrl(key) && store) {
         await store.put(key, ref, bytes, type).catch((e) =>
           console.warn(`safemodels: cannot cache ${key}: ${e}`)
@@ -902,107 +1018,80 @@ export function guardTransformers(
     args: unknown[],
   ): Promise<ort.InferenceSession> {
     const [model] = args;
-    if (typeof model === "string") {
+    if (typeof model !== "string") {
+      // Bytes: only the tensor-op graphs transformers.js builds itself.
+      const buffer = model instanceof Uint8Array ? model : new Uint8Array(
+        model as ArrayBuffer,
+        typeof args[1] === "number" ? args[1] : 0,
+        typeof args[2] === "number" ? args[2] : undefined,
+      );
+      const digest = await sha256Hex(buffer);
+      if (!TENSOR_OPS.has(digest)) {
+        refuseOrWarn(
+          new SignatureMissing(
+            `Cannot create an onnxruntime session: the model (sha256 ${digest}) was not loaded through the guarded transformers.js`,
+          ),
+          `unknown\0${digest}`,
+        );
+      }
+      return original.apply(self, args);
+    }
+    const copy = copies.get(resolve(model));
+    if (!copy) {
       refuseOrWarn(
         new SignatureMissing(
-          "Cannot create an onnxruntime session from a path: the guard only lets verified bytes through",
+          "Cannot create an onnxruntime session from this path: it is not a copy the guard verified (load models through the guarded transformers.js)",
           { file: model },
         ),
         `path\0${model}`,
       );
       return original.apply(self, args);
     }
-    let bytes: Uint8Array;
-    let sessionOptions: ort.InferenceSession.SessionOptions | undefined;
-    if (model instanceof Uint8Array) {
-      bytes = model;
-      sessionOptions = args[1] as typeof sessionOptions;
-    } else {
-      const buffer = model as ArrayBuffer;
-      const offset = typeof args[1] === "number" ? args[1] : 0;
-      const length = typeof args[2] === "number" ? args[2] : buffer.byteLength - offset;
-      bytes = new Uint8Array(buffer, offset, length);
-      sessionOptions = args.find((a, i) => i > 0 && typeof a === "object") as typeof sessionOptions;
-    }
-    // A buffer the guard itself handed to transformers.js is known by
-    // identity; anything else is hashed.
-    const known = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-      ? knownBuffers.get(bytes.buffer)
-      : undefined;
-    const digest = known ?? await sha256Hex(bytes);
-    if (TENSOR_OPS.has(digest)) return original.apply(self, args);
-    const hit = served.get(digest);
-    if (!hit) {
-      refuseOrWarn(
-        new SignatureMissing(
-          `Cannot create an onnxruntime session: the model (sha256 ${digest}) was not loaded through the guarded transformers.js`,
-        ),
-        `unknown\0${digest}`,
-      );
-      return original.apply(self, args);
-    }
-    if (!hit.verdict.ok && mode === "enforce") throw hit.verdict.error;
-    const st = state(hit.ref.model);
+    const shown = `${copy.ref.model.name}/${copy.ref.file}`;
+    if (!copy.verdict.ok && mode === "enforce") throw copy.verdict.error;
+    const st = state(copy.ref.model);
     // Let requests for the model's other files (tokenizer, config) finish first.
     await new Promise((r) => setTimeout(r, 0));
     while (st.inflight.size > 0) await Promise.allSettled([...st.inflight]);
     const poisoned = [...st.refusals.values()][0];
     if (poisoned && mode === "enforce") throw poisoned;
 
-    const external = new Map<string, Uint8Array>();
-    for (const entry of sessionOptions?.externalData ?? []) {
-      const e = entry as { path?: unknown; data?: unknown };
-      const data = e.data instanceof Uint8Array
-        ? e.data
-        : e.data instanceof ArrayBuffer
-        ? new Uint8Array(e.data)
-        : undefined;
-      const name = typeof e.path === "string" ? e.path : String(entry);
-      if (data === undefined) {
+    // Bytes given beside the path would reach onnxruntime unverified.
+    const options = args[1] as ort.InferenceSession.SessionOptions | undefined;
+    for (const entry of options?.externalData ?? []) {
+      if (typeof entry === "string") continue;
+      refuseOrWarn(
+        new SignatureMissing(
+          `Cannot create an onnxruntime session: external data ${entry.path} is given as bytes or a path of its own, so it was not verified`,
+          { file: shown },
+        ),
+        `ext\0${entry.path}`,
+      );
+    }
+    // onnxruntime opens external data beside the copy: each must be a verified copy too.
+    const used = [[resolve(model), copy] as const];
+    for (const location of copy.locations) {
+      const path = join(dirname(resolve(model)), location);
+      const ext = copies.get(path);
+      if (!ext || ext.ref.model.key !== copy.ref.model.key) {
         refuseOrWarn(
           new SignatureMissing(
-            `Cannot create an onnxruntime session: external data ${name} is not in memory, so it was not verified`,
-            { file: `${hit.ref.model.name}/${hit.ref.file}` },
+            `Cannot create an onnxruntime session: the model reads external data "${location}", which was not loaded and verified through transformers.js (set use_external_data_format)`,
+            { file: shown },
           ),
-          `ext\0${name}`,
+          `graph\0${shown}\0${location}`,
         );
         continue;
       }
-      const extHit = served.get(await sha256Hex(data));
-      if (!extHit || extHit.ref.model.key !== hit.ref.model.key) {
-        refuseOrWarn(
-          new SignatureMissing(
-            `Cannot create an onnxruntime session: external data ${name} was not loaded through the guarded transformers.js`,
-            { file: `${hit.ref.model.name}/${hit.ref.file}` },
-          ),
-          `ext\0${name}`,
-        );
-      } else if (!extHit.verdict.ok && mode === "enforce") {
-        throw extHit.verdict.error;
-      }
-      external.set(name.replace(/^(?:\.\/)+/, ""), data);
-    }
-    // Every external-data file the graph names must be one of those; else
-    // onnxruntime would open it itself (from the working directory).
-    try {
-      await readOnnx(bytesSource(bytes, `${hit.ref.model.name}/${hit.ref.file}`), {
-        openExternal: (location) => {
-          const data = external.get(location);
-          if (data) return Promise.resolve(bytesSource(data, location));
-          return Promise.reject(
-            new SignatureMissing(
-              `Cannot create an onnxruntime session: the model reads external data "${location}", which was not loaded and verified through transformers.js (set use_external_data_format)`,
-              { file: `${hit.ref.model.name}/${hit.ref.file}` },
-            ),
-          );
-        },
-      });
-    } catch (error) {
-      refuseOrWarn(error as Error, `graph\0${digest}`);
+      if (!ext.verdict.ok && mode === "enforce") throw ext.verdict.error;
+      used.push([path, ext]);
     }
     await lockOnFirstUse(st);
-    if (bytes === model) return original.apply(self, args);
-    return original.call(self, bytes, sessionOptions ?? {});
+    try {
+      return await original.apply(self, args);
+    } finally {
+      for (const [path, c] of used) release(path, c, RECENT_MS);
+    }
   }
 
   async function lockOnFirstUse(st: ModelState): Promise<void> {
@@ -1050,8 +1139,10 @@ export function guardTransformers(
       env.customCache = saved.customCache;
       delete envRecord[GUARDED];
       classes.forEach((cls, i) => Object.defineProperty(cls, "create", createDescriptors[i]!));
-      for (const { timer } of recent.values()) clearTimeout(timer);
-      recent.clear();
+      for (const { timer } of ready.values()) clearTimeout(timer);
+      ready.clear();
+      copies.clear();
+      privateDir.removeSync();
     },
   };
 }

@@ -4,11 +4,14 @@
 import * as transformers from "@huggingface/transformers";
 import { guardTransformers } from "../../plugins/transformers.ts";
 
-const [root, model, guarded, pub] = Deno.args;
+const [root, model, guarded, pub, workDir] = Deno.args;
 transformers.env.localModelPath = root!;
 transformers.env.allowRemoteModels = false;
 const guard = guarded === "1"
-  ? guardTransformers(transformers, { policy: { publicKeys: [await Deno.readTextFile(pub!)] } })
+  ? guardTransformers(transformers, {
+    policy: { publicKeys: [await Deno.readTextFile(pub!)] },
+    ...(workDir ? { workDir } : {}),
+  })
   : undefined;
 const started = performance.now();
 const pipe = await transformers.pipeline("feature-extraction", model!, { dtype: "fp32" });

@@ -15,6 +15,9 @@ import {
   signModel,
 } from "../../sign/mod.ts";
 import { expected, fixture, sha256hex } from "../_helpers.ts";
+import { writeTinyModel } from "../_model_gen.ts";
+import { onnxLayout } from "../../hash/_onnx.ts";
+import { bytesSource } from "../../hash/_source.ts";
 
 const { env } = transformers;
 const KEY = await Deno.readTextFile(fixture("oms/keys/signing-key.pem"));
@@ -27,12 +30,17 @@ const opts = { sanitizeOps: false, sanitizeResources: false };
 // Every onnxruntime session transformers.js asks for, counted below the guard.
 const realCreate = ort.InferenceSession.create;
 let sessions = 0;
+/** What onnxruntime was last asked to open. */
+let lastModel: unknown;
 Object.defineProperty(ort.InferenceSession, "create", {
   configurable: true,
   writable: true,
   value: function (this: unknown, ...args: unknown[]) {
     const a = args[0];
-    if (typeof a === "string" || (a as Uint8Array).byteLength > 1000) sessions++;
+    if (typeof a === "string" || (a as Uint8Array).byteLength > 1000) {
+      sessions++;
+      lastModel = a;
+    }
     return (realCreate as (...a: unknown[]) => unknown).apply(this, args);
   },
 });
@@ -436,7 +444,7 @@ async function externalCopy(): Promise<{ root: string; dir: string }> {
 }
 
 Deno.test(
-  "external data: verified .onnx_data loads from memory; tampered refused, no hang",
+  "external data: verified .onnx_data loads from its private copy; tampered refused, no hang",
   opts,
   async () => {
     const { root, dir } = await externalCopy();
@@ -463,8 +471,8 @@ Deno.test(
     const { root, dir } = await externalCopy();
     const cwd = Deno.cwd();
     const planted = await Deno.makeTempDir({ prefix: "guard-cwd-" });
-    // What onnxruntime would open (relative to the working directory) when the
-    // model arrives as a buffer without its external data.
+    // What onnxruntime opens (relative to the working directory) when a model
+    // arrives as a buffer without its external data.
     await Deno.copyFile(`${dir}/onnx/model.onnx_data`, `${planted}/model.onnx_data`);
     Deno.chdir(planted);
     try {
@@ -477,6 +485,69 @@ Deno.test(
       await Deno.remove(planted, { recursive: true });
       await Deno.remove(root, { recursive: true });
     }
+  },
+);
+
+Deno.test(
+  "onnxruntime opens only the verified private copy: changing the original after it was hashed changes nothing",
+  opts,
+  async () => {
+    const { root, dir } = await signedCopy();
+    const onnx = `${dir}/onnx/model.onnx`;
+    // The same model with its biggest initializer overwritten: loads, but embeds differently.
+    const swapped = await Deno.readFile(onnx);
+    const { initializers } = await onnxLayout(bytesSource(swapped));
+    const raw = initializers.map((r) => r.raw!).filter(Boolean)
+      .sort((a, b) => b.length - a.length)[0]!;
+    swapped.fill(0x3f, raw.offset, raw.offset + raw.length);
+    let path: unknown;
+    await guarded({
+      onReport: (r) => {
+        if (r.file === "onnx/model.onnx" && r.verdict === "verified") {
+          Deno.writeFileSync(onnx, swapped);
+        }
+      },
+    }, async () => {
+      local(root);
+      assertClose(await embed("tiny-bert"), EXPECTED);
+      path = lastModel;
+      assert.equal(typeof path, "string");
+      assert.ok(!(path as string).startsWith(root), `onnxruntime opened ${path}`);
+      assert.ok((await Deno.stat(path as string)).isFile);
+    });
+    // uninstall() removed the copy; the original really was swapped.
+    await assert.rejects(Deno.stat(path as string), Deno.errors.NotFound);
+    assert.deepEqual(await Deno.readFile(onnx), swapped);
+    local(root);
+    const unguarded = await embed("tiny-bert");
+    resetEnv();
+    assert.ok(unguarded.some((v, i) => Math.abs(v - EXPECTED[i]!) > 1e-3));
+    await Deno.remove(root, { recursive: true });
+  },
+);
+
+Deno.test(
+  "inline weights reach onnxruntime as a small graph mapping the verified copy, with the same output",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "guard-" });
+    await writeTinyModel(`${root}/big`, { extraRows: 1 << 16, seed: 5 }); // 2 MiB inline
+    await signModel(`${root}/big`, { signer: keySigner(KEY) });
+    local(root);
+    const want = await embed("big");
+    const unguardedPath = lastModel;
+    resetEnv();
+    await guarded({}, async (guard) => {
+      local(root);
+      assert.deepEqual(await embed("big"), want);
+      assert.notEqual(lastModel, unguardedPath);
+      assert.ok((await Deno.stat(lastModel as string)).size < 2048);
+      assert.deepEqual(
+        guard.records.filter((r) => r.file === "onnx/model.onnx").map((r) => r.verdict),
+        ["verified"],
+      );
+    });
+    await Deno.remove(root, { recursive: true });
   },
 );
 
