@@ -66,6 +66,12 @@ export interface TinyModelOptions {
   extraRows?: number;
   /** Seed for the weights. @default {1} */
   seed?: number;
+  /**
+   * Store the embeddings in `onnx/model.onnx_data` (ONNX external data, and
+   * `use_external_data_format` in config.json) instead of inline.
+   * @default {false}
+   */
+  externalData?: boolean;
 }
 
 const VOCAB = [
@@ -91,6 +97,13 @@ const VOCAB = [
 
 /** The ONNX bytes of the tiny model. */
 export function tinyOnnx(options: TinyModelOptions = {}): Uint8Array {
+  return tinyOnnxParts(options).onnx;
+}
+
+/** The ONNX bytes and, with `externalData`, the bytes of `model.onnx_data`. */
+export function tinyOnnxParts(
+  options: TinyModelOptions = {},
+): { onnx: Uint8Array; data?: Uint8Array } {
   const hidden = options.hidden ?? 8;
   const rows = VOCAB.length + (options.extraRows ?? 0);
   const weights = new Float32Array(rows * hidden);
@@ -101,6 +114,20 @@ export function tinyOnnx(options: TinyModelOptions = {}): Uint8Array {
   }
   const FLOAT = 1, INT64 = 7;
   const axes = new Uint8Array(new BigInt64Array([-1n]).buffer);
+  const data = new Uint8Array(weights.buffer);
+  const entry = (k: string, v: string) => len(13, msg(str(1, k), str(2, v)));
+  const embeddings = options.externalData
+    ? msg(
+      int(1, rows),
+      int(1, hidden),
+      int(2, FLOAT),
+      str(8, "embeddings"),
+      entry("location", "model.onnx_data"),
+      entry("offset", "0"),
+      entry("length", String(data.byteLength)),
+      int(14, 1),
+    )
+    : tensor("embeddings", FLOAT, [rows, hidden], data);
   const graph = msg(
     len(1, node("Gather", ["embeddings", "input_ids"], ["gathered"])),
     len(
@@ -113,13 +140,19 @@ export function tinyOnnx(options: TinyModelOptions = {}): Uint8Array {
     len(1, node("Mul", ["gathered", "mask_3d"], ["masked"])),
     len(1, node("Tanh", ["masked"], ["last_hidden_state"])),
     str(2, "safemodels-tiny"),
-    len(5, tensor("embeddings", FLOAT, [rows, hidden], new Uint8Array(weights.buffer))),
+    len(5, embeddings),
     len(5, tensor("unsqueeze_axes", INT64, [1], axes)),
     len(11, valueInfo("input_ids", INT64, ["batch", "sequence"])),
     len(11, valueInfo("attention_mask", INT64, ["batch", "sequence"])),
     len(12, valueInfo("last_hidden_state", FLOAT, ["batch", "sequence", hidden])),
   );
-  return msg(int(1, 8), str(2, "safemodels"), len(7, graph), len(8, msg(str(1, ""), int(2, 13))));
+  const onnx = msg(
+    int(1, 8),
+    str(2, "safemodels"),
+    len(7, graph),
+    len(8, msg(str(1, ""), int(2, 13))),
+  );
+  return options.externalData ? { onnx, data } : { onnx };
 }
 
 /** The WordPiece tokenizer.json for the tiny vocabulary. */
@@ -190,6 +223,9 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
       architectures: ["BertModel"],
       vocab_size: VOCAB.length,
       hidden_size: options.hidden ?? 8,
+      ...(options.externalData
+        ? { "transformers.js_config": { use_external_data_format: true } }
+        : {}),
     }),
   );
   await Deno.writeTextFile(`${dir}/tokenizer.json`, tinyTokenizer());
@@ -206,7 +242,9 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
       mask_token: "[MASK]",
     }),
   );
-  await Deno.writeFile(`${dir}/onnx/model.onnx`, tinyOnnx(options));
+  const { onnx, data } = tinyOnnxParts(options);
+  await Deno.writeFile(`${dir}/onnx/model.onnx`, onnx);
+  if (data) await Deno.writeFile(`${dir}/onnx/model.onnx_data`, data);
 }
 
 /** A fresh ECDSA P-256 key pair as PEM texts (PKCS#8 private, SPKI public). */

@@ -1,8 +1,11 @@
 // `deno task bench`: transformers.js load time and peak memory, guarded vs
-// unguarded, on a generated model with ~256 MiB of weights, signed here.
-// Each load runs in a fresh process (so caches and memory do not carry over);
-// the bench group's summary gives the time ratio and the RSS ratio is printed
-// from the same runs. SAFEMODELS_GUARD_BENCH_MIB sets the size (default 256).
+// unguarded, on generated models with ~256 MiB of weights signed here, in
+// both ONNX layouts: weights inline in model.onnx, and in model.onnx_data
+// (external data, which onnxruntime memory-maps). Each load runs in a fresh
+// process (so caches and memory do not carry over). The guard runs with its
+// default work folder (os.tmpdir()) and, where there is one, with /dev/shm.
+// Each bench group's summary gives the time ratios; the RSS ratios are
+// printed from the same runs. SAFEMODELS_GUARD_BENCH_MIB sets the size.
 import { keySigner, signModel } from "../../sign/mod.ts";
 import { freshKeyPem, writeTinyModel } from "../_model_gen.ts";
 
@@ -15,58 +18,78 @@ const { privatePem: keyPem, publicPem } = await freshKeyPem();
 const pubPath = `${root}/key.pub.pem`;
 await Deno.writeTextFile(pubPath, publicPem);
 
-// hidden 8 × 4 bytes per row.
-await writeTinyModel(`${root}/big`, { extraRows: Math.round((mib * 2 ** 20) / 32) });
-await signModel(`${root}/big`, { signer: keySigner(keyPem) });
+const layouts = { inline: false, external: true } as const;
+for (const [name, externalData] of Object.entries(layouts)) {
+  // hidden 8 × 4 bytes per row.
+  await writeTinyModel(`${root}/${name}`, {
+    extraRows: Math.round((mib * 2 ** 20) / 32),
+    externalData,
+  });
+  await signModel(`${root}/${name}`, { signer: keySigner(keyPem) });
+}
+const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
 
 const script = new URL("./_load_model.ts", import.meta.url).pathname;
-async function load(guarded: boolean): Promise<{ ms: number; peakRssKiB: number }> {
+async function load(
+  model: string,
+  guard: "none" | "default" | "shm",
+): Promise<{ ms: number; peakRssKiB: number }> {
+  const args = ["run", "-A", script, `${root}/`, model, guard === "none" ? "0" : "1", pubPath];
+  if (guard === "shm") args.push("/dev/shm");
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, `${root}/`, "big", guarded ? "1" : "0", pubPath],
+    args,
     stdout: "piped",
     stderr: "inherit",
   }).output();
-  if (!out.success) throw new Error(`load (guarded: ${guarded}) failed`);
+  if (!out.success) throw new Error(`load ${model} (guard: ${guard}) failed`);
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
-const rss = { guarded: [] as number[], unguarded: [] as number[] };
-const ms = { guarded: [] as number[], unguarded: [] as number[] };
-const group = `${mib} MiB model, load + one embedding (fresh process each)`;
-Deno.bench({
-  name: "unguarded transformers.js (baseline)",
-  group,
-  baseline: true,
-  n: 5,
-  warmup: 1,
-  fn: async () => {
-    const r = await load(false);
-    rss.unguarded.push(r.peakRssKiB);
-    ms.unguarded.push(r.ms);
-  },
-});
-Deno.bench({
-  name: "guardTransformers (OMS model.sig, key policy)",
-  group,
-  n: 5,
-  warmup: 1,
-  fn: async () => {
-    const r = await load(true);
-    rss.guarded.push(r.peakRssKiB);
-    ms.guarded.push(r.ms);
-  },
-});
+type Runs = { ms: number[]; rss: number[] };
+const results = new Map<string, Runs>();
+for (const model of Object.keys(layouts)) {
+  const group = `${mib} MiB, weights ${model}: load + one embedding (fresh process each)`;
+  type Guard = Parameters<typeof load>[1];
+  const configs: [Guard, string][] = [
+    ["none", "unguarded transformers.js (baseline)"],
+    ["default", "guardTransformers (OMS model.sig, key policy)"],
+    ...(shm ? [["shm", "guardTransformers, workDir /dev/shm"] as [Guard, string]] : []),
+  ];
+  for (const [guard, name] of configs) {
+    const runs: Runs = { ms: [], rss: [] };
+    results.set(`${model}/${guard}`, runs);
+    Deno.bench({
+      name,
+      group,
+      baseline: guard === "none",
+      n: 5,
+      warmup: 1,
+      fn: async () => {
+        const r = await load(model, guard);
+        runs.ms.push(r.ms);
+        runs.rss.push(r.peakRssKiB);
+      },
+    });
+  }
+}
 
 globalThis.addEventListener("unload", () => {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-  if (rss.guarded.length === 0 || rss.unguarded.length === 0) return;
-  console.log(
-    `guard bench (${mib} MiB): in-process load ${median(ms.guarded).toFixed(0)} ms vs ${
-      median(ms.unguarded).toFixed(0)
-    } ms = ${(median(ms.guarded) / median(ms.unguarded)).toFixed(2)}x; peak RSS ${
-      (median(rss.guarded) / 1024).toFixed(0)
-    } MiB vs ${(median(rss.unguarded) / 1024).toFixed(0)} MiB = ${
-      (median(rss.guarded) / median(rss.unguarded)).toFixed(2)
-    }x`,
-  );
+  for (const model of Object.keys(layouts)) {
+    const base = results.get(`${model}/none`);
+    if (!base?.ms.length) continue;
+    for (const guard of ["default", "shm"]) {
+      const g = results.get(`${model}/${guard}`);
+      if (!g?.ms.length) continue;
+      const [gm, bm] = [median(g.ms), median(base.ms)];
+      const [gr, br] = [median(g.rss) / 1024, median(base.rss) / 1024];
+      console.log(
+        `guard bench (${mib} MiB, ${model}, workDir ${guard}): load ${gm.toFixed(0)} ms vs ${
+          bm.toFixed(0)
+        } ms = ${(gm / bm).toFixed(2)}x; peak RSS ${gr.toFixed(0)} MiB vs ${br.toFixed(0)} MiB = ${
+          (gr / br).toFixed(2)
+        }x`,
+      );
+    }
+  }
 });
