@@ -50,3 +50,77 @@ test("guardTransformers() under Node: signed loads and matches PyTorch, tampered
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("guardTransformers() under Node: a remote model over a loopback hub, Node's file cache", async () => {
+  const { createServer } = await import("node:http");
+  const root = mkdtempSync(`${tmpdir()}/safemodels-node-guard-`);
+  const dir = `${root}/tiny-bert`;
+  cpSync(`${fixtures}tiny-bert`, dir, { recursive: true });
+  const key = readFileSync(`${fixtures}oms/keys/signing-key.pem`, "utf8");
+  await sm.signModel(dir, { signer: sm.keySigner(key) });
+  const overrides = new Map();
+  const hits = [];
+  const server = createServer((req, res) => {
+    const m = /^\/acme\/tiny-bert\/resolve\/[^/]+\/(.+)$/.exec(
+      new URL(req.url, "http://x").pathname,
+    );
+    const file = m && decodeURIComponent(m[1]);
+    let body;
+    try {
+      body = file && (overrides.get(file) ?? readFileSync(`${dir}/${file}`));
+    } catch {
+      body = undefined;
+    }
+    if (file) hits.push(file);
+    res.writeHead(body ? 200 : 404).end(body ?? "missing");
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { env } = transformers;
+  const saved = { ...env };
+  Object.assign(env, {
+    remoteHost: `http://127.0.0.1:${server.address().port}/`,
+    allowLocalModels: false,
+    allowRemoteModels: true,
+    useBrowserCache: false,
+    useFSCache: true,
+    cacheDir: `${root}/cache`,
+  });
+  const guard = sm.guardTransformers(transformers, {
+    policy: { publicKeys: [readFileSync(`${fixtures}oms/keys/signing-key-pub.pem`, "utf8")] },
+  });
+  const embed = async () => {
+    const pipe = await transformers.pipeline("feature-extraction", "acme/tiny-bert", {
+      dtype: "fp32",
+    });
+    const out = Array.from((await pipe("hello world", { pooling: "mean" })).data);
+    await pipe.dispose();
+    return out;
+  };
+  try {
+    // Tampered on the hub: refused, and nothing written to the cache.
+    const onnx = readFileSync(`${dir}/onnx/model.onnx`);
+    const bad = Buffer.from(onnx);
+    bad[2000] ^= 1;
+    overrides.set("onnx/model.onnx", bad);
+    await assert.rejects(
+      embed(),
+      (e) => e instanceof sm.HashMismatch && e.message.includes("onnx/model.onnx"),
+    );
+    assert.throws(() => readFileSync(`${root}/cache/acme/tiny-bert/onnx/model.onnx`));
+    // Good on the hub: loads, matches PyTorch, and is cached byte for byte.
+    overrides.clear();
+    (await embed()).forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `[${i}] ${v}`));
+    assert.deepEqual(readFileSync(`${root}/cache/acme/tiny-bert/onnx/model.onnx`), onnx);
+    // The hub turns bad: the verified cache serves, the hub is not asked for weights.
+    overrides.set("onnx/model.onnx", bad);
+    hits.length = 0;
+    await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+    (await embed()).forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `[${i}] ${v}`));
+    assert.ok(!hits.includes("onnx/model.onnx"), hits.join());
+  } finally {
+    guard.uninstall();
+    Object.assign(env, saved);
+    server.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
