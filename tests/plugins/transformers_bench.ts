@@ -3,7 +3,8 @@
 // both ONNX layouts: weights inline in model.onnx, and in model.onnx_data
 // (external data, which onnxruntime memory-maps). Each load runs in a fresh
 // process (so caches and memory do not carry over). The guard runs with its
-// default work folder (os.tmpdir()) and, where there is one, with /dev/shm.
+// default work folder (os.tmpdir()), with /dev/shm where there is one, and
+// with weights: "memory" (verified buffers, no files).
 // Each bench group's summary gives the time ratios; the RSS ratios are
 // printed from the same runs. SAFEMODELS_GUARD_BENCH_MIB sets the size.
 import { keySigner, signModel } from "../../sign/mod.ts";
@@ -32,10 +33,11 @@ const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
 const script = new URL("./_load_model.ts", import.meta.url).pathname;
 async function load(
   model: string,
-  guard: "none" | "default" | "shm",
+  guard: "none" | "default" | "shm" | "memory",
 ): Promise<{ ms: number; peakRssKiB: number }> {
   const args = ["run", "-A", script, `${root}/`, model, guard === "none" ? "0" : "1", pubPath];
   if (guard === "shm") args.push("/dev/shm");
+  if (guard === "memory") args.push("memory");
   const out = await new Deno.Command(Deno.execPath(), {
     args,
     stdout: "piped",
@@ -54,6 +56,7 @@ for (const model of Object.keys(layouts)) {
     ["none", "unguarded transformers.js (baseline)"],
     ["default", "guardTransformers (OMS model.sig, key policy)"],
     ...(shm ? [["shm", "guardTransformers, workDir /dev/shm"] as [Guard, string]] : []),
+    ["memory", 'guardTransformers, weights: "memory"'],
   ];
   for (const [guard, name] of configs) {
     const runs: Runs = { ms: [], rss: [] };
@@ -78,13 +81,13 @@ globalThis.addEventListener("unload", () => {
   for (const model of Object.keys(layouts)) {
     const base = results.get(`${model}/none`);
     if (!base?.ms.length) continue;
-    for (const guard of ["default", "shm"]) {
+    for (const guard of ["default", "shm", "memory"]) {
       const g = results.get(`${model}/${guard}`);
       if (!g?.ms.length) continue;
       const [gm, bm] = [median(g.ms), median(base.ms)];
       const [gr, br] = [median(g.rss) / 1024, median(base.rss) / 1024];
       console.log(
-        `guard bench (${mib} MiB, ${model}, workDir ${guard}): load ${gm.toFixed(0)} ms vs ${
+        `guard bench (${mib} MiB, ${model}, ${guard}): load ${gm.toFixed(0)} ms vs ${
           bm.toFixed(0)
         } ms = ${(gm / bm).toFixed(2)}x; peak RSS ${gr.toFixed(0)} MiB vs ${br.toFixed(0)} MiB = ${
           (gr / br).toFixed(2)

@@ -26,6 +26,19 @@ const policy = { publicKeys: [PUB] };
 const EXPECTED = expected("tiny-bert").hello_world_mean_pooled as number[];
 const FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx"];
 const opts = { sanitizeOps: false, sanitizeResources: false };
+// "memory" runs the same tests with weights kept as verified buffers (the
+// browser route; transformers_memory_test.ts sets it).
+const WEIGHTS = Deno.env.get("SAFEMODELS_GUARD_WEIGHTS") === "memory" ? "memory" : "files";
+/** Tests that are about private file copies. */
+const filesOnly = { ...opts, ignore: WEIGHTS === "memory" };
+
+function test(
+  name: string,
+  options: Omit<Deno.TestDefinition, "name" | "fn">,
+  fn: (t: Deno.TestContext) => void | Promise<void>,
+): void {
+  Deno.test(WEIGHTS === "memory" ? `${name} [weights in memory]` : name, options, fn);
+}
 
 // Every onnxruntime session transformers.js asks for, counted below the guard.
 const realCreate = ort.InferenceSession.create;
@@ -138,7 +151,7 @@ async function guarded<T>(
   options: GuardOptions,
   fn: (guard: ReturnType<typeof guardTransformers>) => Promise<T>,
 ): Promise<T> {
-  const guard = guardTransformers(transformers, { policy, ...options });
+  const guard = guardTransformers(transformers, { policy, weights: WEIGHTS, ...options });
   try {
     return await fn(guard);
   } finally {
@@ -155,13 +168,21 @@ function local(root: string): void {
   env.cacheKey = `guard-test-${crypto.randomUUID()}`;
 }
 
-Deno.test("a signed local model loads and embeds hello world as expected", opts, async () => {
+test("a signed local model loads and embeds hello world as expected", opts, async () => {
   const { root } = await signedCopy();
   await guarded({}, async (guard) => {
     local(root);
     const before = sessions;
     assertClose(await embed("tiny-bert"), EXPECTED);
     assert.equal(sessions, before + 1);
+    // onnxruntime got a private copy's path, or the verified bytes themselves.
+    if (WEIGHTS === "files") {
+      assert.equal(typeof lastModel, "string");
+      assert.ok(!(lastModel as string).startsWith(root));
+    } else {
+      assert.ok(lastModel instanceof Uint8Array);
+      assert.deepEqual(lastModel, await Deno.readFile(`${root}/tiny-bert/onnx/model.onnx`));
+    }
     assert.deepEqual(
       guard.records.map((r) => [r.file, r.verdict, r.evidence]).sort(),
       FILES.map((f) => [f, "verified", "oms"]).sort(),
@@ -171,7 +192,7 @@ Deno.test("a signed local model loads and embeds hello world as expected", opts,
   await Deno.remove(root, { recursive: true });
 });
 
-Deno.test("tampered, unsigned or foreign-signed local models are refused", opts, async (t) => {
+test("tampered, unsigned or foreign-signed local models are refused", opts, async (t) => {
   const cases: [string, (dir: string) => Promise<void>, new (...a: never[]) => Error, RegExp][] = [
     [
       "flipped byte in onnx/model.onnx",
@@ -254,7 +275,7 @@ async function tampered(path: string, at = 2000): Promise<Uint8Array> {
 }
 
 for (const cache of ["web", "file"] as const) {
-  Deno.test(
+  test(
     `remote models: signed loads, cache hits, tampering never cached (${cache} cache)`,
     opts,
     async () => {
@@ -307,7 +328,7 @@ for (const cache of ["web", "file"] as const) {
   );
 }
 
-Deno.test(
+test(
   "remote: a tampered tokenizer.json or config.json, or no model.sig, is refused",
   opts,
   async () => {
@@ -443,7 +464,7 @@ async function externalCopy(): Promise<{ root: string; dir: string }> {
   });
 }
 
-Deno.test(
+test(
   "external data: verified .onnx_data loads from its private copy; tampered refused, no hang",
   opts,
   async () => {
@@ -464,7 +485,7 @@ Deno.test(
   },
 );
 
-Deno.test(
+test(
   "external data the loader did not fetch is never read from the working directory",
   opts,
   async () => {
@@ -488,9 +509,9 @@ Deno.test(
   },
 );
 
-Deno.test(
+test(
   "onnxruntime opens only the verified private copy: changing the original after it was hashed changes nothing",
-  opts,
+  filesOnly,
   async () => {
     const { root, dir } = await signedCopy();
     const onnx = `${dir}/onnx/model.onnx`;
@@ -526,9 +547,9 @@ Deno.test(
   },
 );
 
-Deno.test(
+test(
   "inline weights reach onnxruntime as a small graph mapping the verified copy, with the same output",
-  opts,
+  filesOnly,
   async () => {
     const root = await Deno.makeTempDir({ prefix: "guard-" });
     await writeTinyModel(`${root}/big`, { extraRows: 1 << 16, seed: 5 }); // 2 MiB inline
@@ -551,7 +572,7 @@ Deno.test(
   },
 );
 
-Deno.test("warn mode loads a tampered model and reports the failure once", opts, async () => {
+test("warn mode loads a tampered model and reports the failure once", opts, async () => {
   const { root, dir } = await signedCopy();
   await flip(`${dir}/onnx/model.onnx`, 2000);
   const warnings: string[] = [];
@@ -578,7 +599,7 @@ Deno.test("warn mode loads a tampered model and reports the failure once", opts,
   }
 });
 
-Deno.test(
+test(
   "the gate refuses other models but lets transformers.js tensor ops through",
   opts,
   async () => {
@@ -596,7 +617,7 @@ Deno.test(
   },
 );
 
-Deno.test("uninstall() restores transformers.js and onnxruntime exactly", opts, () => {
+test("uninstall() restores transformers.js and onnxruntime exactly", opts, () => {
   const before = {
     fetch: env.fetch,
     useFS: env.useFS,
@@ -618,7 +639,7 @@ Deno.test("uninstall() restores transformers.js and onnxruntime exactly", opts, 
   assert.equal(env.fetch, before.fetch);
 });
 
-Deno.test(
+test(
   "a lockfile vouches for an unsigned model; a pinned digest that differs is refused",
   opts,
   async () => {
