@@ -18,6 +18,7 @@ import {
   isWeightFile,
   type ModelRef,
   type OmsEvidence,
+  type Verifiers,
   verifyOmsText,
 } from "./_transformers_verify.ts";
 
@@ -251,16 +252,30 @@ export interface GuardFiles {
   removeAll(): void;
 }
 
-/** The `InferenceSession` class (static `create`) of an onnxruntime package. */
+/**
+ * The `InferenceSession` class (its static `create`) of an onnxruntime
+ * package, whose sessions the guard gates.
+ *
+ * @example
+ * ```ts ignore
+ * import * as ort from "onnxruntime-web/webgpu";
+ * const sessions: SessionClass = ort.InferenceSession;
+ * ```
+ */
 export interface SessionClass {
+  /** Creates a session from a model's bytes (or path). */
   // deno-lint-ignore no-explicit-any
   create(...args: any[]): Promise<unknown>;
 }
 
-/** What the runtime provides: onnxruntime's session classes, and file access. */
+/**
+ * What the runtime provides: onnxruntime's session classes, file access
+ * (Deno, Node) and signature checks (absent: lockfile pins only).
+ */
 export interface GuardPlatform {
   sessions: SessionClass[];
-  files: GuardFiles;
+  files?: GuardFiles;
+  verifiers?: Verifiers;
 }
 
 /** Chunks of a stream (each chunk is the stream's own, never reused). */
@@ -336,11 +351,11 @@ class VerifiedResponse extends Response {
 /** The body of what a cache's `match` returned (a Response, a FileResponse or a path). */
 async function openBody(
   r: unknown,
-  files: GuardFiles,
+  files: GuardFiles | undefined,
 ): Promise<ReadableStream<Uint8Array> | undefined> {
   if (r === undefined || r === null) return undefined;
   const path = typeof r === "string" ? r : (r as { filePath?: unknown }).filePath;
-  if (typeof path === "string") return files.fileBody(path);
+  if (typeof path === "string") return files?.fileBody(path);
   const res = r as {
     body?: ReadableStream<Uint8Array> | null;
     arrayBuffer(): Promise<ArrayBuffer>;
@@ -362,15 +377,15 @@ async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-function storedResponse(data: Stored, type: string, files: GuardFiles): Response {
-  const body = data instanceof Uint8Array ? asBody(data) : files.fileBody(data.path);
+function storedResponse(data: Stored, type: string, files: GuardFiles | undefined): Response {
+  const body = data instanceof Uint8Array ? asBody(data) : files!.fileBody(data.path);
   const length = data instanceof Uint8Array ? data.byteLength : data.size;
   return new Response(body, {
     headers: { "content-length": String(length), "content-type": type },
   });
 }
 
-function cacheStore(open: () => Promise<CacheLike>, files: GuardFiles): Store {
+function cacheStore(open: () => Promise<CacheLike>, files: GuardFiles | undefined): Store {
   let cache: Promise<CacheLike> | undefined;
   const get = () => (cache ??= open());
   return {
@@ -393,7 +408,7 @@ function pickStore(
   env: TransformersEnv,
   custom: { use: boolean; cache: unknown },
   opened: Map<string, Store>,
-  files: GuardFiles,
+  files: GuardFiles | undefined,
 ): Store | undefined {
   if (custom.use && custom.cache) {
     const c = custom.cache as CacheLike;
@@ -408,7 +423,7 @@ function pickStore(
     }
     return s;
   }
-  if (env.useFSCache) return files.fileStore(env);
+  if (env.useFSCache && files) return files.fileStore(env);
   return undefined;
 }
 
@@ -460,9 +475,9 @@ export function installGuard(
   const frozen = options.frozen ?? false;
   const records: GuardRecord[] = [];
   const models = new Map<string, ModelState>();
-  const files = platform.files;
+  const { files, verifiers } = platform;
   // Weights kept as private files (the default) or verified buffers.
-  const inMemory = options.weights === "memory";
+  const inMemory = options.weights === "memory" || files === undefined;
   if (
     options.weights !== undefined && options.weights !== "files" && options.weights !== "memory"
   ) {
@@ -474,7 +489,15 @@ export function installGuard(
   }
   // Verified weights waiting for transformers.js to ask for them, by cache key:
   // the path of a private copy, or verified bytes.
-  const ready = new Map<string, { handle: Handle; timer: ReturnType<typeof setTimeout> }>();
+  type Kept = {
+    handle: Handle;
+    copy: PrivateCopy;
+    epoch: ModelState;
+    timer: ReturnType<typeof setTimeout>;
+  };
+  const ready = new Map<string, Kept>();
+  // Weights the guarded fetch took in (memory mode), waiting for `put`.
+  const fetched = new Map<string, Kept>();
   // Every private copy (or refusal marker) by path: what onnxruntime may open.
   const copies = new Map<string, PrivateCopy>();
   // Verified buffers (or refusal markers): by identity, and by digest.
@@ -494,7 +517,7 @@ export function installGuard(
   const opened = new Map<string, Store>();
   const currentStore = () =>
     pickStore(env, { use: saved.useCustomCache, cache: saved.customCache }, opened, files);
-  const readLocalsDirectly = env.useFS;
+  const readLocalsDirectly = env.useFS && files !== undefined;
 
   let lockfile: Promise<Lockfile | undefined> | undefined;
   const getLockfile = () =>
@@ -532,6 +555,12 @@ export function installGuard(
 
   async function locateLocal(path: string): Promise<FileRef | undefined> {
     if (!MODEL_FILE.test(path)) return undefined;
+    if (!files) {
+      throw new SignatureMissing(
+        `Cannot load ${path}: local model paths need a file system; serve the model over http(s) (env.remoteHost)`,
+        { file: path },
+      );
+    }
     return await files.locateLocal(path);
   }
 
@@ -571,7 +600,9 @@ export function installGuard(
   }
 
   async function loadOms(ref: ModelRef): Promise<OmsEvidence> {
-    if (ref.base === undefined) {
+    // Without signature checks, only the lockfile can vouch for a file.
+    if (!verifiers) return { absent: true };
+    if (ref.base === undefined && files) {
       let text: string | undefined;
       try {
         text = await files.readText(ref.signature);
@@ -582,14 +613,19 @@ export function installGuard(
         };
       }
       if (text === undefined) return { absent: true };
-      return verifyOmsText(text, policy, ref.signature);
+      return verifyOmsText(text, policy, ref.signature, verifiers);
     }
     const sigRef: FileRef = { model: ref, file: "model.sig" };
     const store = currentStore();
     const body = await store?.open(ref.signature, sigRef).catch(() => undefined);
     const cached = body && await collect(body).catch(() => undefined);
     if (cached !== undefined) {
-      const v = await verifyOmsText(new TextDecoder().decode(cached), policy, ref.signature);
+      const v = await verifyOmsText(
+        new TextDecoder().decode(cached),
+        policy,
+        ref.signature,
+        verifiers,
+      );
       if (!v.error) return v;
       await store?.delete(ref.signature, sigRef).catch(() => {});
     }
@@ -623,7 +659,7 @@ export function installGuard(
       };
     }
     const text = await res.text();
-    const v = await verifyOmsText(text, policy, ref.signature);
+    const v = await verifyOmsText(text, policy, ref.signature, verifiers);
     if (!v.error) {
       await store?.put(ref.signature, sigRef, new TextEncoder().encode(text), "application/json")
         .catch(() => {});
@@ -686,6 +722,7 @@ export function installGuard(
             oms,
             lockfile: await getLockfile(),
             frozen,
+            verifiers,
           });
         } catch (error) {
           v = { ok: false, digest, evidence: "none", error: error as Error };
@@ -705,23 +742,34 @@ export function installGuard(
   }
 
   /** Keeps verified weights for the next `match` of `key` (transformers.js asks twice). */
-  function remember(key: string, handle: Handle, copy: PrivateCopy): void {
-    const old = ready.get(key);
+  function remember(
+    key: string,
+    handle: Handle,
+    copy: PrivateCopy,
+    where: Map<string, Kept> = ready,
+  ): void {
+    const old = where.get(key);
     if (old) clearTimeout(old.timer);
     const timer = setTimeout(() => {
-      ready.delete(key);
+      where.delete(key);
       release(handle, copy, 0);
     }, RECENT_MS);
     unrefTimer(timer);
-    ready.set(key, { handle, timer });
+    where.set(key, { handle, copy, epoch: state(copy.ref.model), timer });
   }
 
-  function take(key: string): Handle | undefined {
-    const hit = ready.get(key);
+  /**
+   * Takes the weights kept for `key` in this load of the model (an older
+   * load's are dropped).
+   */
+  function take(key: string, ref: FileRef, where: Map<string, Kept> = ready): Kept | undefined {
+    const hit = where.get(key);
     if (!hit) return undefined;
     clearTimeout(hit.timer);
-    ready.delete(key);
-    return hit.handle;
+    where.delete(key);
+    if (hit.epoch === state(ref.model)) return hit;
+    release(hit.handle, hit.copy, 0);
+    return undefined;
   }
 
   /** What `match` gives transformers.js for weights: a path, or a response over the bytes. */
@@ -741,7 +789,7 @@ export function installGuard(
       }
       const current = copies.get(handle) === copy;
       if (current) copies.delete(handle);
-      files.remove(current ? [handle, ...copy.extra] : copy.extra);
+      files?.remove(current ? [handle, ...copy.extra] : copy.extra);
     }, delay);
     unrefTimer(timer);
   }
@@ -799,12 +847,12 @@ export function installGuard(
               { file: `${ref.model.name}/${ref.file}` },
             );
           }
-          path = await files.copyPath(ref);
-          written = await files.writeTemp(path, chunks.next);
+          path = await files!.copyPath(ref);
+          written = await files!.writeTemp(path, chunks.next);
         } catch (error) {
           const v: FileVerdict = { ok: false, digest: "", evidence: "none", error: error as Error };
           report(st, ref, v);
-          path ??= await files.markerPath();
+          path ??= await files!.markerPath();
           adopt(path, refused(v));
           return { handle: path, copy: copies.get(path)! };
         } finally {
@@ -812,8 +860,8 @@ export function installGuard(
         }
         const verdict = await check(ref, written.digest, written.temp);
         const copy = refused(verdict);
-        if (allowed(verdict)) await files.commit(written.temp, path);
-        else await files.discard(written.temp);
+        if (allowed(verdict)) await files!.commit(written.temp, path);
+        else await files!.discard(written.temp);
         adopt(path, copy);
         return { handle: path, copy };
       })(),
@@ -836,7 +884,7 @@ export function installGuard(
   async function finishOnnx(handle: Handle, copy: PrivateCopy): Promise<void> {
     if (typeof handle !== "string" || !copy.ref.file.endsWith(".onnx")) return;
     if (!allowed(copy.verdict)) return;
-    const done = await files.finishOnnx(handle);
+    const done = await files!.finishOnnx(handle);
     copy.locations = done.locations;
     if (done.weights !== undefined) copy.extra.push(done.weights);
   }
@@ -876,6 +924,19 @@ export function installGuard(
     }, { highWaterMark: 0 }); // pull only when read: metadata probes never start
   }
 
+  /**
+   * Weights kept in memory are taken in as they are fetched (one pass), and
+   * transformers.js gets a response over the verified buffer itself, which
+   * it hands to onnxruntime (the gate knows it by identity). A refused file
+   * becomes a marker the gate refuses: failing the response could hang
+   * transformers.js.
+   */
+  async function admitFetched(key: string, ref: FileRef, res: Response): Promise<Response> {
+    const { handle, copy } = await admit(ref, await chunksOf(res), sizeOf(res));
+    remember(key, handle, copy, fetched);
+    return new VerifiedResponse(handle as Uint8Array);
+  }
+
   // deno-lint-ignore no-explicit-any
   async function guardedFetch(input: string | URL | Request, init?: any): Promise<Response> {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
@@ -884,9 +945,16 @@ export function installGuard(
     if (isUrl(url)) {
       const ref = locateRemote(url);
       const res: Response = await originalFetch(input as string, init);
-      // Metadata probes and errors carry no model bytes; weights are checked by the cache.
-      if (!ref || probe || !res.ok || !res.body || isWeightFile(ref.file)) return res;
-      return new Response(verifyingBody(ref, res.body), {
+      // Metadata probes and errors carry no model bytes.
+      if (!ref || probe || !res.ok || !res.body) return res;
+      if (isWeightFile(ref.file)) return inMemory ? await admitFetched(url, ref, res) : res;
+      // Other files are small: read, hashed and checked before the response
+      // is handed on, so a refusal rejects the fetch itself with our error
+      // (browsers turn an errored body into a bare "Failed to fetch").
+      const { bytes, digest } = await readHashed(streamChunks(res.body), sizeOf(res));
+      const v = await check(ref, digest, bytes);
+      if (!allowed(v)) throw v.error;
+      return new Response(asBody(bytes), {
         status: res.status,
         statusText: res.statusText,
         headers: res.headers,
@@ -895,9 +963,9 @@ export function installGuard(
     const ref = await locateLocal(url);
     let res: Response;
     if (readLocalsDirectly) {
-      const size = await files.fileSize(url);
+      const size = await files!.fileSize(url);
       if (size === undefined) return new Response(null, { status: 404, statusText: "Not Found" });
-      res = new Response(files.fileBody(url), {
+      res = new Response(files!.fileBody(url), {
         status: 200,
         headers: { "content-length": String(size) },
       });
@@ -906,7 +974,8 @@ export function installGuard(
     } else {
       res = await originalFetch(input as string, init);
     }
-    if (!ref || probe || !res.ok || !res.body || isWeightFile(ref.file)) return res;
+    if (!ref || probe || !res.ok || !res.body) return res;
+    if (isWeightFile(ref.file)) return inMemory ? await admitFetched(url, ref, res) : res;
     return new Response(verifyingBody(ref, res.body), { status: res.status, headers: res.headers });
   }
 
@@ -915,7 +984,7 @@ export function installGuard(
   /** Chunks of a response, or of the local file under it. */
   async function chunksOf(response: Response): Promise<Chunks> {
     const local = localBodies.get(response);
-    if (local !== undefined) {
+    if (local !== undefined && files) {
       await response.body?.cancel();
       return await files.fileChunks(local);
     }
@@ -939,8 +1008,8 @@ export function installGuard(
         // Weights go to transformers.js as the path of their verified private
         // copy (or as the verified bytes), which it hands to onnxruntime
         // through the gate.
-        const fresh = take(key);
-        if (fresh !== undefined) return served(fresh);
+        const fresh = take(key, ref);
+        if (fresh !== undefined) return served(fresh.handle);
         // Local weights come through fetch and put; remote ones may be cached.
         if (!isUrl(key) || !store) return undefined;
         const body = await store.open(key, ref);
@@ -978,19 +1047,26 @@ export function installGuard(
         return;
       }
       if (isWeightFile(ref.file)) {
-        // One pass: each chunk is hashed and kept (private copy or buffer) as it arrives.
-        const { handle, copy } = await admit(ref, await chunksOf(response), sizeOf(response));
+        // One pass: each chunk is hashed and kept (private copy or buffer) as it
+        // arrives; weights the guarded fetch already took in are not read again.
+        const early = take(key, ref, fetched);
+        // Deno/Node pass on the guarded fetch's own response and ask `match`
+        // next; transformers.js' web build passes a copy and asks no more.
+        const askedAgain = !early || response instanceof VerifiedResponse;
+        if (early) await response.body?.cancel();
+        const { handle, copy } = early ??
+          await admit(ref, await chunksOf(response), sizeOf(response));
         // Only verified remote files are kept; local files are read where they are.
         if (copy.verdict.ok && isUrl(key) && store) {
           const data = typeof handle === "string"
-            ? { path: handle, size: (await files.fileSize(handle)) ?? 0 }
+            ? { path: handle, size: (await files!.fileSize(handle)) ?? 0 }
             : handle;
           await store.put(key, ref, data, type).catch((e) =>
             console.warn(`safemodels: cannot cache ${key}: ${e}`)
           );
         }
         await finishOnnx(handle, copy);
-        remember(key, handle, copy);
+        if (askedAgain) remember(key, handle, copy);
         return;
       }
       const bytes = new Uint8Array(await response.arrayBuffer());
@@ -1005,7 +1081,7 @@ export function installGuard(
     async delete(key: string): Promise<boolean> {
       const store = currentStore();
       const ref = await locate(key);
-      take(key);
+      if (ref) take(key, ref);
       await store?.delete(key, ref);
       return true;
     },
@@ -1139,7 +1215,7 @@ export function installGuard(
     args: unknown[],
     model: string,
   ): Promise<unknown> {
-    const path = files.resolve(model);
+    const path = files?.resolve(model) ?? model;
     const copy = copies.get(path);
     if (!copy) {
       refuseOrWarn(
@@ -1169,7 +1245,7 @@ export function installGuard(
     // onnxruntime opens external data beside the copy: each must be a verified copy too.
     const used: [string, PrivateCopy][] = [[path, copy]];
     for (const location of copy.locations) {
-      const beside = files.beside(model, location);
+      const beside = files!.beside(model, location);
       const ext = copies.get(beside);
       if (!ext || ext.ref.model.key !== copy.ref.model.key) {
         refuseOrWarn(
@@ -1235,11 +1311,12 @@ export function installGuard(
       env.customCache = saved.customCache;
       delete envRecord[GUARDED];
       classes.forEach((cls, i) => Object.defineProperty(cls, "create", createDescriptors[i]!));
-      for (const { timer } of ready.values()) clearTimeout(timer);
+      for (const { timer } of [...ready.values(), ...fetched.values()]) clearTimeout(timer);
       ready.clear();
+      fetched.clear();
       copies.clear();
       byDigest.clear();
-      files.removeAll();
+      files?.removeAll();
     },
   };
 }

@@ -1,13 +1,23 @@
 // Evidence and verdicts for the transformers.js guard: which model a request
 // belongs to, what the model's signature (or lockfile) says each file must
 // hash to, and the per-file verdict. No transformers.js or onnxruntime here.
+// Signature checks come in as Verifiers (Deno and Node pass sign/'s; they
+// need node:crypto), so that this module and the guard's core load anywhere.
 import { OMS_PAYLOAD_TYPE, parseStatement } from "../sign/_oms.ts";
-import { verifySignedText } from "../sign/_verify_signed.ts";
+import type { verifySignedText } from "../sign/_verify_signed.ts";
 import { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors.ts";
 import type { Lockfile } from "../sign/lockfile.ts";
-import { verifyOnnx } from "../sign/onnx_signature.ts";
+import type { verifyOnnx } from "../sign/onnx_signature.ts";
 import { signatureRequirement, type TrustPolicy } from "../sign/policy.ts";
 import type { VerifiedSigner } from "../sign/types.ts";
+
+/** The signature checks the runtime can do. */
+export interface Verifiers {
+  /** Verifies a signed envelope (a Sigstore bundle's JSON) against a policy. */
+  signed: typeof verifySignedText;
+  /** Verifies an ONNX file's embedded signature. */
+  onnx: typeof verifyOnnx;
+}
 
 /** One model: a hub repository at a revision, or a local folder. */
 export interface ModelRef {
@@ -60,9 +70,10 @@ export async function verifyOmsText(
   text: string,
   policy: TrustPolicy,
   where: string,
+  verifiers: Verifiers,
 ): Promise<OmsEvidence> {
   try {
-    const { payload, signer } = await verifySignedText(text, policy, OMS_PAYLOAD_TYPE, {
+    const { payload, signer } = await verifiers.signed(text, policy, OMS_PAYLOAD_TYPE, {
       file: where,
     });
     const statement = await parseStatement(payload, where);
@@ -79,6 +90,8 @@ export interface DecideContext {
   oms: OmsEvidence;
   lockfile: Lockfile | undefined;
   frozen: boolean;
+  /** Absent: only lockfile pins can vouch for a file. */
+  verifiers: Verifiers | undefined;
 }
 
 /**
@@ -129,9 +142,9 @@ export async function decide(
       ...(ctx.oms.signer ? { signer: ctx.oms.signer } : {}),
     };
   }
-  if (input !== undefined && ref.file.endsWith(".onnx")) {
+  if (input !== undefined && ref.file.endsWith(".onnx") && ctx.verifiers) {
     try {
-      const v = await verifyOnnx(input, { policy: ctx.policy });
+      const v = await ctx.verifiers.onnx(input, { policy: ctx.policy });
       return { ok: true, digest, evidence: "onnx-embedded", signer: v.signer };
     } catch (error) {
       if (!(error instanceof SignatureMissing)) {
@@ -151,7 +164,9 @@ export async function decide(
   if (signatureRequirement(ctx.policy, ref.model.name) === "optional") {
     return { ok: true, digest, evidence: "none" };
   }
-  const why = ctx.oms.digests
+  const why = !ctx.verifiers
+    ? "this runtime checks lockfile pins only, and the lockfile pins no digest for it"
+    : ctx.oms.digests
     ? `it is not in the signed manifest of ${ref.model.signature}`
     : `there is no model.sig at ${ref.model.signature}, no embedded signature and no lockfile entry`;
   return refuse(new SignatureMissing(`Cannot load ${ref.file}: ${why}`, { file: shown }));

@@ -43,6 +43,8 @@ import {
   type TransformersGuard,
 } from "./_guard.ts";
 import { nodeFiles } from "./_guard_files.ts";
+import { verifySignedText } from "../sign/_verify_signed.ts";
+import { verifyOnnx } from "../sign/onnx_signature.ts";
 
 export type { GuardOptions, GuardRecord, TransformersEnv, TransformersGuard } from "./_guard.ts";
 // The sign types the guard's API mentions, so its documentation is complete.
@@ -95,5 +97,9 @@ export function guardTransformers(
     Symbol.for("onnxruntime")
   ]?.InferenceSession;
   if (exposed && exposed !== ort.InferenceSession) sessions.push(exposed);
-  return installGuard(transformers, options, { sessions, files: nodeFiles(options.workDir) });
+  return installGuard(transformers, options, {
+    sessions,
+    files: nodeFiles(options.workDir),
+    verifiers: { signed: verifySignedText, onnx: verifyOnnx },
+  });
 }

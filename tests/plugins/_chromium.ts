@@ -1,0 +1,105 @@
+// Headless Chromium for the browser tests, driven over the DevTools protocol
+// with Deno's own WebSocket (no Playwright): open a page, wait until it puts
+// its JSON result in <pre id="result">, return it. The flags keep Chromium off
+// the network (this machine's is closed; background requests would hang).
+
+/** The Chromium binary: $CHROMIUM, or Debian's /usr/bin/chromium. */
+export function chromiumPath(): string | undefined {
+  const candidates = [Deno.env.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"];
+  return candidates.find((p) => {
+    try {
+      return p !== undefined && Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Opens `url` in a fresh headless Chromium and returns what the page reports. */
+export async function runPage(url: string, timeoutMs = 60_000): Promise<unknown> {
+  const binary = chromiumPath();
+  if (!binary) throw new Error("Chromium is not installed (apt-get install chromium)");
+  const profile = await Deno.makeTempDir({ prefix: "safemodels-chromium-" });
+  const child = new Deno.Command(binary, {
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      `--user-data-dir=${profile}`,
+      "--remote-debugging-address=127.0.0.1",
+      "--remote-debugging-port=0",
+      "about:blank",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log: string[] = [];
+  try {
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let endpoint: string | undefined;
+    while (endpoint === undefined) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`Chromium exited before listening:\n${log.join("")}`);
+      log.push(value);
+      endpoint = /DevTools listening on (ws:\/\/\S+)/.exec(log.join(""))?.[1];
+    }
+    (async () => {
+      for (;;) if ((await reader.read()).done) break;
+    })();
+    const ws = new WebSocket(endpoint);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    let next = 0;
+    const waiting = new Map<number, (m: { result?: unknown; error?: unknown }) => void>();
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      waiting.get(m.id)?.(m);
+      waiting.delete(m.id);
+    };
+    const send = (method: string, params: unknown = {}, sessionId?: string) =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        const id = ++next;
+        waiting.set(
+          id,
+          (m) =>
+            m.error
+              ? reject(new Error(`${method}: ${JSON.stringify(m.error)}`))
+              : resolve(m.result as Record<string, unknown>),
+        );
+        ws.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
+      });
+    try {
+      const { targetId } = await send("Target.createTarget", { url });
+      const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const r = await send("Runtime.evaluate", {
+          expression: "document.getElementById('result')?.textContent ?? 'pending'",
+          returnByValue: true,
+        }, sessionId as string).catch(() => undefined); // no context yet while navigating
+        const text = (r?.result as { value?: string } | undefined)?.value ?? "pending";
+        if (text !== "pending") return JSON.parse(text);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      throw new Error(`the page at ${url} did not finish within ${timeoutMs} ms`);
+    } finally {
+      await send("Browser.close").catch(() => {});
+      ws.close();
+    }
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    await child.status;
+    await Deno.remove(profile, { recursive: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,255 @@
+// The browser guard (plugins/transformers_web.ts, bundled for browsers) in
+// headless Chromium, with transformers.js' web build and onnxruntime-web
+// (wasm) from the npm cache, a loopback hub, and the Web Cache API: a pinned
+// model loads and embeds "hello world" as PyTorch did; tampered weights or
+// tokenizer are refused with our error, no session, nothing cached; a hub
+// gone bad is not asked again; the gate refuses bytes it did not verify.
+// Skipped where Chromium is missing, except in CI (.ci/run installs it).
+import assert from "node:assert/strict";
+import { expected, fixture, sha256hex } from "../_helpers.ts";
+import { chromiumPath, runPage } from "./_chromium.ts";
+
+const EXPECTED = expected("tiny-bert").hello_world_mean_pooled as number[];
+const FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx"];
+const chromium = chromiumPath();
+if (!chromium && Deno.env.get("CI")) throw new Error("CI needs Chromium for the browser tests");
+
+/** Where Deno keeps an npm package's files. */
+async function npmDir(name: string, version: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
+  const { npmCache } = JSON.parse(new TextDecoder().decode(out.stdout));
+  return `${npmCache}/registry.npmjs.org/${name}/${version}`;
+}
+
+const PAGE = `<!doctype html>
+<meta charset="utf-8">
+<script type="importmap">
+{ "imports": {
+  "@huggingface/transformers": "/npm/transformers/dist/transformers.web.js",
+  "onnxruntime-web/webgpu": "/npm/ort/dist/ort.webgpu.bundle.min.mjs",
+  "onnxruntime-common": "/npm/ort-common/dist/esm/index.js"
+} }
+</script>
+<pre id="result">pending</pre>
+<script type="module">
+const out = document.getElementById("result");
+const unhandled = [];
+addEventListener("unhandledrejection", (e) => { unhandled.push(String(e.reason)); e.preventDefault(); });
+try {
+  const ort = await import("onnxruntime-web/webgpu");
+  // Every session transformers.js asks for, counted below the guard.
+  let sessions = 0;
+  const realCreate = ort.InferenceSession.create;
+  ort.InferenceSession.create = function (model, ...rest) {
+    if (typeof model === "string" || model.byteLength > 1000) sessions++;
+    return realCreate.call(this, model, ...rest);
+  };
+  const transformers = await import("@huggingface/transformers");
+  const { guardTransformers, Lockfile, HashMismatch } = await import("/guard.mjs");
+  const { env } = transformers;
+  env.remoteHost = location.origin + "/";
+  env.allowLocalModels = false;
+  env.backends.onnx.wasm.wasmPaths = location.origin + "/npm/ort/dist/";
+  env.backends.onnx.wasm.numThreads = 1;
+  env.cacheKey = "guard-" + crypto.randomUUID();
+  const lockfile = new Lockfile(await (await fetch("/lock.json")).json());
+  const guard = guardTransformers(transformers, { ort, lockfile, frozen: true });
+  const cached = async () =>
+    (await (await caches.open(env.cacheKey)).keys()).map((r) => new URL(r.url).pathname);
+  const load = async (model) => {
+    const pipe = await transformers.pipeline("feature-extraction", model, { dtype: "fp32", device: "wasm" });
+    const r = await pipe("hello world", { pooling: "mean" });
+    await pipe.dispose();
+    return Array.from(r.data);
+  };
+  const refusal = async (model) => {
+    const before = sessions;
+    try {
+      await load(model);
+      return { loaded: true };
+    } catch (e) {
+      return { hashMismatch: e instanceof HashMismatch, message: e.message, sessions: sessions - before };
+    }
+  };
+  const report = {};
+  // One scenario per page: after a refused session, transformers.js' web build
+  // fails every later session creation in the page (its webInitChain).
+  const scenario = new URLSearchParams(location.search).get("scenario");
+  if (scenario !== "good") {
+    report.refusal = await refusal(scenario);
+    report.cached = await cached();
+  } else {
+    const before = sessions;
+    report.good = await load("acme/tiny-bert");
+    report.goodSessions = sessions - before;
+    report.cached = await cached();
+    // The hub turns bad: a later load (a new pipeline) is served from the verified cache.
+    await fetch("/control");
+    await new Promise((r) => setTimeout(r, 1600));
+    report.fromCache = await load("acme/tiny-bert");
+    report.hubHits = await (await fetch("/hits")).json();
+    try {
+      const bytes = await (await fetch("/acme/bad-onnx/resolve/main/onnx/model.onnx")).arrayBuffer();
+      await ort.InferenceSession.create(new Uint8Array(bytes));
+      report.gate = "created";
+    } catch (e) {
+      report.gate = e.constructor.name;
+    }
+  }
+  report.records = guard.records.map((r) => [r.file, r.verdict, r.evidence]);
+  guard.uninstall();
+  report.restored = ort.InferenceSession.create.name;
+  report.unhandled = unhandled;
+  out.textContent = JSON.stringify({ ok: true, ...report });
+} catch (e) {
+  out.textContent = JSON.stringify({ ok: false, error: String(e), stack: e?.stack });
+}
+</script>`;
+
+Deno.test({
+  name: "browser: headless Chromium, transformers.js web + onnxruntime-web, lockfile-pinned model",
+  ignore: !chromium,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const work = await Deno.makeTempDir({ prefix: "guard-browser-" });
+    const bundle = `${work}/guard.mjs`;
+    const built = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "bundle",
+        "--quiet",
+        "--platform",
+        "browser",
+        "-o",
+        bundle,
+        "plugins/transformers_web.ts",
+      ],
+      cwd: new URL("../../", import.meta.url).pathname,
+    }).output();
+    assert.ok(built.success, new TextDecoder().decode(built.stderr));
+    const source = await Deno.readTextFile(bundle);
+    assert.doesNotMatch(
+      source,
+      /from "node:|require\("node:/,
+      "the browser bundle imports node: modules",
+    );
+
+    const transformersDir = await npmDir("@huggingface/transformers", "4.3.1");
+    const pkg = (dir: string) => Deno.readTextFile(`${dir}/package.json`).then(JSON.parse);
+    const ortVersion = (await pkg(transformersDir)).dependencies["onnxruntime-web"];
+    const ortDir = await npmDir("onnxruntime-web", ortVersion);
+    const commonDir = await npmDir(
+      "onnxruntime-common",
+      (await pkg(ortDir)).dependencies["onnxruntime-common"],
+    );
+    const roots: Record<string, string> = {
+      transformers: transformersDir,
+      ort: ortDir,
+      "ort-common": commonDir,
+    };
+    const model = new Map<string, Uint8Array>();
+    for (const f of FILES) model.set(f, await Deno.readFile(fixture(`tiny-bert/${f}`)));
+    const digests = Object.fromEntries(FILES.map((f) => [f, sha256hex(model.get(f)!)]));
+    const names = ["acme/tiny-bert", "acme/bad-onnx", "acme/bad-tokenizer"];
+    const lock = {
+      version: 1,
+      models: Object.fromEntries(names.map((n) => [`${n}@main`, { digests }])),
+    };
+    const flipped = (file: string, at: number) => {
+      const bytes = model.get(file)!.slice();
+      bytes[at]! ^= 1;
+      return bytes;
+    };
+    // What each repository serves instead of the pinned file.
+    const overrides: Record<string, Map<string, Uint8Array>> = {
+      "acme/tiny-bert": new Map(),
+      "acme/bad-onnx": new Map([["onnx/model.onnx", flipped("onnx/model.onnx", 2000)]]),
+      "acme/bad-tokenizer": new Map([["tokenizer.json", flipped("tokenizer.json", 100)]]),
+    };
+    const hits: string[] = [];
+    const types: Record<string, string> = {
+      js: "text/javascript",
+      mjs: "text/javascript",
+      wasm: "application/wasm",
+      json: "application/json",
+    };
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      const path = decodeURIComponent(new URL(req.url).pathname);
+      if (path === "/") return new Response(PAGE, { headers: { "content-type": "text/html" } });
+      if (path === "/guard.mjs") {
+        return new Response(source, { headers: { "content-type": "text/javascript" } });
+      }
+      if (path === "/lock.json") return Response.json(lock);
+      if (path === "/hits") return Response.json(hits);
+      if (path === "/control") {
+        // The good repository turns bad; hub requests are counted from here.
+        overrides["acme/tiny-bert"]!.set("onnx/model.onnx", flipped("onnx/model.onnx", 2000));
+        hits.length = 0;
+        return new Response("ok");
+      }
+      const npm = /^\/npm\/([^/]+)\/(.+)$/.exec(path);
+      if (npm && roots[npm[1]!] && !npm[2]!.includes("..")) {
+        const bytes = await Deno.readFile(`${roots[npm[1]!]}/${npm[2]}`).catch(() => undefined);
+        if (!bytes) return new Response("missing", { status: 404 });
+        const type = types[npm[2]!.split(".").pop()!] ?? "application/octet-stream";
+        return new Response(bytes, { headers: { "content-type": type } });
+      }
+      const hub = /^\/(acme\/[^/]+)\/resolve\/[^/]+\/(.+)$/.exec(path);
+      const [repo, file] = [hub?.[1] ?? "", hub?.[2] ?? ""];
+      const body = overrides[repo] && (overrides[repo].get(file) ?? model.get(file));
+      if (!body) return new Response("missing", { status: 404 });
+      hits.push(`${repo}/${file}`);
+      // No HTTP caching: each load must reach the hub or the guard's cache.
+      return new Response(body as Uint8Array<ArrayBuffer>, {
+        headers: { "cache-control": "no-store" },
+      });
+    });
+    try {
+      const open = async (scenario: string) => {
+        const r = await runPage(
+          `http://127.0.0.1:${server.addr.port}/?scenario=${scenario}`,
+          120_000,
+        ) as Record<string, unknown>;
+        assert.equal(r.ok, true, `${scenario}: ${r.error}\n${r.stack}`);
+        assert.deepEqual(r.unhandled, [], `${scenario}: unhandled rejections`);
+        assert.notEqual(r.restored, "create"); // uninstall() put the page's own create back
+        return r;
+      };
+      for (
+        const [scenario, file] of [
+          ["acme/bad-onnx", "onnx/model.onnx"],
+          ["acme/bad-tokenizer", "tokenizer.json"],
+        ]
+      ) {
+        const r = await open(scenario!);
+        const refusal = r.refusal as { hashMismatch: boolean; message: string; sessions: number };
+        assert.equal(refusal.hashMismatch, true, JSON.stringify(refusal));
+        assert.ok(refusal.message.includes(`${scenario}/${file}`), refusal.message);
+        assert.equal(refusal.sessions, 0, `${scenario}: a session was created`);
+        // The refused file is never cached.
+        assert.ok(!(r.cached as string[]).includes(`/${scenario}/resolve/main/${file}`));
+        const records = r.records as [string, string, string][];
+        assert.ok(records.some(([f, v]) => f === file && v === "refused"));
+      }
+      const r = await open("good");
+      const good = r.good as number[];
+      assert.equal(good.length, EXPECTED.length);
+      good.forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5, `[${i}] ${v}`));
+      assert.equal(r.goodSessions, 1);
+      assert.ok((r.cached as string[]).includes("/acme/tiny-bert/resolve/main/onnx/model.onnx"));
+      // The hub went bad: the verified cache served the weights, the hub was not asked.
+      (r.fromCache as number[]).forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5));
+      assert.ok(!(r.hubHits as string[]).includes("acme/tiny-bert/onnx/model.onnx"));
+      // Bytes that did not come through the guard are refused by the gate.
+      assert.equal(r.gate, "SignatureMissing");
+      const records = r.records as [string, string, string][];
+      assert.deepEqual(
+        [...new Set(records.map(([f, v, e]) => `${f} ${v} ${e}`))].sort(),
+        FILES.map((f) => `${f} verified lockfile`).sort(),
+      );
+    } finally {
+      await server.shutdown();
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+});
