@@ -15,8 +15,8 @@ import type { VerifiedSigner } from "../sign/types.ts";
 export interface Verifiers {
   /** Verifies a signed envelope (a Sigstore bundle's JSON) against a policy. */
   signed: typeof verifySignedText;
-  /** Verifies an ONNX file's embedded signature. */
-  onnx: typeof verifyOnnx;
+  /** Verifies an ONNX file's embedded signature (absent: not checked). */
+  onnx?: typeof verifyOnnx;
 }
 
 /** One model: a hub repository at a revision, or a local folder. */
@@ -142,7 +142,7 @@ export async function decide(
       ...(ctx.oms.signer ? { signer: ctx.oms.signer } : {}),
     };
   }
-  if (input !== undefined && ref.file.endsWith(".onnx") && ctx.verifiers) {
+  if (input !== undefined && ref.file.endsWith(".onnx") && ctx.verifiers?.onnx) {
     try {
       const v = await ctx.verifiers.onnx(input, { policy: ctx.policy });
       return { ok: true, digest, evidence: "onnx-embedded", signer: v.signer };

@@ -1,15 +1,17 @@
 /**
  * The transformers.js guard for browsers (no file system): every model file
- * transformers.js fetches is hashed as it streams and checked against the
- * digests pinned in a lockfile before onnxruntime-web sees it. transformers.js
- * fetches through `env.fetch` and caches with the Web Cache API, both wrapped
- * by the guard; a tampered file is never cached, and onnxruntime-web's
+ * transformers.js fetches is hashed as it streams and checked, before
+ * onnxruntime-web sees it, against the model's key-signed OMS `model.sig`
+ * (WebCrypto) or the digests pinned in a lockfile. transformers.js fetches
+ * through `env.fetch` and caches with the Web Cache API, both wrapped by the
+ * guard; a tampered file is never cached, and onnxruntime-web's
  * `InferenceSession.create` accepts only the very buffers the guard verified
  * (external data included), plus the tensor-op graphs transformers.js builds.
  *
- * Signatures (`model.sig`, embedded ONNX signatures) are not checked in the
- * browser yet: their verification needs `node:crypto`. Pin the digests with
- * the CLI (`safemodels lock`) at build time and ship the lockfile.
+ * Not in browsers yet: certificate and Sigstore (keyless) signatures, and
+ * embedded ONNX signatures, whose checks need `node:crypto`. For those, pin
+ * the digests with the CLI (`safemodels lock`) at build time and ship the
+ * lockfile.
  *
  * @example Guarding a page
  * ```ts ignore
@@ -17,8 +19,10 @@
  * import * as ort from "onnxruntime-web/webgpu"; // the instance transformers.js uses
  * import { guardTransformers, Lockfile } from "@safemodels/safemodels/plugins/transformers-web";
  *
- * const lockfile = new Lockfile(await (await fetch("/safemodels.lock")).json());
- * const guard = guardTransformers(transformers, { ort, lockfile, frozen: true });
+ * const guard = guardTransformers(transformers, {
+ *   ort,
+ *   policy: { publicKeys: [await (await fetch("/release-pub.pem")).text()] },
+ * });
  * const extractor = await transformers.pipeline("feature-extraction", "acme/tiny-bert");
  * ```
  *
@@ -33,6 +37,9 @@ import {
   type TransformersGuard,
 } from "./_guard.ts";
 import type { Lockfile } from "../sign/lockfile.ts";
+import type { Issuer, TrustPolicy } from "../sign/policy.ts";
+import { verifySignedTextWith } from "../sign/_signed_text.ts";
+import { verifyKeyBundle } from "../sign/_verify_key.ts";
 
 export type {
   GuardOptions,
@@ -58,8 +65,13 @@ export { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors
  */
 export interface WebGuardOptions
   extends Omit<GuardOptions, "policy" | "lockfile" | "workDir" | "weights"> {
+  /**
+   * Who may sign: `publicKeys` (PEM) for key-signed `model.sig` files. Without
+   * a policy, signatures are not looked at and only the lockfile vouches.
+   */
+  policy?: TrustPolicy | Issuer | Issuer[];
   /** The digests files must have (an instance: there is no file system to load one from). */
-  lockfile: Lockfile;
+  lockfile?: Lockfile;
   /**
    * The onnxruntime module transformers.js uses (its web build imports
    * `onnxruntime-web/webgpu`). Optional when transformers.js takes its
@@ -70,15 +82,17 @@ export interface WebGuardOptions
 
 /**
  * Installs the guard on transformers.js in a browser: every model file it
- * loads (config, tokenizer, weights, external data) must have the digest the
- * lockfile pins for it. A file that differs (`HashMismatch`) or that is not
- * pinned when `frozen` (`InvalidSignature`) makes `pipeline()` reject,
- * naming the file, and no onnxruntime session is created for the model.
+ * loads (config, tokenizer, weights, external data) must be in the model's
+ * key-signed `model.sig` (with `policy`) or have the digest the lockfile
+ * pins for it. A file that differs (`HashMismatch`), is not vouched for
+ * (`SignatureMissing`), or is signed by someone else (`InvalidSignature`)
+ * makes `pipeline()` reject, naming the file, and no onnxruntime session is
+ * created for the model.
  *
  * @param transformers The `@huggingface/transformers` module (or its `env`).
  * @param options The lockfile, `ort`, mode, report callback.
  * @returns The guard: its records and `uninstall()`.
- * @throws {TypeError} When no onnxruntime is given or registered, or a guard is already installed.
+ * @throws {TypeError} When no onnxruntime is given or registered, neither a policy nor a lockfile is given, or a guard is already installed.
  *
  * @example
  * ```ts ignore
@@ -105,7 +119,20 @@ export function guardTransformers(
       "Cannot guard transformers.js: pass the onnxruntime-web module it uses as `ort`",
     );
   }
-  // Signatures are not checked here, so the policy only has to exist.
-  const { ort: _, ...rest } = options;
-  return installGuard(transformers, { ...rest, policy: { signers: [] } }, { sessions });
+  if (options.policy === undefined && options.lockfile === undefined) {
+    throw new TypeError(
+      "Cannot guard transformers.js: give a policy (public keys), a lockfile, or both",
+    );
+  }
+  const { ort: _, policy, ...rest } = options;
+  return installGuard(transformers, { ...rest, policy: policy ?? { signers: [] } }, {
+    sessions,
+    // Key-signed bundles only: certificates and Sigstore need node:crypto.
+    ...(policy === undefined ? {} : {
+      verifiers: {
+        signed: (text, trust, type, at) =>
+          verifySignedTextWith(verifyKeyBundle, text, trust, type, at),
+      },
+    }),
+  });
 }

@@ -11,60 +11,36 @@ import nodeCrypto from "node:crypto";
 import { bundleFromJSON } from "@sigstore/bundle";
 import { toSignedEntity, VerificationError, Verifier } from "@sigstore/verify";
 import type { TrustMaterial as SigstoreTrustMaterial } from "@sigstore/verify";
-import { InvalidSignature, type InvalidSignatureCode } from "./errors.ts";
-import type { TrustMaterial, VerifiedSigner } from "./types.ts";
-import { decodeBase64, dssePae } from "./_dsse.ts";
+import type { InvalidSignatureCode } from "./errors.ts";
+import type { TrustMaterial } from "./types.ts";
+import { decodeBase64 } from "./_dsse.ts";
+import {
+  checkDsse,
+  describe,
+  type Envelope,
+  errorText,
+  type Fail,
+  isRecord,
+  readBundle,
+  sameBytes,
+  type VerifiedBundle,
+  verifyKey,
+} from "./_verify_key.ts";
+export type { VerifiedBundle } from "./_verify_key.ts";
 import { publicGoodTrustedRoot, toSigstoreTrustMaterial } from "./_trusted_root.ts";
 import {
   type Certificate,
   certSignatureScheme,
-  curveHash,
   DerError,
   derString,
   parseCertificate,
   pemBlocks,
   sha256Hex,
-  type SignatureScheme,
-  spkiKeyType,
   toPem,
   verifyWithSpki,
 } from "./_x509.ts";
 
-/** What a verified bundle yields: the signed payload and who signed it. */
-export interface VerifiedBundle {
-  /** The DSSE payload, not interpreted here (an in-toto statement for OMS). */
-  payload: Uint8Array;
-  /** The DSSE payload type, e.g. `application/vnd.in-toto+json`. */
-  payloadType: string;
-  /** Who signed, as established by the verification. */
-  signer: VerifiedSigner;
-}
-
-interface Envelope {
-  payload: Uint8Array;
-  payloadType: string;
-  signature: Uint8Array;
-  pae: Uint8Array;
-}
-
-type Fail = (code: InvalidSignatureCode, message: string, cause?: unknown) => never;
-
-const MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle";
 const MAX_CHAIN = 8;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" ? "an object" : `a ${typeof value}`;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 /**
  * Verifies a Sigstore bundle (parsed JSON) against `trust` and returns the
@@ -76,44 +52,8 @@ export async function verifyBundle(
   trust: TrustMaterial,
   file?: string,
 ): Promise<VerifiedBundle> {
-  const fail: Fail = (code, message, cause) => {
-    throw new InvalidSignature(code, message, file === undefined ? { cause } : { file, cause });
-  };
-  const bad = (message: string, cause?: unknown): never =>
-    fail("bad-bundle", `Cannot read signature bundle: ${message}`, cause);
-
-  if (!isRecord(bundle)) return bad(`expected a JSON object, found ${describe(bundle)}`);
-  const { mediaType, verificationMaterial: vm } = bundle;
-  if (typeof mediaType !== "string" || !mediaType.startsWith(MEDIA_TYPE_PREFIX)) {
-    return bad(
-      `expected mediaType ${MEDIA_TYPE_PREFIX}.*, found ${
-        typeof mediaType === "string" ? JSON.stringify(mediaType) : describe(mediaType)
-      }`,
-    );
-  }
-  if (!isRecord(vm)) return bad(`expected verificationMaterial object, found ${describe(vm)}`);
-  const envelope = readEnvelope(bundle.dsseEnvelope, bad);
-
-  const kinds = ["publicKey", "x509CertificateChain", "certificate"].filter((k) =>
-    vm[k] !== undefined && vm[k] !== null
-  );
-  if (kinds.length !== 1) {
-    return bad(
-      `expected exactly one of publicKey, x509CertificateChain or certificate in verificationMaterial, found ${
-        kinds.length === 0 ? "none" : kinds.join(" and ")
-      }`,
-    );
-  }
-  const tlogEntries = vm.tlogEntries ?? [];
-  if (!Array.isArray(tlogEntries) || !tlogEntries.every(isRecord)) {
-    return bad("expected verificationMaterial.tlogEntries to be an array of objects");
-  }
-  const tsa = vm.timestampVerificationData;
-  if (tsa !== undefined && tsa !== null && !isRecord(tsa)) {
-    return bad(`expected timestampVerificationData object, found ${describe(tsa)}`);
-  }
-  const hasTlog = tlogEntries.length > 0;
-  switch (kinds[0]) {
+  const { record, mediaType, vm, envelope, kind, hasTlog, fail, bad } = readBundle(bundle, file);
+  switch (kind) {
     case "publicKey":
       return await verifyKey(vm.publicKey, envelope, trust, fail, bad);
     case "x509CertificateChain": {
@@ -121,39 +61,16 @@ export async function verifyBundle(
       // v0.1/v0.2 keyless bundles carry Fulcio chains with tlog entries;
       // model_signing's certificate mode writes v0.3 chains without them.
       if (hasTlog && !/v0\.3|version=0\.3/.test(mediaType)) {
-        return await verifyKeyless(bundle, certs[0]!, envelope, trust, fail, bad);
+        return await verifyKeyless(record, certs[0]!, envelope, trust, fail, bad);
       }
       return await verifyCertificateChain(certs, envelope, trust, fail);
     }
     default: {
       const c = vm.certificate;
       const cert = readCert(isRecord(c) ? c.rawBytes : undefined, "certificate", bad);
-      return await verifyKeyless(bundle, cert, envelope, trust, fail, bad);
+      return await verifyKeyless(record, cert, envelope, trust, fail, bad);
     }
   }
-}
-
-function readEnvelope(value: unknown, bad: (m: string) => never): Envelope {
-  if (!isRecord(value)) return bad(`expected dsseEnvelope object, found ${describe(value)}`);
-  const { payload, payloadType, signatures } = value;
-  if (typeof payloadType !== "string") {
-    return bad(`expected dsseEnvelope.payloadType string, found ${describe(payloadType)}`);
-  }
-  const body = typeof payload === "string" ? decodeBase64(payload) : undefined;
-  if (body === undefined) return bad("expected dsseEnvelope.payload in base64");
-  if (!Array.isArray(signatures) || signatures.length !== 1) {
-    return bad(
-      `expected exactly 1 DSSE signature, found ${
-        Array.isArray(signatures) ? signatures.length : describe(signatures)
-      }`,
-    );
-  }
-  const s = signatures[0];
-  const sig = isRecord(s) && typeof s.sig === "string" ? decodeBase64(s.sig) : undefined;
-  if (sig === undefined || sig.length === 0) {
-    return bad("expected dsseEnvelope.signatures[0].sig in base64");
-  }
-  return { payload: body, payloadType, signature: sig, pae: dssePae(payloadType, body) };
 }
 
 function readCert(rawBytes: unknown, what: string, bad: (m: string, c?: unknown) => never) {
@@ -178,155 +95,6 @@ function readChain(value: unknown, bad: (m: string) => never): Certificate[] {
   return certs.map((c, i) =>
     readCert(isRecord(c) ? c.rawBytes : undefined, `x509CertificateChain.certificates[${i}]`, bad)
   );
-}
-
-/** The scheme a DSSE signature by this key uses (the curve fixes the ECDSA hash). */
-function dsseScheme(spki: Uint8Array, keyDetails?: unknown): SignatureScheme {
-  const type = spkiKeyType(spki);
-  switch (type.kind) {
-    case "ec":
-      return { kind: "ecdsa", hash: curveHash(type.curve) };
-    case "ed25519":
-      return { kind: "ed25519" };
-    case "rsa":
-      return typeof keyDetails === "string" && keyDetails.includes("PSS")
-        ? { kind: "rsa-pss", hash: "SHA-256" }
-        : { kind: "rsa-pkcs1", hash: "SHA-256" };
-  }
-}
-
-async function checkDsse(
-  spki: Uint8Array,
-  envelope: Envelope,
-  fail: Fail,
-  whose: string,
-  keyDetails?: unknown,
-): Promise<void> {
-  let scheme: SignatureScheme;
-  try {
-    scheme = dsseScheme(spki, keyDetails);
-  } catch (e) {
-    return fail("untrusted-key", `Cannot verify signature: ${whose} ${errorText(e)}`, e);
-  }
-  if (!await verifyWithSpki(spki, scheme, envelope.signature, envelope.pae)) {
-    fail(
-      "bad-signature",
-      `Cannot verify signature: it does not match the DSSE payload under ${whose} (${
-        scheme.kind === "ed25519" ? "Ed25519" : `${scheme.kind.toUpperCase()} ${scheme.hash}`
-      })`,
-    );
-  }
-}
-
-// --- key mode ---------------------------------------------------------------
-
-interface TrustedKey {
-  der: Uint8Array;
-  fingerprint: string;
-  pemHashes: string[];
-}
-
-async function trustedKeys(pems: string[], fail: Fail): Promise<TrustedKey[]> {
-  const out: TrustedKey[] = [];
-  for (const [i, pem] of pems.entries()) {
-    let der: Uint8Array | undefined;
-    try {
-      der = pemBlocks(pem, "PUBLIC KEY")[0];
-      if (der !== undefined) spkiKeyType(der);
-    } catch (e) {
-      return fail("untrusted-key", `Cannot read trusted public key ${i + 1}: ${errorText(e)}`, e);
-    }
-    if (der === undefined) {
-      return fail("untrusted-key", `Cannot read trusted public key ${i + 1}: no PUBLIC KEY PEM`);
-    }
-    // Hints hash the PEM text as the signer wrote it; also accept the
-    // canonical re-encoding so line-ending differences do not matter.
-    const pemHashes = [await sha256Hex(pem), await sha256Hex(toPem("PUBLIC KEY", der))];
-    out.push({ der, fingerprint: await sha256Hex(der), pemHashes });
-  }
-  return out;
-}
-
-const sameBytes = (a: Uint8Array, b: Uint8Array) =>
-  a.length === b.length && a.every((v, i) => v === b[i]);
-
-async function verifyKey(
-  material: unknown,
-  envelope: Envelope,
-  trust: TrustMaterial,
-  fail: Fail,
-  bad: (m: string) => never,
-): Promise<VerifiedBundle> {
-  if (!isRecord(material)) return bad(`expected publicKey object, found ${describe(material)}`);
-  const keys = await trustedKeys(trust.publicKeys ?? [], fail);
-  if (keys.length === 0) {
-    return fail("untrusted-key", "Cannot verify key-signed bundle: no trusted public keys given");
-  }
-  const { hint, rawBytes, keyDetails } = material;
-  let candidates: TrustedKey[];
-  let described: string;
-  if (rawBytes !== undefined && rawBytes !== null) {
-    const raw = typeof rawBytes === "string" ? decodeBase64(rawBytes) : undefined;
-    if (raw === undefined) return bad("expected publicKey.rawBytes in base64");
-    // Older model_signing writes the PEM text here; the spec says DER.
-    let der: Uint8Array = raw;
-    const text = new TextDecoder().decode(raw);
-    if (text.includes("-----BEGIN")) {
-      try {
-        der = pemBlocks(text, "PUBLIC KEY")[0] ?? bad("publicKey.rawBytes holds no PUBLIC KEY PEM");
-      } catch (e) {
-        if (e instanceof InvalidSignature) throw e;
-        return bad(`publicKey.rawBytes is not a PEM public key (${errorText(e)})`);
-      }
-    }
-    candidates = keys.filter((k) => sameBytes(k.der, der));
-    described = `public key ${await sha256Hex(der)}`;
-  } else if (typeof hint === "string" && hint !== "") {
-    const h = hint.toLowerCase();
-    candidates = keys.filter((k) => k.fingerprint === h || k.pemHashes.includes(h));
-    described = `public key with hint ${hint}`;
-  } else if (hint === undefined || hint === null || hint === "") {
-    // No identification at all: any trusted key whose signature verifies.
-    candidates = keys;
-    described = "unidentified public key";
-  } else {
-    return bad(`expected publicKey.hint string, found ${describe(hint)}`);
-  }
-  if (candidates.length === 0) {
-    return fail(
-      "untrusted-key",
-      `Cannot verify signature: the bundle's ${described} is not among the ${keys.length} trusted public keys`,
-    );
-  }
-  let lastError: unknown;
-  for (const key of candidates) {
-    try {
-      await checkDsse(key.der, envelope, fail, `trusted key ${key.fingerprint}`, keyDetails);
-      return {
-        payload: envelope.payload,
-        payloadType: envelope.payloadType,
-        signer: {
-          kind: "key",
-          identities: [],
-          issuer: undefined,
-          keyFingerprint: key.fingerprint,
-          // Canonical PEM: trusted key files may carry extra text around it.
-          pem: toPem("PUBLIC KEY", key.der),
-          signedAt: undefined,
-        },
-      };
-    } catch (e) {
-      lastError = e;
-    }
-  }
-  if (candidates.length > 1) {
-    return fail(
-      "bad-signature",
-      `Cannot verify signature: it matches none of the ${candidates.length} trusted public keys`,
-      lastError,
-    );
-  }
-  throw lastError;
 }
 
 // --- certificate mode -------------------------------------------------------

@@ -7,18 +7,20 @@
  */
 
 import { Buffer } from "node:buffer";
-import * as pemText from "./_pem.ts";
 export { sha256Hex, toPem } from "./_pem.ts";
 import { ASN1Obj } from "@sigstore/core";
-
-/** DER or PEM input that cannot be read. */
-export class DerError extends Error {
-  /** Creates the error. */
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "DerError";
-  }
-}
+import { DerError, type SignatureScheme } from "./_spki.ts";
+export {
+  curveHash,
+  DerError,
+  ecdsaDerToP1363,
+  type Hash,
+  type KeyType,
+  pemBlocks,
+  type SignatureScheme,
+  spkiKeyType,
+  verifyWithSpki,
+} from "./_spki.ts";
 
 /** Parses one DER object, turning every parser failure into a `DerError`. */
 export function parseDer(der: Uint8Array): ASN1Obj {
@@ -197,55 +199,6 @@ export function derString(value: Uint8Array): string | undefined {
   return undefined;
 }
 
-/** A public key's type, read from its SPKI. */
-export type KeyType =
-  | { kind: "ec"; curve: "P-256" | "P-384" | "P-521" }
-  | { kind: "rsa" }
-  | { kind: "ed25519" };
-
-const CURVES: Record<string, "P-256" | "P-384" | "P-521"> = {
-  "1.2.840.10045.3.1.7": "P-256",
-  "1.3.132.0.34": "P-384",
-  "1.3.132.0.35": "P-521",
-};
-
-/** Reads the key type of a DER SubjectPublicKeyInfo; throws `DerError`. */
-export function spkiKeyType(spki: Uint8Array): KeyType {
-  const root = parseDer(spki);
-  const alg = sub(root, 0, "algorithm");
-  const oid = field("key algorithm", () => sub(alg, 0, "algorithm id").toOID());
-  if (!sub(root, 1, "public key").tag.isBitString()) throw new DerError("invalid public key");
-  switch (oid) {
-    case "1.2.840.10045.2.1": {
-      const curveOid = field("curve", () => sub(alg, 1, "curve").toOID());
-      const curve = CURVES[curveOid];
-      if (curve === undefined) throw new DerError(`unsupported elliptic curve ${curveOid}`);
-      return { kind: "ec", curve };
-    }
-    case "1.2.840.113549.1.1.1":
-      return { kind: "rsa" };
-    case "1.3.101.112":
-      return { kind: "ed25519" };
-    default:
-      throw new DerError(`unsupported key algorithm ${oid}`);
-  }
-}
-
-/** The hash ECDSA signatures conventionally use with a curve. */
-export function curveHash(curve: "P-256" | "P-384" | "P-521"): Hash {
-  return curve === "P-256" ? "SHA-256" : curve === "P-384" ? "SHA-384" : "SHA-512";
-}
-
-/** A WebCrypto hash name. */
-export type Hash = "SHA-256" | "SHA-384" | "SHA-512";
-
-/** How a signature was made: scheme and hash. */
-export type SignatureScheme =
-  | { kind: "ecdsa"; hash: Hash }
-  | { kind: "rsa-pkcs1"; hash: Hash }
-  | { kind: "rsa-pss"; hash: Hash }
-  | { kind: "ed25519" };
-
 const CERT_SIGNATURES: Record<string, SignatureScheme> = {
   "1.2.840.10045.4.3.2": { kind: "ecdsa", hash: "SHA-256" },
   "1.2.840.10045.4.3.3": { kind: "ecdsa", hash: "SHA-384" },
@@ -259,111 +212,4 @@ const CERT_SIGNATURES: Record<string, SignatureScheme> = {
 /** The scheme of a certificate signature algorithm OID, if supported. */
 export function certSignatureScheme(oid: string): SignatureScheme | undefined {
   return CERT_SIGNATURES[oid];
-}
-
-const FIELD_BYTES = { "P-256": 32, "P-384": 48, "P-521": 66 } as const;
-
-/**
- * Converts a DER `ECDSA-Sig-Value` (SEQUENCE of r, s) to the fixed-width
- * `r || s` form WebCrypto expects; `undefined` if it is not one.
- */
-export function ecdsaDerToP1363(
-  sig: Uint8Array,
-  curve: "P-256" | "P-384" | "P-521",
-): Uint8Array | undefined {
-  const size = FIELD_BYTES[curve];
-  let seq: ASN1Obj;
-  try {
-    seq = parseDer(sig);
-  } catch {
-    return undefined;
-  }
-  if (seq.tag.number !== 16 || seq.subs.length !== 2) return undefined;
-  const out = new Uint8Array(2 * size);
-  for (const [i, int] of seq.subs.entries()) {
-    if (!int.tag.isInteger() || int.value.length === 0 || (int.value[0]! & 0x80) !== 0) {
-      return undefined;
-    }
-    let v = int.value;
-    while (v.length > 1 && v[0] === 0) v = v.subarray(1);
-    if (v.length > size) return undefined;
-    out.set(v, i * size + size - v.length);
-  }
-  return out;
-}
-
-/**
- * Verifies `signature` over `data` with the SPKI key under `scheme`. Returns
- * false for a wrong signature, a malformed one, or a key that does not fit
- * the scheme; never throws.
- */
-export async function verifyWithSpki(
-  spki: Uint8Array,
-  scheme: SignatureScheme,
-  signature: Uint8Array,
-  data: Uint8Array,
-): Promise<boolean> {
-  let type: KeyType;
-  try {
-    type = spkiKeyType(spki);
-  } catch {
-    return false;
-  }
-  const key = spki as BufferSource;
-  const body = data as BufferSource;
-  try {
-    switch (scheme.kind) {
-      case "ecdsa": {
-        if (type.kind !== "ec") return false;
-        const raw = ecdsaDerToP1363(signature, type.curve);
-        if (raw === undefined) return false;
-        const k = await crypto.subtle.importKey(
-          "spki",
-          key,
-          { name: "ECDSA", namedCurve: type.curve },
-          false,
-          ["verify"],
-        );
-        return await crypto.subtle.verify(
-          { name: "ECDSA", hash: scheme.hash },
-          k,
-          raw as BufferSource,
-          body,
-        );
-      }
-      case "rsa-pkcs1":
-      case "rsa-pss": {
-        if (type.kind !== "rsa") return false;
-        const name = scheme.kind === "rsa-pss" ? "RSA-PSS" : "RSASSA-PKCS1-v1_5";
-        const k = await crypto.subtle.importKey("spki", key, { name, hash: scheme.hash }, false, [
-          "verify",
-        ]);
-        const saltLength = scheme.hash === "SHA-256" ? 32 : scheme.hash === "SHA-384" ? 48 : 64;
-        return await crypto.subtle.verify(
-          { name, saltLength },
-          k,
-          signature as BufferSource,
-          body,
-        );
-      }
-      case "ed25519": {
-        if (type.kind !== "ed25519") return false;
-        const k = await crypto.subtle.importKey("spki", key, { name: "Ed25519" }, false, [
-          "verify",
-        ]);
-        return await crypto.subtle.verify({ name: "Ed25519" }, k, signature as BufferSource, body);
-      }
-    }
-  } catch {
-    return false;
-  }
-}
-
-/** Decodes every `-----BEGIN <label>-----` block of a PEM text to DER. */
-export function pemBlocks(text: string, label: string): Uint8Array[] {
-  try {
-    return pemText.pemBlocks(text).filter((b) => b.label === label).map((b) => b.der);
-  } catch (e) {
-    throw new DerError(`invalid base64 in PEM ${label}`, { cause: e });
-  }
 }

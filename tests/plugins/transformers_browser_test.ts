@@ -1,12 +1,16 @@
 // The browser guard (plugins/transformers_web.ts, bundled for browsers) in
 // headless Chromium, with transformers.js' web build and onnxruntime-web
-// (wasm) from the npm cache, a loopback hub, and the Web Cache API: a pinned
-// model loads and embeds "hello world" as PyTorch did; tampered weights or
-// tokenizer are refused with our error, no session, nothing cached; a hub
-// gone bad is not asked again; the gate refuses bytes it did not verify.
+// (wasm) from the npm cache, a loopback hub, and the Web Cache API. A model
+// pinned in a lockfile, or signed with a trusted key (model.sig, checked with
+// WebCrypto), loads and embeds "hello world" as PyTorch did; tampered weights
+// or tokenizer, or a key the policy does not trust, are refused with our
+// error, no session, nothing cached; a hub gone bad is not asked again; the
+// gate refuses bytes it did not verify. One page per scenario.
 // Skipped where Chromium is missing, except in CI (.ci/run installs it).
 import assert from "node:assert/strict";
+import { keySigner, signModel } from "../../sign/mod.ts";
 import { expected, fixture, sha256hex } from "../_helpers.ts";
+import { freshKeyPem } from "../_model_gen.ts";
 import { chromiumPath, runPage } from "./_chromium.ts";
 
 const EXPECTED = expected("tiny-bert").hello_world_mean_pooled as number[];
@@ -45,15 +49,26 @@ try {
     return realCreate.call(this, model, ...rest);
   };
   const transformers = await import("@huggingface/transformers");
-  const { guardTransformers, Lockfile, HashMismatch } = await import("/guard.mjs");
+  const { guardTransformers, Lockfile, HashMismatch, InvalidSignature } = await import("/guard.mjs");
   const { env } = transformers;
   env.remoteHost = location.origin + "/";
   env.allowLocalModels = false;
   env.backends.onnx.wasm.wasmPaths = location.origin + "/npm/ort/dist/";
   env.backends.onnx.wasm.numThreads = 1;
   env.cacheKey = "guard-" + crypto.randomUUID();
-  const lockfile = new Lockfile(await (await fetch("/lock.json")).json());
-  const guard = guardTransformers(transformers, { ort, lockfile, frozen: true });
+  const params = new URLSearchParams(location.search);
+  const scenario = params.get("scenario");
+  // Signed repositories are checked against a public key, the others against the lockfile.
+  const guard = scenario.startsWith("acme/signed")
+    ? guardTransformers(transformers, {
+      ort,
+      policy: { publicKeys: [await (await fetch("/" + params.get("key") + ".pem")).text()] },
+    })
+    : guardTransformers(transformers, {
+      ort,
+      lockfile: new Lockfile(await (await fetch("/lock.json")).json()),
+      frozen: true,
+    });
   const cached = async () =>
     (await (await caches.open(env.cacheKey)).keys()).map((r) => new URL(r.url).pathname);
   const load = async (model) => {
@@ -68,14 +83,21 @@ try {
       await load(model);
       return { loaded: true };
     } catch (e) {
-      return { hashMismatch: e instanceof HashMismatch, message: e.message, sessions: sessions - before };
+      return {
+        error: e instanceof HashMismatch ? "HashMismatch" : e instanceof InvalidSignature ? "InvalidSignature" : String(e),
+        message: e.message,
+        sessions: sessions - before,
+      };
     }
   };
   const report = {};
   // One scenario per page: after a refused session, transformers.js' web build
   // fails every later session creation in the page (its webInitChain).
-  const scenario = new URLSearchParams(location.search).get("scenario");
-  if (scenario !== "good") {
+  if (scenario === "acme/signed") {
+    const before = sessions;
+    report.good = await load(scenario);
+    report.goodSessions = sessions - before;
+  } else if (scenario !== "good") {
     report.refusal = await refusal(scenario);
     report.cached = await cached();
   } else {
@@ -96,7 +118,7 @@ try {
       report.gate = e.constructor.name;
     }
   }
-  report.records = guard.records.map((r) => [r.file, r.verdict, r.evidence]);
+  report.records = guard.records.map((r) => [r.file, r.verdict, r.evidence, r.signer?.kind ?? ""]);
   guard.uninstall();
   report.restored = ort.InferenceSession.create.name;
   report.unhandled = unhandled;
@@ -107,7 +129,8 @@ try {
 </script>`;
 
 Deno.test({
-  name: "browser: headless Chromium, transformers.js web + onnxruntime-web, lockfile-pinned model",
+  name:
+    "browser: headless Chromium, transformers.js web + onnxruntime-web; lockfile pins and key-signed model.sig",
   ignore: !chromium,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -161,7 +184,24 @@ Deno.test({
       return bytes;
     };
     // What each repository serves instead of the pinned file.
+    // A copy signed with the OMS test key (P-384), served with its model.sig.
+    await Deno.mkdir(`${work}/signed/onnx`, { recursive: true });
+    for (const f of FILES) await Deno.writeFile(`${work}/signed/${f}`, model.get(f)!);
+    await signModel(`${work}/signed`, {
+      signer: keySigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem"))),
+    });
+    const signature = await Deno.readFile(`${work}/signed/model.sig`);
+    const keys: Record<string, string> = {
+      "/release.pem": await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem")),
+      "/foreign.pem": (await freshKeyPem()).publicPem,
+    };
     const overrides: Record<string, Map<string, Uint8Array>> = {
+      "acme/signed": new Map([["model.sig", signature]]),
+      "acme/signed-foreign": new Map([["model.sig", signature]]),
+      "acme/signed-bad": new Map([
+        ["model.sig", signature],
+        ["onnx/model.onnx", flipped("onnx/model.onnx", 2000)],
+      ]),
       "acme/tiny-bert": new Map(),
       "acme/bad-onnx": new Map([["onnx/model.onnx", flipped("onnx/model.onnx", 2000)]]),
       "acme/bad-tokenizer": new Map([["tokenizer.json", flipped("tokenizer.json", 100)]]),
@@ -180,6 +220,7 @@ Deno.test({
         return new Response(source, { headers: { "content-type": "text/javascript" } });
       }
       if (path === "/lock.json") return Response.json(lock);
+      if (keys[path]) return new Response(keys[path]);
       if (path === "/hits") return Response.json(hits);
       if (path === "/control") {
         // The good repository turns bad; hub requests are counted from here.
@@ -205,9 +246,9 @@ Deno.test({
       });
     });
     try {
-      const open = async (scenario: string) => {
+      const open = async (scenario: string, key = "release") => {
         const r = await runPage(
-          `http://127.0.0.1:${server.addr.port}/?scenario=${scenario}`,
+          `http://127.0.0.1:${server.addr.port}/?scenario=${scenario}&key=${key}`,
           120_000,
         ) as Record<string, unknown>;
         assert.equal(r.ok, true, `${scenario}: ${r.error}\n${r.stack}`);
@@ -215,22 +256,33 @@ Deno.test({
         assert.notEqual(r.restored, "create"); // uninstall() put the page's own create back
         return r;
       };
-      for (
-        const [scenario, file] of [
-          ["acme/bad-onnx", "onnx/model.onnx"],
-          ["acme/bad-tokenizer", "tokenizer.json"],
-        ]
-      ) {
-        const r = await open(scenario!);
-        const refusal = r.refusal as { hashMismatch: boolean; message: string; sessions: number };
-        assert.equal(refusal.hashMismatch, true, JSON.stringify(refusal));
-        assert.ok(refusal.message.includes(`${scenario}/${file}`), refusal.message);
+      // Refusals: lockfile-pinned files tampered on the hub, a signed model with
+      // tampered weights, a signed model whose key the policy does not trust.
+      const refusals = [
+        ["acme/bad-onnx", "release", "HashMismatch", "acme/bad-onnx/onnx/model.onnx"],
+        ["acme/bad-tokenizer", "release", "HashMismatch", "acme/bad-tokenizer/tokenizer.json"],
+        ["acme/signed-bad", "release", "HashMismatch", "acme/signed-bad/onnx/model.onnx"],
+        ["acme/signed-foreign", "foreign", "InvalidSignature", "model.sig"],
+      ];
+      for (const [scenario, key, error, file] of refusals) {
+        const r = await open(scenario!, key);
+        const refusal = r.refusal as { error: string; message: string; sessions: number };
+        assert.equal(refusal.error, error, JSON.stringify(refusal));
+        assert.ok(refusal.message.includes(file!), refusal.message);
         assert.equal(refusal.sessions, 0, `${scenario}: a session was created`);
-        // The refused file is never cached.
-        assert.ok(!(r.cached as string[]).includes(`/${scenario}/resolve/main/${file}`));
-        const records = r.records as [string, string, string][];
-        assert.ok(records.some(([f, v]) => f === file && v === "refused"));
+        // Nothing refused is cached.
+        const name = file!.slice(scenario!.length + 1);
+        assert.ok(!(r.cached as string[]).includes(`/${scenario}/resolve/main/${name}`));
+        assert.ok((r.records as string[][]).some(([, v]) => v === "refused"));
       }
+      // Signed with a key the policy trusts: verified against model.sig with WebCrypto.
+      const signed = await open("acme/signed");
+      (signed.good as number[]).forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5));
+      assert.equal(signed.goodSessions, 1);
+      assert.deepEqual(
+        [...new Set((signed.records as string[][]).map((r) => r.join(" ")))].sort(),
+        FILES.map((f) => `${f} verified oms key`).sort(),
+      );
       const r = await open("good");
       const good = r.good as number[];
       assert.equal(good.length, EXPECTED.length);
@@ -242,10 +294,9 @@ Deno.test({
       assert.ok(!(r.hubHits as string[]).includes("acme/tiny-bert/onnx/model.onnx"));
       // Bytes that did not come through the guard are refused by the gate.
       assert.equal(r.gate, "SignatureMissing");
-      const records = r.records as [string, string, string][];
       assert.deepEqual(
-        [...new Set(records.map(([f, v, e]) => `${f} ${v} ${e}`))].sort(),
-        FILES.map((f) => `${f} verified lockfile`).sort(),
+        [...new Set((r.records as string[][]).map((r) => r.join(" ")))].sort(),
+        FILES.map((f) => `${f} verified lockfile `).sort(),
       );
     } finally {
       await server.shutdown();
