@@ -28,7 +28,11 @@ const FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/m
 const opts = { sanitizeOps: false, sanitizeResources: false };
 // "memory" runs the same tests with weights kept as verified buffers (the
 // browser route; transformers_memory_test.ts sets it).
-const WEIGHTS = Deno.env.get("SAFEMODELS_GUARD_WEIGHTS") === "memory" ? "memory" : "files";
+// A global, not an env var: the environment is shared by every test module.
+const WEIGHTS = (globalThis as { safemodelsGuardWeights?: string }).safemodelsGuardWeights ===
+    "memory"
+  ? "memory"
+  : "files";
 /** Tests that are about private file copies. */
 const filesOnly = { ...opts, ignore: WEIGHTS === "memory" };
 
