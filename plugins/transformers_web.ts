@@ -8,10 +8,10 @@
  * `InferenceSession.create` accepts only the very buffers the guard verified
  * (external data included), plus the tensor-op graphs transformers.js builds.
  *
- * Not in browsers yet: certificate and Sigstore (keyless) signatures, and
- * embedded ONNX signatures, whose checks need `node:crypto`. For those, pin
- * the digests with the CLI (`safemodels lock`) at build time and ship the
- * lockfile.
+ * Embedded ONNX signatures made with a key are checked too. Not in browsers
+ * yet: certificate and Sigstore (keyless) signatures, whose checks need
+ * `node:crypto`. For those, pin the digests with the CLI (`safemodels lock`)
+ * at build time and ship the lockfile.
  *
  * @example Guarding a page
  * ```ts ignore
@@ -38,8 +38,9 @@ import {
 } from "./_guard.ts";
 import type { Lockfile } from "../sign/lockfile.ts";
 import type { Issuer, TrustPolicy } from "../sign/policy.ts";
-import { verifySignedTextWith } from "../sign/_signed_text.ts";
+import { type SignedTextVerifier, verifySignedTextWith } from "../sign/_signed_text.ts";
 import { verifyKeyBundle } from "../sign/_verify_key.ts";
+import { verifyOnnxWith } from "../sign/_onnx_embedded.ts";
 
 export type {
   GuardOptions,
@@ -79,6 +80,10 @@ export interface WebGuardOptions
    */
   ort?: { InferenceSession: SessionClass };
 }
+
+/** Bundle checks with WebCrypto alone: key-signed bundles. */
+const keySigned: SignedTextVerifier = (text, trust, type, at) =>
+  verifySignedTextWith(verifyKeyBundle, text, trust, type, at);
 
 /**
  * Installs the guard on transformers.js in a browser: every model file it
@@ -129,10 +134,7 @@ export function guardTransformers(
     sessions,
     // Key-signed bundles only: certificates and Sigstore need node:crypto.
     ...(policy === undefined ? {} : {
-      verifiers: {
-        signed: (text, trust, type, at) =>
-          verifySignedTextWith(verifyKeyBundle, text, trust, type, at),
-      },
+      verifiers: { signed: keySigned, onnx: (input, o) => verifyOnnxWith(keySigned, input, o) },
     }),
   });
 }

@@ -22,6 +22,14 @@ export type BundleVerifier = (
   file?: string,
 ) => Promise<VerifiedBundle>;
 
+/** Checks a bundle's JSON text: what {@linkcode verifySignedTextWith} does with a fixed verifier. */
+export type SignedTextVerifier = (
+  text: string,
+  policy: TrustPolicy,
+  payloadType: string,
+  at: SignedAt,
+) => Promise<{ payload: Uint8Array; signer: VerifiedSigner }>;
+
 /** Verifies a bundle's JSON text with `verify` and returns its payload and signer. */
 export async function verifySignedTextWith(
   verify: BundleVerifier,

@@ -5,7 +5,7 @@
 import { InvalidSignature } from "./errors.ts";
 import type { TrustPolicy } from "./policy.ts";
 import type { VerifiedSigner } from "./types.ts";
-import { verifySignedText } from "./_verify_signed.ts";
+import type { SignedTextVerifier } from "./_signed_text.ts";
 
 /** In-toto payload type for DSSE. */
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -94,12 +94,13 @@ export interface ClaimExpectation {
  * the content is left to the caller, who knows what the hash covers.
  */
 export async function verifyClaim(
+  verifySigned: SignedTextVerifier,
   bundleText: string,
   policy: TrustPolicy,
   file: string,
   expect: ClaimExpectation,
 ): Promise<{ claim: ModelClaim; signer: VerifiedSigner }> {
-  const { payload, signer } = await verifySignedText(bundleText, policy, IN_TOTO_PAYLOAD_TYPE, {
+  const { payload, signer } = await verifySigned(bundleText, policy, IN_TOTO_PAYLOAD_TYPE, {
     file,
   });
   const claim = parseClaim(payload, file);

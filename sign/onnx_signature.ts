@@ -1,14 +1,19 @@
-import { openSource, rangeChunks } from "../hash/_source.ts";
-import { readOnnxMetadataProps } from "../hash/_onnx.ts";
+import { openSource } from "../hash/_source.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
-import type { ByteSource } from "../hash/_source.ts";
-import { HashMismatch, InvalidSignature, SignatureMissing } from "./errors.ts";
-import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
-import { claimStatement, IN_TOTO_PAYLOAD_TYPE, verifyClaim } from "./_statement.ts";
-import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
+import { claimStatement, IN_TOTO_PAYLOAD_TYPE } from "./_statement.ts";
+import type { Signer, SigstoreBundle } from "./types.ts";
+import { verifySignedText } from "./_verify_signed.ts";
+import {
+  chunksWithout,
+  ONNX_SIGNATURE_KEY,
+  signatureEntries,
+  type VerifiedOnnx,
+  type VerifyOnnxOptions,
+  verifyOnnxWith,
+} from "./_onnx_embedded.ts";
 
-/** The `metadata_props` key that holds an embedded signature in an ONNX file. */
-export const ONNX_SIGNATURE_KEY = "safemodels.signature";
+export { ONNX_SIGNATURE_KEY } from "./_onnx_embedded.ts";
+export type { VerifiedOnnx, VerifyOnnxOptions } from "./_onnx_embedded.ts";
 
 /** Options for {@linkcode signOnnx}. */
 export interface SignOnnxOptions {
@@ -18,47 +23,6 @@ export interface SignOnnxOptions {
   name: string;
   /** The model version in the signed statement. */
   version: string;
-}
-
-/** Options for {@linkcode verifyOnnx}. */
-export interface VerifyOnnxOptions {
-  /** The trust policy. @default {the policy set with init()} */
-  policy?: TrustPolicy | Issuer | Issuer[];
-  /** The model name the caller expects. */
-  name?: string;
-  /** The version the caller expects. */
-  version?: string;
-}
-
-/** What {@linkcode verifyOnnx} established. */
-export interface VerifiedOnnx {
-  /** Signed model name. */
-  name: string;
-  /** Signed version. */
-  version: string;
-  /** `sha256:<hex>` of the file without its signature entry. */
-  hash: string;
-  /** Who signed. */
-  signer: VerifiedSigner;
-}
-
-type Range = { offset: number; length: number };
-
-/** The source's bytes in blocks, leaving out the given ranges. */
-async function* chunksWithout(source: ByteSource, skip: Range[]): AsyncGenerator<Uint8Array> {
-  let at = 0;
-  for (const r of [...skip].sort((x, y) => x.offset - y.offset)) {
-    yield* rangeChunks(source, at, r.offset - at);
-    at = r.offset + r.length;
-  }
-  yield* rangeChunks(source, at, source.size - at);
-}
-
-/** SHA-256 of the source's bytes, skipping the given ranges. */
-async function digestWithout(source: ByteSource, skip: Range[]): Promise<string> {
-  const h = await createSha256();
-  for await (const chunk of chunksWithout(source, skip)) h.update(chunk);
-  return `sha256:${toHex(h.digest())}`;
 }
 
 function varint(n: number): number[] {
@@ -78,10 +42,6 @@ function metadataEntry(key: string, value: string): Uint8Array {
   const v = enc.encode(value);
   const inner = [0x0a, ...varint(k.length), ...k, 0x12, ...varint(v.length), ...v];
   return Uint8Array.from([0x72, ...varint(inner.length), ...inner]);
-}
-
-async function signatureEntries(source: ByteSource) {
-  return (await readOnnxMetadataProps(source)).filter((p) => p.key === ONNX_SIGNATURE_KEY);
 }
 
 /**
@@ -160,34 +120,9 @@ export async function signOnnx(path: string, options: SignOnnxOptions): Promise<
  * console.log(v.name, v.version);
  * ```
  */
-export async function verifyOnnx(
+export function verifyOnnx(
   input: string | Uint8Array | Blob,
   options: VerifyOnnxOptions = {},
 ): Promise<VerifiedOnnx> {
-  const policy = resolvePolicy(options.policy);
-  const source = await openSource(input);
-  const file = source.name;
-  try {
-    const entries = await signatureEntries(source);
-    if (entries.length === 0) {
-      throw new SignatureMissing(`Cannot verify: no "${ONNX_SIGNATURE_KEY}" in metadata_props`, {
-        file,
-      });
-    }
-    if (entries.length > 1) {
-      throw new InvalidSignature(
-        "bad-bundle",
-        `Cannot verify: ${entries.length} "${ONNX_SIGNATURE_KEY}" entries`,
-        {
-          file,
-        },
-      );
-    }
-    const { claim, signer } = await verifyClaim(entries[0]!.value, policy, file, options);
-    const hash = await digestWithout(source, entries);
-    if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
-    return { name: claim.name, version: claim.version, hash, signer };
-  } finally {
-    await source.close();
-  }
+  return verifyOnnxWith(verifySignedText, input, options);
 }

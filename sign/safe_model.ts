@@ -5,6 +5,7 @@ import { updateMeta } from "../meta/update_meta.ts";
 import { HashMismatch, HashMissing, InvalidSignature, SignatureMissing } from "./errors.ts";
 import { type Issuer, resolvePolicy, signatureRequirement, type TrustPolicy } from "./policy.ts";
 import { claimStatement, IN_TOTO_PAYLOAD_TYPE, verifyClaim } from "./_statement.ts";
+import { verifySignedText } from "./_verify_signed.ts";
 import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
 
 /** The `__metadata__` keys embedded signatures use. */
@@ -250,7 +251,7 @@ export class SafeModel {
         { file },
       );
     }
-    const { claim, signer } = await verifyClaim(sig, policy, file, options);
+    const { claim, signer } = await verifyClaim(verifySignedText, sig, policy, file, options);
     if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
     if (claim.name !== name || claim.version !== version) {
       throw new InvalidSignature(

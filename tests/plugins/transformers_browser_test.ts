@@ -1,14 +1,16 @@
 // The browser guard (plugins/transformers_web.ts, bundled for browsers) in
 // headless Chromium, with transformers.js' web build and onnxruntime-web
 // (wasm) from the npm cache, a loopback hub, and the Web Cache API. A model
-// pinned in a lockfile, or signed with a trusted key (model.sig, checked with
-// WebCrypto), loads and embeds "hello world" as PyTorch did; tampered weights
-// or tokenizer, or a key the policy does not trust, are refused with our
+// pinned in a lockfile, signed with a trusted key (model.sig, checked with
+// WebCrypto), or with an embedded ONNX signature, loads and embeds "hello
+// world" as PyTorch did; tampered weights (pinned, in model.sig or signed
+// inside the ONNX file) or tokenizer, or a key the policy does not trust, are
+// refused with our
 // error, no session, nothing cached; a hub gone bad is not asked again; the
 // gate refuses bytes it did not verify. One page per scenario.
 // Skipped where Chromium is missing, except in CI (.ci/run installs it).
 import assert from "node:assert/strict";
-import { keySigner, signModel } from "../../sign/mod.ts";
+import { keySigner, signModel, signOnnx } from "../../sign/mod.ts";
 import { expected, fixture, sha256hex } from "../_helpers.ts";
 import { freshKeyPem } from "../_model_gen.ts";
 import { chromiumPath, runPage } from "./_chromium.ts";
@@ -58,17 +60,18 @@ try {
   env.cacheKey = "guard-" + crypto.randomUUID();
   const params = new URLSearchParams(location.search);
   const scenario = params.get("scenario");
-  // Signed repositories are checked against a public key, the others against the lockfile.
-  const guard = scenario.startsWith("acme/signed")
-    ? guardTransformers(transformers, {
-      ort,
-      policy: { publicKeys: [await (await fetch("/" + params.get("key") + ".pem")).text()] },
-    })
-    : guardTransformers(transformers, {
-      ort,
-      lockfile: new Lockfile(await (await fetch("/lock.json")).json()),
-      frozen: true,
-    });
+  // Signed repositories are checked against a public key, pinned ones against the
+  // lockfile; an embedded ONNX signature vouches for the weights, pins for the rest.
+  const policy = { publicKeys: [await (await fetch("/" + params.get("key") + ".pem")).text()] };
+  const lockfile = new Lockfile(await (await fetch("/lock.json")).json());
+  const guard = guardTransformers(
+    transformers,
+    scenario.startsWith("acme/signed")
+      ? { ort, policy }
+      : scenario.startsWith("acme/embedded")
+      ? { ort, policy, lockfile }
+      : { ort, lockfile, frozen: true },
+  );
   const cached = async () =>
     (await (await caches.open(env.cacheKey)).keys()).map((r) => new URL(r.url).pathname);
   const load = async (model) => {
@@ -93,7 +96,7 @@ try {
   const report = {};
   // One scenario per page: after a refused session, transformers.js' web build
   // fails every later session creation in the page (its webInitChain).
-  if (scenario === "acme/signed") {
+  if (scenario === "acme/signed" || scenario === "acme/embedded") {
     const before = sessions;
     report.good = await load(scenario);
     report.goodSessions = sessions - before;
@@ -130,7 +133,7 @@ try {
 
 Deno.test({
   name:
-    "browser: headless Chromium, transformers.js web + onnxruntime-web; lockfile pins and key-signed model.sig",
+    "browser: headless Chromium, transformers.js web + onnxruntime-web; lockfile pins, key-signed model.sig and embedded ONNX signatures",
   ignore: !chromium,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -174,9 +177,15 @@ Deno.test({
     for (const f of FILES) model.set(f, await Deno.readFile(fixture(`tiny-bert/${f}`)));
     const digests = Object.fromEntries(FILES.map((f) => [f, sha256hex(model.get(f)!)]));
     const names = ["acme/tiny-bert", "acme/bad-onnx", "acme/bad-tokenizer"];
+    // The embedded-signature repositories pin their JSON files only.
+    const { "onnx/model.onnx": _, ...json } = digests;
     const lock = {
       version: 1,
-      models: Object.fromEntries(names.map((n) => [`${n}@main`, { digests }])),
+      models: {
+        ...Object.fromEntries(names.map((n) => [`${n}@main`, { digests }])),
+        "acme/embedded@main": { digests: json },
+        "acme/embedded-bad@main": { digests: json },
+      },
     };
     const flipped = (file: string, at: number) => {
       const bytes = model.get(file)!.slice();
@@ -191,6 +200,17 @@ Deno.test({
       signer: keySigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem"))),
     });
     const signature = await Deno.readFile(`${work}/signed/model.sig`);
+    // The weights with an embedded ONNX signature by the same key.
+    await Deno.mkdir(`${work}/embedded`);
+    await Deno.writeFile(`${work}/embedded/model.onnx`, model.get("onnx/model.onnx")!);
+    await signOnnx(`${work}/embedded/model.onnx`, {
+      signer: keySigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem"))),
+      name: "tiny-bert",
+      version: "1",
+    });
+    const embedded = await Deno.readFile(`${work}/embedded/model.onnx`);
+    const embeddedBad = embedded.slice();
+    embeddedBad[2000]! ^= 1;
     const keys: Record<string, string> = {
       "/release.pem": await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem")),
       "/foreign.pem": (await freshKeyPem()).publicPem,
@@ -198,6 +218,8 @@ Deno.test({
     const overrides: Record<string, Map<string, Uint8Array>> = {
       "acme/signed": new Map([["model.sig", signature]]),
       "acme/signed-foreign": new Map([["model.sig", signature]]),
+      "acme/embedded": new Map([["onnx/model.onnx", embedded]]),
+      "acme/embedded-bad": new Map([["onnx/model.onnx", embeddedBad]]),
       "acme/signed-bad": new Map([
         ["model.sig", signature],
         ["onnx/model.onnx", flipped("onnx/model.onnx", 2000)],
@@ -263,6 +285,7 @@ Deno.test({
         ["acme/bad-tokenizer", "release", "HashMismatch", "acme/bad-tokenizer/tokenizer.json"],
         ["acme/signed-bad", "release", "HashMismatch", "acme/signed-bad/onnx/model.onnx"],
         ["acme/signed-foreign", "foreign", "InvalidSignature", "model.sig"],
+        ["acme/embedded-bad", "release", "HashMismatch", "acme/embedded-bad/onnx/model.onnx"],
       ];
       for (const [scenario, key, error, file] of refusals) {
         const r = await open(scenario!, key);
@@ -282,6 +305,15 @@ Deno.test({
       assert.deepEqual(
         [...new Set((signed.records as string[][]).map((r) => r.join(" ")))].sort(),
         FILES.map((f) => `${f} verified oms key`).sort(),
+      );
+      // An embedded ONNX signature (key) for the weights, lockfile pins for the JSON files.
+      const inOnnx = await open("acme/embedded");
+      (inOnnx.good as number[]).forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5));
+      assert.deepEqual(
+        [...new Set((inOnnx.records as string[][]).map((r) => r.join(" ")))].sort(),
+        FILES.map((f) =>
+          f.endsWith(".onnx") ? `${f} verified onnx-embedded key` : `${f} verified lockfile `
+        ).sort(),
       );
       const r = await open("good");
       const good = r.good as number[];
