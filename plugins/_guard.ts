@@ -238,7 +238,7 @@ export interface GuardFiles {
   /** Where the private copy of a file goes (its folder made). */
   copyPath(ref: FileRef): Promise<string>;
   /** A path that names a refusal (nothing is written there). */
-  markerPath(): Promise<string>;
+  markerPath(): string;
   /** Writes chunks beside `path` while hashing them. */
   writeTemp(path: string, next: NextChunk): Promise<{ temp: string; digest: string }>;
   commit(temp: string, path: string): Promise<void>;
@@ -292,19 +292,31 @@ function streamChunks(stream: ReadableStream<Uint8Array>): Chunks {
   };
 }
 
-/** Reads chunks into one buffer (sized by `size` when known), hashing each as it arrives. */
+/** A length header is trusted for preallocation up to this; beyond, the buffer grows. */
+const PREALLOCATE_MAX = 1 << 30;
+/** Files other than weights (JSON, text) larger than this are refused. */
+const MAX_TEXT_FILE = 256 << 20;
+
+/**
+ * Reads chunks into one buffer (sized by `size` when known and sane),
+ * hashing each as it arrives; more than `limit` bytes is a RangeError.
+ */
 async function readHashed(
   chunks: Chunks,
   size: number | undefined,
+  limit = Infinity,
 ): Promise<{ bytes: Uint8Array; digest: string }> {
   const hasher = await createSha256();
-  let bytes = new Uint8Array(
-    size !== undefined && Number.isSafeInteger(size) && size >= 0 ? size : 0,
-  );
+  const sane = size !== undefined && Number.isSafeInteger(size) && size >= 0 &&
+    size <= Math.min(limit, PREALLOCATE_MAX);
+  let bytes = new Uint8Array(sane ? size : 0);
   const parts: Uint8Array[] = [];
   let at = 0;
   try {
     for (let chunk = await chunks.next(); chunk !== null; chunk = await chunks.next()) {
+      if (at + chunk.byteLength > limit) {
+        throw new RangeError(`it is larger than ${limit} bytes`);
+      }
       hasher.update(chunk);
       if (parts.length === 0 && at + chunk.byteLength <= bytes.byteLength) {
         bytes.set(chunk, at);
@@ -825,7 +837,7 @@ export function installGuard(
               ok: false,
               digest: "",
               evidence: "none",
-              error: error as Error,
+              error: copyFailure(ref, error),
             };
             report(st, ref, v);
             return adoptBytes(
@@ -850,9 +862,14 @@ export function installGuard(
           path = await files!.copyPath(ref);
           written = await files!.writeTemp(path, chunks.next);
         } catch (error) {
-          const v: FileVerdict = { ok: false, digest: "", evidence: "none", error: error as Error };
+          const v: FileVerdict = {
+            ok: false,
+            digest: "",
+            evidence: "none",
+            error: copyFailure(ref, error),
+          };
           report(st, ref, v);
-          path ??= await files!.markerPath();
+          path ??= files!.markerPath();
           adopt(path, refused(v));
           return { handle: path, copy: copies.get(path)! };
         } finally {
@@ -865,6 +882,19 @@ export function installGuard(
         adopt(path, copy);
         return { handle: path, copy };
       })(),
+    );
+  }
+
+  /** Our errors pass as they are; anything else (I/O, network) says what failed. */
+  function copyFailure(ref: FileRef, error: unknown): Error {
+    if (error instanceof SignatureMissing) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    const where = inMemory
+      ? ""
+      : ` (work folder: ${options.workDir ?? "the system temporary folder"})`;
+    return new SignatureMissing(
+      `Cannot load ${ref.model.name}/${ref.file}: reading it into a verified copy failed${where}: ${message}`,
+      { file: `${ref.model.name}/${ref.file}`, cause: error },
     );
   }
 
@@ -951,9 +981,31 @@ export function installGuard(
       // Other files are small: read, hashed and checked before the response
       // is handed on, so a refusal rejects the fetch itself with our error
       // (browsers turn an errored body into a bare "Failed to fetch").
-      const { bytes, digest } = await readHashed(streamChunks(res.body), sizeOf(res));
-      const v = await check(ref, digest, bytes);
-      if (!allowed(v)) throw v.error;
+      // Tracked from the first byte: the gate waits for it before any session.
+      const st = state(ref.model);
+      const { v, bytes } = await track(
+        st,
+        (async () => {
+          try {
+            const read = await readHashed(streamChunks(res.body!), sizeOf(res), MAX_TEXT_FILE);
+            return { v: await check(ref, read.digest, read.bytes), bytes: read.bytes };
+          } catch (cause) {
+            const v: FileVerdict = {
+              ok: false,
+              digest: "",
+              evidence: "none",
+              error: new SignatureMissing(
+                `Cannot load ${ref.model.name}/${ref.file}: ${(cause as Error).message}`,
+                { file: `${ref.model.name}/${ref.file}`, cause },
+              ),
+            };
+            report(st, ref, v);
+            return { v, bytes: undefined };
+          }
+        })(),
+      );
+      // Unread bytes cannot be handed on, not even in warn mode.
+      if (!allowed(v) || bytes === undefined) throw v.error;
       return new Response(asBody(bytes), {
         status: res.status,
         statusText: res.statusText,

@@ -138,9 +138,8 @@ export function nodeFiles(workDir?: string): GuardFiles {
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       return path;
     },
-    async markerPath() {
-      return join(await privateDir.root(), `refused-${crypto.randomUUID()}`);
-    },
+    // Never created: the gate refuses it before onnxruntime could look.
+    markerPath: () => resolve(`.safemodels-refused-${crypto.randomUUID()}`),
     async writeTemp(path: string, next: NextChunk) {
       const temp = PrivateDir.sibling(path, "part");
       return { temp, digest: (await writeHashed(next, temp)).digest };

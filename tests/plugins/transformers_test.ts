@@ -251,6 +251,7 @@ test("tampered, unsigned or foreign-signed local models are refused", opts, asyn
 /** A loopback hub serving `/{model}/resolve/{revision}/{file}` from folders. */
 function hub(folders: Record<string, string>) {
   const overrides = new Map<string, Uint8Array>();
+  const streams = new Map<string, () => ReadableStream<Uint8Array>>();
   const hits: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const m = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(new URL(req.url).pathname);
@@ -258,6 +259,8 @@ function hub(folders: Record<string, string>) {
     if (!m || !folder) return new Response("no", { status: 404 });
     const file = decodeURIComponent(m[3]!);
     hits.push(file);
+    const stream = streams.get(file);
+    if (stream) return new Response(stream());
     const body = overrides.get(file) ??
       await Deno.readFile(`${folder}/${file}`).catch(() => undefined);
     return body
@@ -267,6 +270,7 @@ function hub(folders: Record<string, string>) {
   return {
     url: `http://127.0.0.1:${server.addr.port}/`,
     overrides,
+    streams,
     hits,
     close: () => server.shutdown(),
   };
@@ -575,6 +579,48 @@ test(
     await Deno.remove(root, { recursive: true });
   },
 );
+
+test(
+  "a work folder that cannot be used refuses the load with an error naming it",
+  filesOnly,
+  async () => {
+    const { root } = await signedCopy();
+    await guarded({ workDir: `${root}/no/such/folder` }, async () => {
+      local(root);
+      const error = await assertRefused("tiny-bert", SignatureMissing, /onnx\/model\.onnx/);
+      assert.match(error.message, /work folder: .*no\/such\/folder/);
+    });
+    await Deno.remove(root, { recursive: true });
+  },
+);
+
+test("remote: a JSON file larger than 256 MiB is refused without holding it", opts, async () => {
+  const { root, dir } = await signedCopy();
+  const server = hub({ "acme/tiny-bert": dir });
+  // An endless tokenizer.json: the guard stops reading past its limit.
+  let sent = 0;
+  server.streams.set("tokenizer.json", () =>
+    new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += 4 << 20;
+        controller.enqueue(new Uint8Array(4 << 20).fill(0x20));
+      },
+    }));
+  await guarded({}, async () => {
+    env.remoteHost = server.url;
+    env.allowLocalModels = false;
+    env.cacheKey = `guard-test-${crypto.randomUUID()}`;
+    try {
+      const error = await assertRefused("acme/tiny-bert", SignatureMissing, /tokenizer\.json/);
+      assert.match(error.message, /larger than/);
+      assert.ok(sent < 300 << 20, `read ${sent} bytes`);
+    } finally {
+      await caches.delete(env.cacheKey);
+      await server.close();
+    }
+  });
+  await Deno.remove(root, { recursive: true });
+});
 
 test("warn mode loads a tampered model and reports the failure once", opts, async () => {
   const { root, dir } = await signedCopy();
