@@ -1,17 +1,17 @@
 /**
  * The transformers.js guard for browsers (no file system): every model file
  * transformers.js fetches is hashed as it streams and checked, before
- * onnxruntime-web sees it, against the model's key-signed OMS `model.sig`
- * (WebCrypto) or the digests pinned in a lockfile. transformers.js fetches
+ * onnxruntime-web sees it, against the model's OMS `model.sig` signed with a
+ * key or a certificate chain (WebCrypto) or the digests pinned in a lockfile. transformers.js fetches
  * through `env.fetch` and caches with the Web Cache API, both wrapped by the
  * guard; a tampered file is never cached, and onnxruntime-web's
  * `InferenceSession.create` accepts only the very buffers the guard verified
  * (external data included), plus the tensor-op graphs transformers.js builds.
  *
- * Embedded ONNX signatures made with a key are checked too. Not in browsers
- * yet: certificate and Sigstore (keyless) signatures, whose checks need
- * `node:crypto`. For those, pin the digests with the CLI (`safemodels lock`)
- * at build time and ship the lockfile.
+ * Embedded ONNX signatures are checked too. Not in browsers yet: Sigstore
+ * keyless signatures, whose checks need `node:crypto`. For those, pin the
+ * digests with the CLI (`safemodels lock`) at build time and ship the
+ * lockfile.
  *
  * @example Guarding a page
  * ```ts ignore
@@ -39,7 +39,7 @@ import {
 import type { Lockfile } from "../sign/lockfile.ts";
 import type { Issuer, TrustPolicy } from "../sign/policy.ts";
 import { type SignedTextVerifier, verifySignedTextWith } from "../sign/_signed_text.ts";
-import { verifyKeyBundle } from "../sign/_verify_key.ts";
+import { verifyBundleWith } from "../sign/_verify_cert.ts";
 import { verifyOnnxWith } from "../sign/_onnx_embedded.ts";
 
 export type {
@@ -67,8 +67,8 @@ export { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors
 export interface WebGuardOptions
   extends Omit<GuardOptions, "policy" | "lockfile" | "workDir" | "weights"> {
   /**
-   * Who may sign: `publicKeys` (PEM) for key-signed `model.sig` files. Without
-   * a policy, signatures are not looked at and only the lockfile vouches.
+   * Who may sign: `publicKeys` and `certificateRoots` (PEM), and identities.
+   * Without a policy, signatures are not looked at and only the lockfile vouches.
    */
   policy?: TrustPolicy | Issuer | Issuer[];
   /** The digests files must have (an instance: there is no file system to load one from). */
@@ -81,9 +81,9 @@ export interface WebGuardOptions
   ort?: { InferenceSession: SessionClass };
 }
 
-/** Bundle checks with WebCrypto alone: key-signed bundles. */
+/** Bundle checks with WebCrypto alone: key and certificate-chain bundles (not keyless). */
 const keySigned: SignedTextVerifier = (text, trust, type, at) =>
-  verifySignedTextWith(verifyKeyBundle, text, trust, type, at);
+  verifySignedTextWith((b, t, f) => verifyBundleWith(undefined, b, t, f), text, trust, type, at);
 
 /**
  * Installs the guard on transformers.js in a browser: every model file it
@@ -132,7 +132,7 @@ export function guardTransformers(
   const { ort: _, policy, ...rest } = options;
   return installGuard(transformers, { ...rest, policy: policy ?? { signers: [] } }, {
     sessions,
-    // Key-signed bundles only: certificates and Sigstore need node:crypto.
+    // Key and certificate bundles: Sigstore keyless needs node:crypto.
     ...(policy === undefined ? {} : {
       verifiers: { signed: keySigned, onnx: (input, o) => verifyOnnxWith(keySigned, input, o) },
     }),

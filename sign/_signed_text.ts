@@ -1,7 +1,7 @@
 // The steps every signature check shares, whatever was signed and whatever
 // checks the bundle: parse the bundle's JSON, verify it against the policy's
 // key material, check the signer against the policy's identities, and insist
-// on the payload type. No node: modules (browsers pass verifyKeyBundle).
+// on the payload type. No node: modules (browsers pass the verifier of _verify_cert.ts without keyless).
 import { InvalidSignature } from "./errors.ts";
 import { checkSigner, type TrustPolicy } from "./policy.ts";
 import type { TrustMaterial, VerifiedSigner } from "./types.ts";

@@ -13,20 +13,22 @@ export class DerError extends Error {
   }
 }
 
-const SEQUENCE = 0x30;
-const BIT_STRING = 0x03;
-const INTEGER = 0x02;
-const OBJECT_ID = 0x06;
+/** Universal tags this reader's users look for. */
+export const SEQUENCE = 0x30;
+export const BIT_STRING = 0x03;
+export const INTEGER = 0x02;
+export const OBJECT_ID = 0x06;
 
-/** One DER element: its tag, where its value starts, and where it ends. */
-interface Tlv {
+/** One DER element: its tag, where it starts, where its value starts, and where it ends. */
+export interface Tlv {
   tag: number;
+  start: number;
   value: number;
   end: number;
 }
 
 /** Reads the DER element at `at` (definite, minimal lengths; one-byte tags). */
-function readTlv(der: Uint8Array, at: number, end: number): Tlv {
+export function readTlv(der: Uint8Array, at: number, end: number): Tlv {
   if (at + 2 > end) throw new DerError("invalid DER (truncated)");
   const tag = der[at]!;
   if ((tag & 0x1f) === 0x1f) throw new DerError("invalid DER (multi-byte tag)");
@@ -40,11 +42,11 @@ function readTlv(der: Uint8Array, at: number, end: number): Tlv {
     if (length < 0x80 || der[at + 2] === 0) throw new DerError("invalid DER (non-minimal length)");
   }
   if (p + length > end) throw new DerError("invalid DER (truncated)");
-  return { tag, value: p, end: p + length };
+  return { tag, start: at, value: p, end: p + length };
 }
 
 /** The elements inside a constructed one. */
-function children(der: Uint8Array, parent: Tlv): Tlv[] {
+export function children(der: Uint8Array, parent: Tlv): Tlv[] {
   const out: Tlv[] = [];
   for (let at = parent.value; at < parent.end;) {
     const tlv = readTlv(der, at, parent.end);
@@ -55,7 +57,7 @@ function children(der: Uint8Array, parent: Tlv): Tlv[] {
 }
 
 /** Decodes an OBJECT IDENTIFIER to its dotted form. */
-function readOid(der: Uint8Array, tlv: Tlv | undefined, what: string): string {
+export function readOid(der: Uint8Array, tlv: Tlv | undefined, what: string): string {
   if (tlv?.tag !== OBJECT_ID || tlv.end === tlv.value) throw new DerError(`missing ${what}`);
   const arcs: number[] = [];
   let v = 0;

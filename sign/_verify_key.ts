@@ -1,7 +1,7 @@
 // Key-signed Sigstore bundles, with WebCrypto only (no node: modules, no
 // ASN.1 library): reading a bundle, the DSSE envelope and its signature
-// check, and key mode. _verify_bundle.ts adds certificates and keyless
-// Sigstore on top; browsers use verifyKeyBundle directly.
+// check, and key mode. _verify_cert.ts adds certificate chains and the
+// dispatch; _verify_bundle.ts adds keyless Sigstore (node:crypto).
 import { InvalidSignature, type InvalidSignatureCode } from "./errors.ts";
 import type { TrustMaterial, VerifiedSigner } from "./types.ts";
 import { decodeBase64, dssePae } from "./_dsse.ts";
@@ -123,26 +123,6 @@ export function readBundle(bundle: unknown, file?: string): {
   const hasTlog = tlogEntries.length > 0;
   const kind = kinds[0] as "publicKey" | "x509CertificateChain" | "certificate";
   return { record: bundle, mediaType, vm, envelope, kind, hasTlog, fail, bad };
-}
-
-/**
- * Verifies a key-signed bundle (parsed JSON) against `trust.publicKeys`,
- * with WebCrypto only. Certificate and Sigstore (keyless) bundles are
- * refused: checking them needs `node:crypto` (see _verify_bundle.ts).
- */
-export async function verifyKeyBundle(
-  bundle: unknown,
-  trust: TrustMaterial,
-  file?: string,
-): Promise<VerifiedBundle> {
-  const { vm, envelope, kind, fail, bad } = readBundle(bundle, file);
-  if (kind !== "publicKey") {
-    return fail(
-      "untrusted-certificate",
-      "Cannot verify a certificate or Sigstore bundle in this runtime: it checks key-signed bundles only (certificates and Sigstore need node:crypto)",
-    );
-  }
-  return await verifyKey(vm.publicKey, envelope, trust, fail, bad);
 }
 
 /** The scheme a DSSE signature by this key uses (the curve fixes the ECDSA hash). */

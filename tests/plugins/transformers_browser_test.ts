@@ -1,16 +1,16 @@
 // The browser guard (plugins/transformers_web.ts, bundled for browsers) in
 // headless Chromium, with transformers.js' web build and onnxruntime-web
 // (wasm) from the npm cache, a loopback hub, and the Web Cache API. A model
-// pinned in a lockfile, signed with a trusted key (model.sig, checked with
-// WebCrypto), or with an embedded ONNX signature, loads and embeds "hello
-// world" as PyTorch did; tampered weights (pinned, in model.sig or signed
-// inside the ONNX file) or tokenizer, or a key the policy does not trust, are
-// refused with our
+// pinned in a lockfile, signed with a trusted key or a certificate chain to a
+// trusted root (model.sig, checked with WebCrypto), or with an embedded ONNX
+// signature, loads and embeds "hello world" as PyTorch did; tampered weights
+// or tokenizer (pinned, in model.sig or signed inside the ONNX file), or a
+// signer the policy does not trust, are refused with our
 // error, no session, nothing cached; a hub gone bad is not asked again; the
 // gate refuses bytes it did not verify. One page per scenario.
 // Skipped where Chromium is missing, except in CI (.ci/run installs it).
 import assert from "node:assert/strict";
-import { keySigner, signModel, signOnnx } from "../../sign/mod.ts";
+import { certificateSigner, keySigner, signModel, signOnnx } from "../../sign/mod.ts";
 import { expected, fixture, sha256hex } from "../_helpers.ts";
 import { freshKeyPem } from "../_model_gen.ts";
 import { chromiumPath, runPage } from "./_chromium.ts";
@@ -62,11 +62,14 @@ try {
   const scenario = params.get("scenario");
   // Signed repositories are checked against a public key, pinned ones against the
   // lockfile; an embedded ONNX signature vouches for the weights, pins for the rest.
-  const policy = { publicKeys: [await (await fetch("/" + params.get("key") + ".pem")).text()] };
+  const material = await (await fetch("/" + params.get("key") + ".pem")).text();
+  const policy = params.get("key") === "ca"
+    ? { certificateRoots: [material] }
+    : { publicKeys: [material] };
   const lockfile = new Lockfile(await (await fetch("/lock.json")).json());
   const guard = guardTransformers(
     transformers,
-    scenario.startsWith("acme/signed")
+    scenario.startsWith("acme/signed") || scenario.startsWith("acme/cert")
       ? { ort, policy }
       : scenario.startsWith("acme/embedded")
       ? { ort, policy, lockfile }
@@ -96,7 +99,7 @@ try {
   const report = {};
   // One scenario per page: after a refused session, transformers.js' web build
   // fails every later session creation in the page (its webInitChain).
-  if (scenario === "acme/signed" || scenario === "acme/embedded") {
+  if (["acme/signed", "acme/embedded", "acme/cert"].includes(scenario)) {
     const before = sessions;
     report.good = await load(scenario);
     report.goodSessions = sessions - before;
@@ -133,7 +136,7 @@ try {
 
 Deno.test({
   name:
-    "browser: headless Chromium, transformers.js web + onnxruntime-web; lockfile pins, key-signed model.sig and embedded ONNX signatures",
+    "browser: headless Chromium, transformers.js web + onnxruntime-web; lockfile pins, key and certificate signatures, embedded ONNX signatures",
   ignore: !chromium,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -200,6 +203,14 @@ Deno.test({
       signer: keySigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem"))),
     });
     const signature = await Deno.readFile(`${work}/signed/model.sig`);
+    // The same files signed with a certificate chain (leaf, intermediate) to the test CA.
+    await signModel(`${work}/signed`, {
+      signer: certificateSigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem")), [
+        await Deno.readTextFile(fixture("oms/keys/signing-key-cert.pem")),
+        await Deno.readTextFile(fixture("oms/keys/int-ca-cert.pem")),
+      ]),
+    });
+    const certSignature = await Deno.readFile(`${work}/signed/model.sig`);
     // The weights with an embedded ONNX signature by the same key.
     await Deno.mkdir(`${work}/embedded`);
     await Deno.writeFile(`${work}/embedded/model.onnx`, model.get("onnx/model.onnx")!);
@@ -214,11 +225,18 @@ Deno.test({
     const keys: Record<string, string> = {
       "/release.pem": await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem")),
       "/foreign.pem": (await freshKeyPem()).publicPem,
+      "/ca.pem": await Deno.readTextFile(fixture("oms/keys/ca-cert.pem")),
     };
     const overrides: Record<string, Map<string, Uint8Array>> = {
       "acme/signed": new Map([["model.sig", signature]]),
       "acme/signed-foreign": new Map([["model.sig", signature]]),
       "acme/embedded": new Map([["onnx/model.onnx", embedded]]),
+      "acme/cert": new Map([["model.sig", certSignature]]),
+      "acme/cert-untrusted": new Map([["model.sig", certSignature]]),
+      "acme/cert-bad": new Map([
+        ["model.sig", certSignature],
+        ["tokenizer.json", flipped("tokenizer.json", 100)],
+      ]),
       "acme/embedded-bad": new Map([["onnx/model.onnx", embeddedBad]]),
       "acme/signed-bad": new Map([
         ["model.sig", signature],
@@ -286,6 +304,8 @@ Deno.test({
         ["acme/signed-bad", "release", "HashMismatch", "acme/signed-bad/onnx/model.onnx"],
         ["acme/signed-foreign", "foreign", "InvalidSignature", "model.sig"],
         ["acme/embedded-bad", "release", "HashMismatch", "acme/embedded-bad/onnx/model.onnx"],
+        ["acme/cert-bad", "ca", "HashMismatch", "acme/cert-bad/tokenizer.json"],
+        ["acme/cert-untrusted", "release", "InvalidSignature", "model.sig"],
       ];
       for (const [scenario, key, error, file] of refusals) {
         const r = await open(scenario!, key);
@@ -305,6 +325,13 @@ Deno.test({
       assert.deepEqual(
         [...new Set((signed.records as string[][]).map((r) => r.join(" ")))].sort(),
         FILES.map((f) => `${f} verified oms key`).sort(),
+      );
+      // Signed with a certificate chain to a trusted root: checked with WebCrypto too.
+      const cert = await open("acme/cert", "ca");
+      (cert.good as number[]).forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5));
+      assert.deepEqual(
+        [...new Set((cert.records as string[][]).map((r) => r.join(" ")))].sort(),
+        FILES.map((f) => `${f} verified oms certificate`).sort(),
       );
       // An embedded ONNX signature (key) for the weights, lockfile pins for the JSON files.
       const inOnnx = await open("acme/embedded");
