@@ -16,14 +16,13 @@ import type { TrustMaterial } from "./types.ts";
 import { decodeBase64 } from "./_dsse.ts";
 import {
   checkDsse,
-  type Envelope,
   errorText,
   type Fail,
   isRecord,
   sameBytes,
   type VerifiedBundle,
 } from "./_verify_key.ts";
-import { verifyBundleWith } from "./_verify_cert.ts";
+import { type KeylessVerifier, verifyBundleWith } from "./_verify_cert.ts";
 export type { VerifiedBundle } from "./_verify_key.ts";
 import { publicGoodTrustedRoot, toSigstoreTrustMaterial } from "./_trusted_root.ts";
 import { type Certificate, derString, sha256Hex, toPem } from "./_x509.ts";
@@ -132,14 +131,7 @@ function checkProofsMatchCheckpoints(bundle: Record<string, unknown>, fail: Fail
   }
 }
 
-async function verifyKeyless(
-  bundle: Record<string, unknown>,
-  leaf: Certificate,
-  envelope: Envelope,
-  trust: TrustMaterial,
-  fail: Fail,
-  bad: (m: string, cause?: unknown) => never,
-): Promise<VerifiedBundle> {
+const verifyKeyless: KeylessVerifier = async (bundle, leaf, envelope, trust, fail, bad) => {
   let parsed: ReturnType<typeof bundleFromJSON>;
   let entity: ReturnType<typeof toSignedEntity>;
   try {
@@ -210,4 +202,4 @@ async function verifyKeyless(
       signedAt: times[0],
     },
   };
-}
+};
