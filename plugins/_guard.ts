@@ -819,12 +819,13 @@ export function installGuard(
     size: number | undefined,
   ): Promise<{ handle: Handle; copy: PrivateCopy }> {
     const st = state(ref.model);
-    const refused = (verdict: FileVerdict): PrivateCopy => ({
+    const copyOf = (verdict: FileVerdict): PrivateCopy => ({
       ref,
       verdict,
       locations: new Set(),
       extra: [],
     });
+    const marker = () => new TextEncoder().encode(`refused ${crypto.randomUUID()}`);
     return track(
       st,
       (async () => {
@@ -833,22 +834,10 @@ export function installGuard(
           try {
             read = await readHashed(chunks, size);
           } catch (error) {
-            const v: FileVerdict = {
-              ok: false,
-              digest: "",
-              evidence: "none",
-              error: copyFailure(ref, error),
-            };
-            report(st, ref, v);
-            return adoptBytes(
-              new TextEncoder().encode(`refused ${crypto.randomUUID()}`),
-              refused(v),
-            );
+            return adoptBytes(marker(), copyOf(failure(st, ref, copyFailure(ref, error))));
           }
-          const verdict = await check(ref, read.digest, read.bytes);
-          const copy = refused(verdict);
-          if (allowed(verdict)) return adoptBytes(read.bytes, copy);
-          return adoptBytes(new TextEncoder().encode(`refused ${crypto.randomUUID()}`), copy);
+          const copy = copyOf(await check(ref, read.digest, read.bytes));
+          return adoptBytes(allowed(copy.verdict) ? read.bytes : marker(), copy);
         }
         let path: string | undefined;
         let written: { temp: string; digest: string };
@@ -862,27 +851,28 @@ export function installGuard(
           path = await files!.copyPath(ref);
           written = await files!.writeTemp(path, chunks.next);
         } catch (error) {
-          const v: FileVerdict = {
-            ok: false,
-            digest: "",
-            evidence: "none",
-            error: copyFailure(ref, error),
-          };
-          report(st, ref, v);
+          const copy = copyOf(failure(st, ref, copyFailure(ref, error)));
           path ??= files!.markerPath();
-          adopt(path, refused(v));
-          return { handle: path, copy: copies.get(path)! };
+          adopt(path, copy);
+          return { handle: path, copy };
         } finally {
           await chunks.close().catch(() => {});
         }
         const verdict = await check(ref, written.digest, written.temp);
-        const copy = refused(verdict);
+        const copy = copyOf(verdict);
         if (allowed(verdict)) await files!.commit(written.temp, path);
         else await files!.discard(written.temp);
         adopt(path, copy);
         return { handle: path, copy };
       })(),
     );
+  }
+
+  /** A file that could not be read in: its refusal, reported. */
+  function failure(st: ModelState, ref: FileRef, error: Error): FileVerdict {
+    const v: FileVerdict = { ok: false, digest: "", evidence: "none", error };
+    report(st, ref, v);
+    return v;
   }
 
   /** Our errors pass as they are; anything else (I/O, network) says what failed. */
@@ -990,16 +980,14 @@ export function installGuard(
             const read = await readHashed(streamChunks(res.body!), sizeOf(res), MAX_TEXT_FILE);
             return { v: await check(ref, read.digest, read.bytes), bytes: read.bytes };
           } catch (cause) {
-            const v: FileVerdict = {
-              ok: false,
-              digest: "",
-              evidence: "none",
-              error: new SignatureMissing(
+            const v = failure(
+              st,
+              ref,
+              new SignatureMissing(
                 `Cannot load ${ref.model.name}/${ref.file}: ${(cause as Error).message}`,
                 { file: `${ref.model.name}/${ref.file}`, cause },
               ),
-            };
-            report(st, ref, v);
+            );
             return { v, bytes: undefined };
           }
         })(),
