@@ -11,6 +11,31 @@ export const WIRE_I64 = 1;
 export const WIRE_LEN = 2;
 export const WIRE_I32 = 5;
 
+/** Encodes a non-negative safe integer as a protobuf varint. */
+export function encodeVarint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n % 128) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/**
+ * A `StringStringEntryProto` (key = 1, value = 2) as field `field` of its
+ * parent message: ONNX `metadata_props` (14) and `external_data` (13).
+ */
+export function encodeStringEntry(field: number, key: string, value: string): Uint8Array {
+  const enc = new TextEncoder();
+  const part = (
+    n: number,
+    s: Uint8Array,
+  ) => [n << 3 | WIRE_LEN, ...encodeVarint(s.byteLength), ...s];
+  const body = [...part(1, enc.encode(key)), ...part(2, enc.encode(value))];
+  return Uint8Array.from([field << 3 | WIRE_LEN, ...encodeVarint(body.length), ...body]);
+}
+
 /** How much of the file one window holds. */
 const WINDOW = 64 << 10;
 /** Largest field number protobuf allows (2^29 - 1). */

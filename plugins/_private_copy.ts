@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { createSha256, toHex } from "../hash/_digest.ts";
 import { onnxLayout, resolveExternalLocation } from "../hash/_onnx.ts";
+import { encodeStringEntry, encodeVarint } from "../hash/_protobuf.ts";
 import { BLOCK_BYTES } from "../hash/_source.ts";
 import { fileSource } from "../hash/_source_fs.ts";
 
@@ -175,31 +176,14 @@ export interface OnnxCopy {
   weights?: string;
 }
 
-const EXTERNAL_DATA = 13 << 3 | 2;
+const EXTERNAL_DATA = 13;
 const DATA_LOCATION_EXTERNAL = [14 << 3, 1];
 const GRAPH = 7 << 3 | 2;
 const INITIALIZER = 5 << 3 | 2;
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n % 128) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
-
 /** A piece of the rewritten file: literal bytes, or a range of the original. */
 type Piece = Uint8Array | { from: number; to: number };
 const size = (p: Piece) => p instanceof Uint8Array ? p.byteLength : p.to - p.from;
-
-function entry(key: string, value: string): Uint8Array {
-  const enc = new TextEncoder();
-  const field = (n: number, s: Uint8Array) => [n << 3 | 2, ...varint(s.byteLength), ...s];
-  const body = [...field(1, enc.encode(key)), ...field(2, enc.encode(value))];
-  return Uint8Array.from([EXTERNAL_DATA, ...varint(body.length), ...body]);
-}
 
 /**
  * Reads the layout of the verified ONNX copy at `path` and, when it holds
@@ -242,15 +226,15 @@ export async function externalizeOnnx(path: string): Promise<OnnxCopy> {
       const body: Piece[] = [
         { from: rec.start, to: raw.tag },
         { from: raw.offset + raw.length, to: rec.end },
-        entry("location", basename(weights)),
-        entry("offset", String(raw.offset)),
-        entry("length", String(raw.length)),
+        encodeStringEntry(EXTERNAL_DATA, "location", basename(weights)),
+        encodeStringEntry(EXTERNAL_DATA, "offset", String(raw.offset)),
+        encodeStringEntry(EXTERNAL_DATA, "length", String(raw.length)),
         Uint8Array.from(DATA_LOCATION_EXTERNAL),
       ];
       const length = body.reduce((a, p) => a + size(p), 0);
       graph.push(
         { from: at, to: rec.tag! },
-        Uint8Array.from([INITIALIZER, ...varint(length)]),
+        Uint8Array.from([INITIALIZER, ...encodeVarint(length)]),
         ...body,
       );
       at = rec.end;
@@ -259,7 +243,7 @@ export async function externalizeOnnx(path: string): Promise<OnnxCopy> {
     const graphLength = graph.reduce((a, p) => a + size(p), 0);
     const pieces: Piece[] = [
       { from: 0, to: layout.graph.tag },
-      Uint8Array.from([GRAPH, ...varint(graphLength)]),
+      Uint8Array.from([GRAPH, ...encodeVarint(graphLength)]),
       ...graph,
       { from: layout.graph.end, to: source.size },
     ];

@@ -1,4 +1,5 @@
 import { openSource } from "../hash/_source.ts";
+import { encodeStringEntry } from "../hash/_protobuf.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
 import { claimStatement, IN_TOTO_PAYLOAD_TYPE } from "./_statement.ts";
 import type { Signer, SigstoreBundle } from "./types.ts";
@@ -13,6 +14,9 @@ import {
 } from "./_onnx_embedded.ts";
 
 export { ONNX_SIGNATURE_KEY } from "./_onnx_embedded.ts";
+
+/** ModelProto.metadata_props. */
+const METADATA_PROPS = 14;
 export type { VerifiedOnnx, VerifyOnnxOptions } from "./_onnx_embedded.ts";
 
 /** Options for {@linkcode signOnnx}. */
@@ -23,25 +27,6 @@ export interface SignOnnxOptions {
   name: string;
   /** The model version in the signed statement. */
   version: string;
-}
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
-
-/** A `metadata_props` entry (ModelProto field 14) as protobuf bytes. */
-function metadataEntry(key: string, value: string): Uint8Array {
-  const enc = new TextEncoder();
-  const k = enc.encode(key);
-  const v = enc.encode(value);
-  const inner = [0x0a, ...varint(k.length), ...k, 0x12, ...varint(v.length), ...v];
-  return Uint8Array.from([0x72, ...varint(inner.length), ...inner]);
 }
 
 /**
@@ -85,7 +70,9 @@ export async function signOnnx(path: string, options: SignOnnxOptions): Promise<
         claimStatement({ name: options.name, version: options.version, hash }),
         IN_TOTO_PAYLOAD_TYPE,
       );
-      await out.write(metadataEntry(ONNX_SIGNATURE_KEY, JSON.stringify(bundle)));
+      await out.write(
+        encodeStringEntry(METADATA_PROPS, ONNX_SIGNATURE_KEY, JSON.stringify(bundle)),
+      );
       await out.sync();
     } finally {
       await out.close();
