@@ -5,15 +5,12 @@ import { certificateSigner } from "../sign/certificate_signer.ts";
 import { keySigner } from "../sign/key_signer.ts";
 import { sigstoreSigner } from "../sign/sigstore_signer.ts";
 import { signModel } from "../sign/sign_model.ts";
-import { verifyModel } from "../sign/verify_model.ts";
 import { SafeModel } from "../sign/safe_model.ts";
-import { Issuer, type TrustPolicy } from "../sign/policy.ts";
+import { Issuer, toPolicy, type TrustPolicy } from "../sign/policy.ts";
 import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { Signer, VerifiedSigner } from "../sign/types.ts";
-import { verifyOnnx } from "../sign/onnx_signature.ts";
-import { signatureRequirement, toPolicy } from "../sign/policy.ts";
-import { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors.ts";
-import { fileDigest } from "../hash/file_digest.ts";
+import { checkModel, type FileCheck } from "../sign/_check_model.ts";
+import { verifySignedText } from "../sign/_verify_signed.ts";
 
 const POLICY_OPTIONS = {
   identity: { type: "string", multiple: true },
@@ -30,6 +27,7 @@ const POLICY_OPTIONS = {
   name: { type: "string" },
   json: { type: "boolean" },
   "signatures-optional": { type: "boolean" },
+  policy: { type: "string" },
 } as const;
 
 const read = (path: string) => Deno.readTextFile(path);
@@ -37,83 +35,135 @@ const read = (path: string) => Deno.readTextFile(path);
 /** Runs `sign`, `verify`, `lock` or `check`. */
 export async function signCommand(command: string, args: string[], io: CliIO): Promise<number> {
   if (command === "sign") return await sign(args, io);
-  if (command === "check") return await check(args, io);
   const { values, positionals } = parse(args, POLICY_OPTIONS);
   if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one file or folder`);
   const target = positionals[0]!;
-  const policy = await policyFrom(values);
-  const isSafetensors = (await Deno.stat(target)).isFile && target.endsWith(".safetensors") &&
-    values.signature === undefined;
-  let name: string;
-  let version: string;
-  let signer: VerifiedSigner | undefined;
-  let digests: Record<string, string>;
-  let checked: string[];
-  if (isSafetensors) {
-    const sm = await SafeModel.fromSafetensor(target, {
-      policy,
-      ...(values.name ? { name: values.name } : {}),
-      ...(values["model-version"] ? { version: values["model-version"] } : {}),
-    });
-    ({ name, version, signer } = sm);
-    digests = { tensors: sm.hash };
-    checked = [target];
-  } else {
-    const v = await verifyModel(target, {
-      policy,
-      ...(values.signature ? { signature: values.signature } : {}),
-      ...(values.ignore ? { ignorePaths: values.ignore } : {}),
-      ...(values.files ? { files: values.files } : {}),
-    });
-    name = values.name ?? v.modelName;
-    version = values["model-version"] ?? "unversioned";
-    signer = v.signer;
-    digests = Object.fromEntries(v.resources.map((r) => [r.name, `${r.algorithm}:${r.digest}`]));
-    checked = v.checked;
+  const policy = await policyFrom(values, command);
+  const lockPath = values.lock ??
+    (command === "lock" || values.frozen ? "safemodels.lock" : undefined);
+  const lockfile = lockPath === undefined ? undefined : await Lockfile.load(lockPath);
+  const check = await checkModel(target, {
+    policy,
+    verify: verifySignedText,
+    name: values.name,
+    version: values["model-version"],
+    signature: values.signature,
+    ignorePaths: values.ignore,
+    files: values.files,
+    lockfile,
+    frozen: values.frozen ?? false,
+  });
+  let locked: "recorded" | "matched" | undefined;
+  if (check.failures.length === 0 && lockfile !== undefined && lockPath !== undefined) {
+    if (check.pins?.entry === undefined) {
+      lockfile.record(check.lockName, check.lockVersion ?? "unversioned", {
+        digests: Object.fromEntries(check.files.map((f) => [f.file, f.digest])),
+        ...(check.signer ? { signer: lockedSigner(check.signer) } : {}),
+      });
+      await lockfile.save(lockPath);
+      locked = "recorded";
+    } else locked = "matched";
   }
-  let locked: string | undefined;
-  if (command === "lock" || values.lock !== undefined || values.frozen) {
-    const path = values.lock ?? "safemodels.lock";
-    const lock = await Lockfile.load(path);
-    locked = lock.check(name, version, {
-      digests,
-      ...(signer ? { signer: lockedSigner(signer) } : {}),
-    }, { frozen: values.frozen ?? false });
-    if (locked === "recorded") await lock.save(path);
-  }
-  const who = signer === undefined
-    ? "unsigned (signatures optional)"
-    : signer.identities.length > 0
-    ? `${signer.identities.join(", ")}${signer.issuer ? ` (${signer.issuer})` : ""}`
-    : `key ${signer.keyFingerprint.slice(0, 16)}…`;
+  const version = check.lockVersion ?? "unversioned";
   if (values.json) {
-    io.out(
-      JSON.stringify(
-        { ok: true, target, name, version, signer, checked, lock: locked ?? null },
-        null,
-        2,
-      ),
-    );
-  } else {
-    io.out(
-      `OK ${target}: ${name}@${version} signed by ${who}; ${checked.length} file(s) checked${
-        locked ? `; lockfile ${locked}` : ""
-      }`,
-    );
+    io.out(JSON.stringify(
+      {
+        ok: check.failures.length === 0,
+        target,
+        name: check.lockName,
+        version,
+        signer: check.signer ?? null,
+        checked: check.files.map((f) => f.file),
+        lock: locked ?? null,
+        files: check.files.map(fileJson),
+        errors: check.failures.map(errorJson),
+      },
+      null,
+      2,
+    ));
+    return check.failures.length === 0 ? 0 : 1;
   }
+  if (check.failures.length > 0) {
+    // One line per distinct failure, in order; main prints the last one.
+    for (const e of check.failures.slice(0, -1)) io.err(`safemodels: ${oneLine(e.message)}`);
+    throw check.failures.at(-1);
+  }
+  if (command === "check") {
+    for (const f of check.files) {
+      const v = f.verdict;
+      io.out(
+        v.$case === "verified"
+          ? `OK ${f.file} (${v.evidence}${v.signer ? `, ${describeSigner(v.signer)}` : ""})`
+          : `OK ${f.file} (none: signatures optional)`,
+      );
+    }
+    if (locked) io.out(`lockfile ${locked}`);
+    return 0;
+  }
+  const who = check.signer === undefined
+    ? check.files.every((f) => f.verdict.$case === "unsigned")
+      ? "unsigned (signatures optional)"
+      : "lockfile pins"
+    : describeSigner(check.signer);
+  io.out(
+    `OK ${target}: ${check.lockName}@${version} signed by ${who}; ${check.files.length} file(s) checked${
+      locked ? `; lockfile ${locked}` : ""
+    }`,
+  );
   return 0;
 }
 
+const oneLine = (s: string) => s.replace(/[\r\n]+/g, " ");
+
+function fileJson(f: FileCheck): Record<string, unknown> {
+  const v = f.verdict;
+  return {
+    file: f.file,
+    digest: f.digest,
+    verdict: v.$case,
+    evidence: v.$case === "unsigned" ? "none" : v.evidence,
+    ...(v.$case === "verified" && v.signer ? { signer: describeSigner(v.signer) } : {}),
+    ...(v.$case === "refused" ? { error: errorJson(v.error) } : {}),
+  };
+}
+
+function errorJson(e: Error): Record<string, unknown> {
+  return {
+    name: e.name,
+    code: (e as { code?: string }).code ?? null,
+    file: (e as { file?: string }).file ?? null,
+    message: e.message,
+  };
+}
+
+/** A verified signer in words: identities (and issuer), or the key. */
+function describeSigner(s: VerifiedSigner): string {
+  if (s.identities.length > 0) {
+    return `${s.identities.join(", ")}${s.issuer ? ` (${s.issuer})` : ""}`;
+  }
+  return `key ${s.keyFingerprint.slice(0, 16)}…`;
+}
+
 async function policyFrom(values: {
+  policy?: string;
   identity?: string[];
   issuer?: string[];
   key?: string[];
   "cert-root"?: string[];
   "trusted-root"?: string;
   "signatures-optional"?: boolean;
-}): Promise<TrustPolicy> {
+}, command: string): Promise<TrustPolicy> {
   const ids = values.identity ?? [];
   const issuers = values.issuer ?? [];
+  const flags = ids.length + issuers.length + (values.key?.length ?? 0) +
+    (values["cert-root"]?.length ?? 0);
+  if (values.policy !== undefined) {
+    if (flags > 0 || values["trusted-root"] !== undefined) {
+      throw new UsageError("give --policy or trust options (--identity, --key, …), not both");
+    }
+    const policy = await loadPolicyFile(values.policy);
+    return values["signatures-optional"] ? { ...policy, signatures: "optional" } : policy;
+  }
   if (ids.length !== issuers.length) {
     throw new UsageError("give --identity and --issuer in pairs");
   }
@@ -126,7 +176,7 @@ async function policyFrom(values: {
   if (values["trusted-root"]) policy.trustedRoot = JSON.parse(await read(values["trusted-root"]));
   if (!policy.signers!.length && !policy.publicKeys!.length && !policy.certificateRoots!.length) {
     throw new UsageError(
-      "verify needs a policy: --identity I --issuer U, --key PUB or --cert-root R",
+      `${command} needs a policy: --identity I --issuer U, --key PUB, --cert-root R or --policy FILE`,
     );
   }
   return policy;
@@ -224,105 +274,4 @@ async function loadPolicyFile(path: string): Promise<TrustPolicy> {
     policy.trustedRoot = JSON.parse(await read(resolve(base, raw.trustedRoot)));
   }
   return toPolicy(policy);
-}
-
-/**
- * `check <model dir> --policy P`: the transformers.js guard's checks, without
- * loading the model. Evidence, in order: an OMS model.sig at the root (every
- * signed file, or --files); else each file's own evidence: an embedded
- * signature (.onnx, .safetensors) or a lockfile digest. A file with none fails
- * unless the policy makes signatures optional for the model.
- */
-async function check(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse(args, {
-    policy: { type: "string" },
-    files: { type: "string", multiple: true },
-    lock: { type: "string" },
-    frozen: { type: "boolean" },
-    name: { type: "string" },
-    "model-version": { type: "string" },
-    json: { type: "boolean" },
-  });
-  if (positionals.length !== 1) throw new UsageError("check needs exactly one model folder");
-  if (!values.policy) throw new UsageError("check needs --policy FILE (JSON)");
-  const dir = positionals[0]!.replace(/[\\/]+$/, "");
-  const policy = await loadPolicyFile(values.policy);
-  const { basename, join } = await import("node:path");
-  const name = values.name ?? basename(dir);
-  const version = values["model-version"] ?? "unversioned";
-  const lock = values.lock ? await Lockfile.load(values.lock) : undefined;
-  const results: { file: string; evidence: string; signer?: string }[] = [];
-  const who = (s: VerifiedSigner) =>
-    s.identities.join(", ") || `key ${s.keyFingerprint.slice(0, 16)}…`;
-  let hasOms = true;
-  try {
-    await Deno.stat(join(dir, "model.sig"));
-  } catch {
-    hasOms = false;
-  }
-  if (hasOms) {
-    const v = await verifyModel(dir, { policy, ...(values.files ? { files: values.files } : {}) });
-    for (const f of v.checked) results.push({ file: f, evidence: "oms", signer: who(v.signer) });
-  } else {
-    const files = values.files ?? await listFiles(dir);
-    const locked = lock?.get(name, version);
-    if (!locked && values.frozen) {
-      throw new InvalidSignature(
-        "not-locked",
-        `Cannot accept ${name}@${version}: the lockfile is frozen and has no entry for it`,
-      );
-    }
-    for (const f of files) {
-      const path = join(dir, f);
-      if (f.endsWith(".onnx")) {
-        try {
-          const v = await verifyOnnx(path, { policy });
-          results.push({ file: f, evidence: "onnx-embedded", signer: who(v.signer) });
-          continue;
-        } catch (e) {
-          if (!(e instanceof SignatureMissing)) throw e;
-        }
-      } else if (f.endsWith(".safetensors")) {
-        try {
-          const sm = await SafeModel.fromSafetensor(path, { policy });
-          if (sm.signer) {
-            results.push({ file: f, evidence: "safetensors-embedded", signer: who(sm.signer) });
-            continue;
-          }
-        } catch (e) {
-          if (!(e instanceof SignatureMissing)) throw e;
-        }
-      }
-      const pinned = locked?.digests[f];
-      if (pinned !== undefined) {
-        const now = `sha256:${await fileDigest(path)}`;
-        if (now !== pinned) throw new HashMismatch(pinned, now, { file: path });
-        results.push({ file: f, evidence: "lockfile" });
-      } else if (signatureRequirement(policy, name) === "optional") {
-        results.push({ file: f, evidence: "none" });
-      } else {
-        throw new SignatureMissing(
-          `Cannot accept ${f}: no model.sig, no embedded signature and no lockfile digest vouch for it`,
-          { file: path },
-        );
-      }
-    }
-  }
-  if (values.json) io.out(JSON.stringify({ ok: true, model: dir, files: results }, null, 2));
-  else {
-    for (const r of results) {
-      io.out(`OK ${r.file} (${r.evidence}${r.signer ? `, ${r.signer}` : ""})`);
-    }
-  }
-  return 0;
-}
-
-async function listFiles(dir: string, prefix = ""): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(prefix ? `${dir}/${prefix}` : dir)) {
-    const rel = prefix ? `${prefix}/${e.name}` : e.name;
-    if (e.isDirectory) out.push(...await listFiles(dir, rel));
-    else if (e.isFile && !e.name.startsWith(".")) out.push(rel);
-  }
-  return out.sort();
 }

@@ -2,12 +2,18 @@
 // folders, transformers.js' file cache, and the private copies onnxruntime
 // opens. The guard's core (_guard.ts) has no file system and runs in
 // browsers; the Node/Deno entry point hands it this.
-import { copyFile, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { copyFile, mkdir, open, rename, rm, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { sha256Hex } from "../hash/_digest.ts";
 import { BLOCK_BYTES } from "../hash/_source.ts";
-import type { FileRef } from "./_transformers_verify.ts";
-import type { GuardFiles, Store, TransformersEnv } from "./_guard.ts";
+import { readEvidenceFile } from "../sign/_read_fs.ts";
+import {
+  type FileRef,
+  type GuardFiles,
+  isWeightFile,
+  type Store,
+  type TransformersEnv,
+} from "./_guard_types.ts";
 import {
   externalizeOnnx,
   fileChunks,
@@ -16,9 +22,6 @@ import {
   removeFiles,
   writeHashed,
 } from "./_private_copy.ts";
-
-/** Files a local model folder is recognised by. */
-const MARKERS = ["model.sig", "config.json", "tokenizer_config.json", "tokenizer.json"];
 
 /** A file's bytes as a stream of 4 MiB chunks, opened on first read. */
 function fileBody(path: string): ReadableStream<Uint8Array> {
@@ -45,7 +48,7 @@ function fileBody(path: string): ReadableStream<Uint8Array> {
 function fileStore(env: TransformersEnv): Store {
   const where = (ref: FileRef | undefined) => {
     if (!ref || ref.model.base === undefined || !env.cacheDir) return undefined;
-    const { name, revision } = ref.model;
+    const { name, revision = "main" } = ref.model;
     return join(env.cacheDir, ...(revision === "main" ? [name] : [name, revision]), ref.file);
   };
   return {
@@ -79,7 +82,8 @@ function fileStore(env: TransformersEnv): Store {
 /** Node and Deno file access for the guard; `workDir` holds the private copies. */
 export function nodeFiles(workDir?: string): GuardFiles {
   const privateDir = new PrivateDir(workDir);
-  const roots = new Map<string, string>();
+  // Model roots, learned from the configuration files transformers.js asks for.
+  const roots = new Set<string>();
   return {
     fileBody,
     fileStore,
@@ -88,42 +92,36 @@ export function nodeFiles(workDir?: string): GuardFiles {
       const info = await stat(path).catch(() => undefined);
       return info?.isFile() ? info.size : undefined;
     },
-    async readText(path) {
-      try {
-        return await readFile(path, "utf8");
-      } catch (e) {
-        if ((e as { code?: string }).code === "ENOENT") return undefined;
-        throw e;
-      }
-    },
-    async locateLocal(path) {
+    readEvidence: readEvidenceFile,
+    locateLocal(path, env) {
       const abs = resolve(path);
-      const start = dirname(abs);
-      let root = roots.get(start);
-      if (root === undefined) {
-        let fallback: string | undefined;
-        for (let dir = start, depth = 0; depth < 6; depth++) {
-          const found = await Promise.all(
-            MARKERS.map((m) => stat(`${dir}${sep}${m}`).then(() => m, () => undefined)),
-          );
-          if (found.includes("model.sig")) {
-            root = dir;
-            break;
+      const dir = dirname(abs);
+      let root: string | undefined;
+      if (!isWeightFile(abs)) {
+        // Configuration, tokenizer and vocabulary files sit at the model root.
+        root = dir;
+        roots.add(dir);
+      } else {
+        // Weights: the nearest root configuration was asked from; else the
+        // layout transformers.js uses (<root>/onnx/<name>.onnx).
+        for (const r of roots) {
+          if (abs.startsWith(`${r}${sep}`) && (root === undefined || r.length > root.length)) {
+            root = r;
           }
-          if (fallback === undefined && found.some((m) => m !== undefined)) fallback = dir;
-          const up = dirname(dir);
-          if (up === dir) break;
-          dir = up;
         }
-        root ??= fallback ?? start;
-        roots.set(start, root);
+        root ??= basename(dir) === "onnx" ? dirname(dir) : dir;
       }
+      const base = env.localModelPath ? resolve(env.localModelPath) : undefined;
+      const name = base !== undefined && root.startsWith(`${base}${sep}`)
+        ? relative(base, root).split(sep).join("/")
+        : basename(root);
       return {
         model: {
           key: `local:${root}`,
-          name: root,
-          revision: "local",
-          signature: `${root}${sep}model.sig`,
+          name,
+          revision: undefined,
+          signature: join(root, "model.sig"),
+          root,
         },
         file: relative(root, abs).split(sep).join("/"),
       };

@@ -22,6 +22,7 @@
 
 import { parse, UsageError } from "./_cli_args.ts";
 import { ModelFormatError } from "../hash/errors.ts";
+import { EvidenceError, SignError } from "../sign/errors.ts";
 import { safeHash } from "../hash/safe_hash.ts";
 import type { HashAlgorithm, HashProgress } from "../hash/safe_hash.ts";
 import { fileDigest } from "../hash/file_digest.ts";
@@ -138,10 +139,12 @@ export async function main(
   }
 }
 
-/** A verification that ran and said no (exit 1), as opposed to bad input (exit 2). */
+/**
+ * A verification that ran and said no (exit 1), as opposed to bad input or
+ * evidence that could not be read (exit 2).
+ */
 function isFailedCheck(e: unknown): boolean {
-  return e instanceof Error &&
-    ["InvalidSignature", "HashMismatch", "HashMissing", "SignatureMissing"].includes(e.name);
+  return e instanceof SignError && !(e instanceof EvidenceError);
 }
 
 function describe(e: unknown): string {

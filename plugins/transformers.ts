@@ -44,7 +44,6 @@ import {
 } from "./_guard.ts";
 import { nodeFiles } from "./_guard_files.ts";
 import { verifySignedText } from "../sign/_verify_signed.ts";
-import { verifyOnnx } from "../sign/onnx_signature.ts";
 
 export type { GuardOptions, GuardRecord, TransformersEnv, TransformersGuard } from "./_guard.ts";
 // The sign types the guard's API mentions, so its documentation is complete.
@@ -100,6 +99,6 @@ export function guardTransformers(
   return installGuard(transformers, options, {
     sessions,
     files: nodeFiles(options.workDir),
-    verifiers: { signed: verifySignedText, onnx: verifyOnnx },
+    verifiers: { signed: verifySignedText },
   });
 }

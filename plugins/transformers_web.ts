@@ -40,7 +40,6 @@ import type { Lockfile } from "../sign/lockfile.ts";
 import type { Issuer, TrustPolicy } from "../sign/policy.ts";
 import { type SignedTextVerifier, verifySignedTextWith } from "../sign/_signed_text.ts";
 import { verifyBundleWith } from "../sign/_verify_cert.ts";
-import { verifyOnnxWith } from "../sign/_onnx_embedded.ts";
 
 export type {
   GuardOptions,
@@ -134,7 +133,7 @@ export function guardTransformers(
     sessions,
     // Key and certificate bundles: Sigstore keyless needs node:crypto.
     ...(policy === undefined ? {} : {
-      verifiers: { signed: keySigned, onnx: (input, o) => verifyOnnxWith(keySigned, input, o) },
+      verifiers: { signed: keySigned },
     }),
   });
 }

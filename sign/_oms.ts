@@ -17,7 +17,7 @@
  * @module
  */
 
-import { HashMismatch, InvalidSignature, SignatureMissing } from "./errors.ts";
+import { VerificationError } from "./errors.ts";
 import { sha256Hex } from "../hash/_digest.ts";
 
 /** The DSSE payload type of an OMS statement. */
@@ -244,7 +244,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /**
  * Parses and checks an OMS statement (the DSSE payload, already
- * authenticated by the caller). Throws `InvalidSignature("bad-statement")`
+ * authenticated by the caller). Throws `VerificationError("bad-statement")`
  * when it is not an OMS v1.0 statement, is inconsistent (the subject digest is
  * not the root of the resources), names an unsafe path (`..`, absolute,
  * backslash, duplicate), or uses a serialization we cannot verify (`shards`,
@@ -256,12 +256,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
  */
 export async function parseStatement(payload: Uint8Array, file?: string): Promise<OmsStatement> {
   const opts = file === undefined ? {} : { file };
-  const bad = (message: string) => new InvalidSignature("bad-statement", message, opts);
+  const bad = (message: string) => new VerificationError("bad-statement", message, opts);
   let raw: unknown;
   try {
     raw = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
   } catch (cause) {
-    throw new InvalidSignature("bad-statement", "Cannot read statement: it is not UTF-8 JSON", {
+    throw new VerificationError("bad-statement", "Cannot read statement: it is not UTF-8 JSON", {
       ...opts,
       cause,
     });
@@ -368,74 +368,4 @@ export async function parseStatement(payload: Uint8Array, file?: string): Promis
     allowSymlinks: ser.allow_symlinks,
     raw,
   };
-}
-
-/** Options for {@linkcode compareResources}. */
-export interface CompareResourcesOptions {
-  /** Check only these model-relative files (each must be signed). */
-  files?: string[];
-  /** The model folder, to name files in errors. */
-  dir?: string;
-}
-
-/**
- * Checks that the files on disk are exactly the signed ones.
- *
- * Throws `HashMismatch` for a file whose content changed,
- * `InvalidSignature("wrong-model")` for a signed file that is missing, and
- * `SignatureMissing` for a file on disk that was not signed. With `files`,
- * only those files are checked (each must be in the signed manifest and
- * present in `actual`); other differences are ignored.
- *
- * @param signed The resources of the verified statement.
- * @param actual The resources hashed from disk.
- * @param options A subset of files to check; the folder for messages.
- */
-export function compareResources(
-  signed: readonly OmsResource[],
-  actual: readonly OmsResource[],
-  options: CompareResourcesOptions = {},
-): void {
-  const where = (name: string) =>
-    options.dir === undefined
-      ? name
-      : name === "."
-      ? options.dir
-      : `${options.dir.replace(/[\\/]+$/, "")}/${name}`;
-  const signedByName = new Map(signed.map((r) => [r.name, r]));
-  const actualByName = new Map(actual.map((r) => [r.name, r]));
-  const check = (name: string) => {
-    const s = signedByName.get(name);
-    if (s === undefined) {
-      throw new SignatureMissing(
-        `Cannot verify model: unsigned file ${name} is not in the signed manifest`,
-        { file: where(name) },
-      );
-    }
-    const a = actualByName.get(name);
-    if (a === undefined) {
-      throw new InvalidSignature(
-        "wrong-model",
-        `Cannot verify model: signed file ${name} is missing`,
-        { file: where(name) },
-      );
-    }
-    if (a.algorithm !== s.algorithm || a.digest.toLowerCase() !== s.digest.toLowerCase()) {
-      throw new HashMismatch(
-        `${s.algorithm}:${s.digest.toLowerCase()}`,
-        `${a.algorithm}:${a.digest.toLowerCase()}`,
-        { file: where(name) },
-      );
-    }
-  };
-  if (options.files !== undefined) {
-    for (const name of options.files) check(name);
-    return;
-  }
-  // Content changes first (the most telling), then missing, then extra files.
-  const names = [...new Set([...signedByName.keys(), ...actualByName.keys()])].sort(comparePaths);
-  const both = names.filter((n) => signedByName.has(n) && actualByName.has(n));
-  for (const n of both) check(n);
-  for (const n of names) if (!actualByName.has(n)) check(n);
-  for (const n of names) if (!signedByName.has(n)) check(n);
 }

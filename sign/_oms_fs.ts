@@ -7,7 +7,7 @@
 
 import { fileDigest } from "../hash/file_digest.ts";
 import { comparePaths, type OmsResource, unsafePathReason } from "./_oms.ts";
-import { InvalidSignature } from "./errors.ts";
+import { PolicyError } from "./errors.ts";
 
 /**
  * Paths `model_signing` ignores by default (`ignore_git_paths=True`), relative
@@ -54,9 +54,9 @@ function isIgnored(name: string, ignored: ReadonlySet<string>): boolean {
   }
 }
 
-function symlinkError(name: string, root: string): InvalidSignature {
-  return new InvalidSignature(
-    "wrong-model",
+function symlinkError(name: string, root: string): PolicyError {
+  return new PolicyError(
+    "refused-file",
     `Cannot hash model: ${name} is a symbolic link, which is refused unless allowSymlinks is set`,
     { file: name === "." ? root : `${root}/${name}` },
   );
@@ -102,8 +102,8 @@ export async function hashModelFolder(
     return [{ name: ".", algorithm: "sha256", digest: await hash(root) }];
   }
   if (!topStat.isDirectory()) {
-    throw new InvalidSignature(
-      "wrong-model",
+    throw new PolicyError(
+      "refused-file",
       "Cannot hash model: it is neither a regular file nor a folder",
       { file: root },
     );
@@ -125,15 +125,15 @@ export async function hashModelFolder(
           if ((e as { code?: string }).code === "ENOENT") return undefined;
           throw e;
         });
-        if (info === undefined) break; // Reported as missing by compareResources.
+        if (info === undefined) break; // Reported as missing by checkModel.
         if (info.isSymbolicLink() && (!allowSymlinks || i < parts.length)) {
           throw symlinkError(sub, root);
         }
         if (i === parts.length) {
           const target = info.isSymbolicLink() ? await fs.stat(`${root}/${sub}`) : info;
           if (!target.isFile()) {
-            throw new InvalidSignature(
-              "wrong-model",
+            throw new PolicyError(
+              "refused-file",
               `Cannot hash model: ${name} is not a regular file`,
               { file: `${root}/${name}` },
             );
@@ -177,8 +177,8 @@ async function walk(
       if (!allowSymlinks) throw symlinkError(name, root);
       const target = await fs.stat(`${root}/${name}`);
       if (!target.isFile()) {
-        throw new InvalidSignature(
-          "wrong-model",
+        throw new PolicyError(
+          "refused-file",
           `Cannot hash model: ${name} is a symbolic link to something other than a file`,
           { file: `${root}/${name}` },
         );
@@ -189,8 +189,8 @@ async function walk(
     } else if (entry.isFile()) {
       out.push(name);
     } else {
-      throw new InvalidSignature(
-        "wrong-model",
+      throw new PolicyError(
+        "refused-file",
         `Cannot hash model: ${name} is a special file (socket, pipe or device)`,
         { file: `${root}/${name}` },
       );

@@ -1,27 +1,24 @@
-// Embedded ONNX signatures: the signature entry in `metadata_props`, the
-// digest of every other byte, and verification with a given bundle verifier.
-// No node: modules (browsers pass the WebCrypto key verifier);
-// onnx_signature.ts adds signing and the full verifier.
-import { openSource, rangeChunks } from "../hash/_source.ts";
-import { readOnnxMetadataProps } from "../hash/_onnx.ts";
-import { createSha256, toHex } from "../hash/_digest.ts";
-import type { ByteSource } from "../hash/_source.ts";
-import { HashMismatch, InvalidSignature, SignatureMissing } from "./errors.ts";
+// Embedded ONNX signatures verified with a given bundle verifier: the
+// finding (_findings.ts) and the decision (evidence.ts). No node: modules
+// (browsers pass the WebCrypto verifier); onnx_signature.ts adds signing and
+// the full verifier.
+import { openSource } from "../hash/_source.ts";
+import { SignatureMissing } from "./errors.ts";
+import { decideFile } from "./evidence.ts";
 import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
-import { verifyClaim } from "./_statement.ts";
+import { onnxFinding } from "./_findings.ts";
 import type { SignedTextVerifier } from "./_signed_text.ts";
 import type { VerifiedSigner } from "./types.ts";
 
-/** The `metadata_props` key that holds an embedded signature in an ONNX file. */
-export const ONNX_SIGNATURE_KEY = "safemodels.signature";
+export { ONNX_SIGNATURE_KEY } from "./_findings.ts";
 
 /** Options for {@linkcode verifyOnnx}. */
 export interface VerifyOnnxOptions {
   /** The trust policy. @default {the policy set with init()} */
   policy?: TrustPolicy | Issuer | Issuer[];
-  /** The model name the caller expects. */
+  /** The model name the caller expects (a signature for another model is refused). */
   name?: string;
-  /** The version the caller expects. */
+  /** The version the caller expects (a signature for another version is refused). */
   version?: string;
 }
 
@@ -37,32 +34,6 @@ export interface VerifiedOnnx {
   signer: VerifiedSigner;
 }
 
-type Range = { offset: number; length: number };
-
-/** The source's bytes in blocks, leaving out the given ranges. */
-export async function* chunksWithout(
-  source: ByteSource,
-  skip: Range[],
-): AsyncGenerator<Uint8Array> {
-  let at = 0;
-  for (const r of [...skip].sort((x, y) => x.offset - y.offset)) {
-    yield* rangeChunks(source, at, r.offset - at);
-    at = r.offset + r.length;
-  }
-  yield* rangeChunks(source, at, source.size - at);
-}
-
-/** SHA-256 of the source's bytes, skipping the given ranges. */
-async function digestWithout(source: ByteSource, skip: Range[]): Promise<string> {
-  const h = await createSha256();
-  for await (const chunk of chunksWithout(source, skip)) h.update(chunk);
-  return `sha256:${toHex(h.digest())}`;
-}
-
-export async function signatureEntries(source: ByteSource) {
-  return (await readOnnxMetadataProps(source)).filter((p) => p.key === ONNX_SIGNATURE_KEY);
-}
-
 /** {@linkcode verifyOnnx} with a given bundle verifier. */
 export async function verifyOnnxWith(
   verifySigned: SignedTextVerifier,
@@ -73,31 +44,25 @@ export async function verifyOnnxWith(
   const source = await openSource(input);
   const file = source.name;
   try {
-    const entries = await signatureEntries(source);
-    if (entries.length === 0) {
-      throw new SignatureMissing(`Cannot verify: no "${ONNX_SIGNATURE_KEY}" in metadata_props`, {
+    const embedded = await onnxFinding(source, policy, verifySigned, file);
+    if (embedded.$case === "absent") {
+      throw new SignatureMissing(`Cannot verify: no "safemodels.signature" in metadata_props`, {
         file,
       });
     }
-    if (entries.length > 1) {
-      throw new InvalidSignature(
-        "bad-bundle",
-        `Cannot verify: ${entries.length} "${ONNX_SIGNATURE_KEY}" entries`,
-        {
-          file,
-        },
-      );
-    }
-    const { claim, signer } = await verifyClaim(
-      verifySigned,
-      entries[0]!.value,
-      policy,
+    const verdict = decideFile({
+      model: { name: options.name, version: options.version },
       file,
-      options,
-    );
-    const hash = await digestWithout(source, entries);
-    if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
-    return { name: claim.name, version: claim.version, hash, signer };
+      oms: { $case: "absent" },
+      embedded,
+      // Asked to verify a signature: one is required.
+      policy: { ...policy, signatures: "required", models: {} },
+    });
+    if (verdict.$case !== "verified" || embedded.$case !== "verified") {
+      throw verdict.$case === "refused" ? verdict.error : new SignatureMissing("unreachable");
+    }
+    const { claim, signer, actual } = embedded;
+    return { name: claim.name, version: claim.version, hash: actual, signer };
   } finally {
     await source.close();
   }

@@ -2,7 +2,7 @@
 // checks the bundle: parse the bundle's JSON, verify it against the policy's
 // key material, check the signer against the policy's identities, and insist
 // on the payload type. No node: modules (browsers pass the verifier of _verify_cert.ts without keyless).
-import { InvalidSignature } from "./errors.ts";
+import { VerificationError } from "./errors.ts";
 import { checkSigner, type TrustPolicy } from "./policy.ts";
 import type { TrustMaterial, VerifiedSigner } from "./types.ts";
 import type { VerifiedBundle } from "./_verify_key.ts";
@@ -42,7 +42,7 @@ export async function verifySignedTextWith(
   try {
     bundle = JSON.parse(text);
   } catch (cause) {
-    throw new InvalidSignature("bad-bundle", "Cannot verify: the signature is not JSON", {
+    throw new VerificationError("bad-bundle", "Cannot verify: the signature is not JSON", {
       file: at.file,
       cause,
     });
@@ -50,7 +50,7 @@ export async function verifySignedTextWith(
   const verified = await verify(bundle, policy, at.file);
   checkSigner(verified.signer, policy, at.model ?? at.file);
   if (verified.payloadType !== payloadType) {
-    throw new InvalidSignature(
+    throw new VerificationError(
       "bad-statement",
       `Cannot verify: expected payload type ${payloadType}, found ${verified.payloadType}`,
       { file: at.file },

@@ -2,10 +2,25 @@
 // an in-toto Statement v1 whose subject is the tensor hash and whose
 // predicate names the model and version, so a signature cannot be moved to
 // another model (substitution) or version (rollback) unnoticed.
-import { InvalidSignature } from "./errors.ts";
-import type { TrustPolicy } from "./policy.ts";
-import type { VerifiedSigner } from "./types.ts";
-import type { SignedTextVerifier } from "./_signed_text.ts";
+import { HashMissing, VerificationError } from "./errors.ts";
+
+/** The `__metadata__` keys embedded safetensors signatures use. */
+export const METADATA_KEYS = {
+  name: "safemodels.name",
+  version: "safemodels.version",
+  hash: "safemodels.hash",
+  signature: "safemodels.signature",
+} as const;
+
+/** The tensor-hash algorithm a hash string was made with. */
+export function hashAlgorithmOf(hash: string): "safemodels-v1" | "seed-xxh64" | "seed-blake2b160" {
+  if (hash.startsWith("safemodels-v1:")) return "safemodels-v1";
+  if (/^[0-9]+$/.test(hash)) return "seed-xxh64";
+  if (/^[0-9a-f]{40}$/.test(hash)) return "seed-blake2b160";
+  throw new HashMissing(
+    `Cannot check hash: ${JSON.stringify(hash)} is not a hash safemodels knows`,
+  );
+}
 
 /** In-toto payload type for DSSE. */
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -49,7 +64,7 @@ export function parseClaim(payload: Uint8Array, file?: string): ModelClaim {
   try {
     s = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
   } catch (cause) {
-    throw new InvalidSignature("bad-statement", "Cannot read signed statement: it is not JSON", {
+    throw new VerificationError("bad-statement", "Cannot read signed statement: it is not JSON", {
       ...opts,
       cause,
     });
@@ -59,7 +74,7 @@ export function parseClaim(payload: Uint8Array, file?: string): ModelClaim {
     s?._type !== "https://in-toto.io/Statement/v1" || s.predicateType !== EMBEDDED_PREDICATE_TYPE ||
     typeof p?.name !== "string" || typeof p.version !== "string" || typeof p.hash !== "string"
   ) {
-    throw new InvalidSignature(
+    throw new VerificationError(
       "bad-statement",
       `Cannot read signed statement: expected an in-toto statement of type ${EMBEDDED_PREDICATE_TYPE} with name, version and hash`,
       opts,
@@ -72,51 +87,11 @@ export function parseClaim(payload: Uint8Array, file?: string): ModelClaim {
     s.subject?.length !== 1 || subject?.name !== claim.name ||
     JSON.stringify(subject.digest ?? {}) !== JSON.stringify(want)
   ) {
-    throw new InvalidSignature(
+    throw new VerificationError(
       "bad-statement",
       "Cannot read signed statement: its subject does not match its predicate",
       opts,
     );
   }
   return claim;
-}
-
-/** What the caller expects a signature to be for. */
-export interface ClaimExpectation {
-  name?: string | undefined;
-  version?: string | undefined;
-}
-
-/**
- * Verifies an embedded signature (the bundle's JSON text) against the policy
- * and returns its claim, refusing another model name (substitution) or
- * version (rollback) than the caller expects. Comparing the claim's hash with
- * the content is left to the caller, who knows what the hash covers.
- */
-export async function verifyClaim(
-  verifySigned: SignedTextVerifier,
-  bundleText: string,
-  policy: TrustPolicy,
-  file: string,
-  expect: ClaimExpectation,
-): Promise<{ claim: ModelClaim; signer: VerifiedSigner }> {
-  const { payload, signer } = await verifySigned(bundleText, policy, IN_TOTO_PAYLOAD_TYPE, {
-    file,
-  });
-  const claim = parseClaim(payload, file);
-  if (expect.name !== undefined && expect.name !== claim.name) {
-    throw new InvalidSignature(
-      "wrong-model",
-      `Cannot verify: expected model "${expect.name}", the signature is for "${claim.name}"`,
-      { file },
-    );
-  }
-  if (expect.version !== undefined && expect.version !== claim.version) {
-    throw new InvalidSignature(
-      "wrong-version",
-      `Cannot verify: expected version "${expect.version}" of ${claim.name}, the signature is for "${claim.version}"`,
-      { file },
-    );
-  }
-  return { claim, signer };
 }

@@ -2,7 +2,7 @@
 // ASN.1 library): reading a bundle, the DSSE envelope and its signature
 // check, and key mode. _verify_cert.ts adds certificate chains and the
 // dispatch; _verify_bundle.ts adds keyless Sigstore (node:crypto).
-import { InvalidSignature, type InvalidSignatureCode } from "./errors.ts";
+import { InvalidSignature, type InvalidSignatureCode, signatureError } from "./errors.ts";
 import type { TrustMaterial, VerifiedSigner } from "./types.ts";
 import { decodeBase64, dssePae } from "./_dsse.ts";
 import { sha256Hex } from "../hash/_digest.ts";
@@ -85,7 +85,7 @@ export function readBundle(bundle: unknown, file?: string): {
   bad: (message: string, cause?: unknown) => never;
 } {
   const fail: Fail = (code, message, cause) => {
-    throw new InvalidSignature(code, message, file === undefined ? { cause } : { file, cause });
+    throw signatureError(code, message, file === undefined ? { cause } : { file, cause });
   };
   const bad = (message: string, cause?: unknown): never =>
     fail("bad-bundle", `Cannot read signature bundle: ${message}`, cause);

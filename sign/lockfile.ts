@@ -1,4 +1,5 @@
-import { HashMismatch, InvalidSignature } from "./errors.ts";
+import { HashMismatch, PolicyError } from "./errors.ts";
+import { checkJsonBounds, MAX_EVIDENCE_BYTES } from "./_json.ts";
 import type { VerifiedSigner } from "./types.ts";
 
 /** The signer recorded in a lockfile (what identifies it, nothing secret). */
@@ -15,7 +16,7 @@ export interface LockedSigner {
 
 /** What was seen for one model name and version. */
 export interface LockEntry {
-  /** Digest per file (relative name) or per hash kind (e.g. `"tensors"`). */
+  /** `sha256:<hex>` per model-relative file path. */
   digests: Record<string, string>;
   /** Who signed it, when it was signed. */
   signer?: LockedSigner;
@@ -33,25 +34,79 @@ export interface LockCheckOptions {
 /** Outcome of {@linkcode Lockfile.check}. */
 export type LockResult = "matched" | "recorded";
 
+/** A model's entry found by {@linkcode Lockfile.find}. */
+export interface FoundEntry {
+  /** The entry's key, `name@version`, or what was looked for when there is none. */
+  key: string;
+  /** The entry, when the lockfile has one. */
+  entry: LockEntry | undefined;
+}
+
 const sortKeys = (o: Record<string, string>) =>
   Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
 /**
- * The `safemodels.lock` file: per model name and version, the digests and the
- * signer seen. Trust on first use records a model; a later different digest or
- * signer fails with a readable diff; a frozen lockfile refuses anything not
- * already locked. The seed project's hash database, done right. JSON with a
- * stable key order, so it diffs well in version control.
+ * The one spelling of a pinned digest: `sha256:<64 lower-case hex>`. Bare
+ * hex (older lockfiles) is read as SHA-256.
+ *
+ * @param value A digest as written in a lockfile.
+ * @param key Which entry and file, for the message.
+ * @returns The digest as `sha256:<hex>`.
+ * @throws {SyntaxError} When it is neither.
+ */
+export function normalizeDigest(value: unknown, key = "digest"): string {
+  if (typeof value === "string") {
+    const m = /^(?:sha256:)?([0-9a-fA-F]{64})$/.exec(value);
+    if (m) return `sha256:${m[1]!.toLowerCase()}`;
+  }
+  throw new SyntaxError(
+    `Cannot read lockfile: ${key} is ${
+      JSON.stringify(value)?.slice(0, 80)
+    }, expected "sha256:<64 hex digits>" (run safemodels lock again to rewrite it)`,
+  );
+}
+
+function readSigner(value: unknown, key: string): LockedSigner {
+  const s = value as Partial<LockedSigner>;
+  if (
+    typeof s !== "object" || s === null || !["keyless", "key", "certificate"].includes(s.kind!) ||
+    !Array.isArray(s.identities) || !s.identities.every((i) => typeof i === "string") ||
+    (s.issuer !== undefined && typeof s.issuer !== "string") ||
+    (s.keyFingerprint !== undefined && typeof s.keyFingerprint !== "string")
+  ) {
+    throw new SyntaxError(
+      `Cannot read lockfile: entry "${key}" has a signer that is not { kind, identities, issuer?, keyFingerprint? }`,
+    );
+  }
+  return {
+    kind: s.kind!,
+    identities: [...s.identities],
+    ...(s.issuer !== undefined ? { issuer: s.issuer } : {}),
+    ...(s.keyFingerprint !== undefined ? { keyFingerprint: s.keyFingerprint } : {}),
+  };
+}
+
+/**
+ * The `safemodels.lock` file: per model name and version, the digest of
+ * every file (`sha256:<hex>`) and the signer seen. Pins always bind: a file
+ * whose digest differs from its pin is refused whatever signature vouches
+ * for it, and a frozen lockfile refuses files it does not pin. Trust on first
+ * use records a model; a later different digest or signer fails with a
+ * readable diff. JSON with a stable key order, so it diffs well in version
+ * control. Written by `safemodels lock`, read by `verify --lock`, `check
+ * --lock` and the transformers.js guards (Deno, Node, browsers) alike.
  *
  * @example Trust on first use, then a refusal
  * ```ts
  * import { HashMismatch, Lockfile } from "@safemodels/safemodels/sign";
  * import assert from "node:assert/strict";
  *
+ * const a = "sha256:" + "a".repeat(64);
+ * const b = "sha256:" + "b".repeat(64);
  * const lock = new Lockfile();
- * assert.equal(lock.check("tiny", "1.0", { digests: { "model.onnx": "aa" } }), "recorded");
- * assert.equal(lock.check("tiny", "1.0", { digests: { "model.onnx": "aa" } }), "matched");
- * assert.throws(() => lock.check("tiny", "1.0", { digests: { "model.onnx": "bb" } }), HashMismatch);
+ * assert.equal(lock.check("tiny", "1.0", { digests: { "model.onnx": a } }), "recorded");
+ * assert.equal(lock.check("tiny", "1.0", { digests: { "model.onnx": a } }), "matched");
+ * assert.throws(() => lock.check("tiny", "1.0", { digests: { "model.onnx": b } }), HashMismatch);
  * ```
  */
 export class Lockfile {
@@ -68,25 +123,58 @@ export class Lockfile {
     const d = data as { version?: unknown; models?: unknown };
     if (
       typeof d !== "object" || d === null || d.version !== 1 || typeof d.models !== "object" ||
-      d.models === null
+      d.models === null || Array.isArray(d.models)
     ) {
       throw new SyntaxError('Cannot read lockfile: expected {"version": 1, "models": {...}}');
     }
     for (const [key, entry] of Object.entries(d.models as Record<string, unknown>)) {
       const e = entry as LockEntry;
+      if (!/^.+@[^@]+$/.test(key)) {
+        throw new SyntaxError(`Cannot read lockfile: entry "${key}" is not named "name@version"`);
+      }
       if (
         typeof e !== "object" || e === null || typeof e.digests !== "object" ||
-        e.digests === null ||
-        !Object.values(e.digests).every((v) => typeof v === "string")
+        e.digests === null || Array.isArray(e.digests)
       ) {
-        throw new SyntaxError(
-          `Cannot read lockfile: entry "${key}" has no digests object of strings`,
-        );
+        throw new SyntaxError(`Cannot read lockfile: entry "${key}" has no digests object`);
+      }
+      const digests: Record<string, string> = {};
+      for (const [file, value] of Object.entries(e.digests)) {
+        digests[file] = normalizeDigest(value, `"${key}" digest of ${JSON.stringify(file)}`);
       }
       this.#models.set(key, {
-        digests: { ...e.digests },
-        ...(e.signer ? { signer: e.signer } : {}),
+        digests,
+        ...(e.signer !== undefined ? { signer: readSigner(e.signer, key) } : {}),
       });
+    }
+  }
+
+  /**
+   * Parses a lockfile's text, within the evidence bounds (8 MiB, JSON nested
+   * at most 32 levels).
+   *
+   * @param text The lockfile's JSON text.
+   * @param where The file, for messages.
+   * @returns The lockfile.
+   * @throws {SyntaxError} When the text is not a lockfile.
+   * @throws {EvidenceError} When it is over the bounds.
+   *
+   * @example
+   * ```ts
+   * import { Lockfile } from "@safemodels/safemodels/sign";
+   * import assert from "node:assert/strict";
+   *
+   * const lock = Lockfile.parse('{"version":1,"models":{"tiny@1":{"digests":{"a.onnx":"' + "0".repeat(64) + '"}}}}');
+   * assert.equal(lock.get("tiny", "1")?.digests["a.onnx"], "sha256:" + "0".repeat(64));
+   * ```
+   */
+  static parse(text: string, where?: string): Lockfile {
+    checkJsonBounds(text, "the lockfile", MAX_EVIDENCE_BYTES, where);
+    try {
+      return new Lockfile(JSON.parse(text));
+    } catch (e) {
+      const message = (e as Error).message;
+      throw new SyntaxError(where === undefined ? message : `${where}: ${message}`, { cause: e });
     }
   }
 
@@ -96,21 +184,12 @@ export class Lockfile {
    * @param path The lockfile path (e.g. `safemodels.lock`).
    * @returns The lockfile.
    * @throws {SyntaxError} When the file is not a lockfile.
+   * @throws {EvidenceError} When it cannot be read (permission, I/O) or is over the bounds.
    */
   static async load(path: string): Promise<Lockfile> {
-    const { readFile } = await import("node:fs/promises");
-    let text: string;
-    try {
-      text = await readFile(path, "utf8");
-    } catch (e) {
-      if ((e as { code?: string }).code === "ENOENT") return new Lockfile();
-      throw e;
-    }
-    try {
-      return new Lockfile(JSON.parse(text));
-    } catch (e) {
-      throw new SyntaxError(`${path}: ${(e as Error).message}`, { cause: e });
-    }
+    const { readEvidenceFile } = await import("./_read_fs.ts");
+    const text = await readEvidenceFile(path, "the lockfile", MAX_EVIDENCE_BYTES);
+    return text === undefined ? new Lockfile() : Lockfile.parse(text, path);
   }
 
   /**
@@ -119,10 +198,15 @@ export class Lockfile {
    * @param path The lockfile path.
    */
   async save(path: string): Promise<void> {
-    const { writeFile, rename } = await import("node:fs/promises");
+    const { writeFile, rename, rm } = await import("node:fs/promises");
     const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-    await writeFile(tmp, JSON.stringify(this.toJSON(), null, 2) + "\n");
-    await rename(tmp, path);
+    try {
+      await writeFile(tmp, JSON.stringify(this.toJSON(), null, 2) + "\n");
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw e;
+    }
   }
 
   /**
@@ -140,7 +224,7 @@ export class Lockfile {
   }
 
   /**
-   * The entry for a model, if locked.
+   * The entry for a model at a version, if locked.
    *
    * @param name Model name.
    * @param version Model version.
@@ -148,6 +232,64 @@ export class Lockfile {
    */
   get(name: string, version: string): LockEntry | undefined {
     return this.#models.get(`${name}@${version}`);
+  }
+
+  /**
+   * Finds a model's entry: the one for `version` when the caller knows the
+   * version; otherwise the model's only entry.
+   *
+   * @param name Model name.
+   * @param version The version, when known (a hub revision, a release).
+   * @returns The key and the entry (`undefined` when the lockfile has none).
+   * @throws {PolicyError} `"not-locked"` when no version is given and the
+   * lockfile pins the model at several versions (say which one).
+   *
+   * @example
+   * ```ts
+   * import { Lockfile } from "@safemodels/safemodels/sign";
+   * import assert from "node:assert/strict";
+   *
+   * const lock = new Lockfile();
+   * lock.record("acme/tiny-bert", "v1", { digests: {} });
+   * assert.equal(lock.find("acme/tiny-bert").key, "acme/tiny-bert@v1");
+   * assert.equal(lock.find("acme/tiny-bert", "v2").entry, undefined);
+   * ```
+   */
+  find(name: string, version?: string): FoundEntry {
+    if (version !== undefined) {
+      const key = `${name}@${version}`;
+      return { key, entry: this.#models.get(key) };
+    }
+    const keys = [...this.#models.keys()].filter((k) => k.slice(0, k.lastIndexOf("@")) === name);
+    if (keys.length > 1) {
+      throw new PolicyError(
+        "not-locked",
+        `Cannot choose a lockfile entry for ${name}: it is pinned at ${
+          keys.map((k) => k.slice(name.length + 1)).sort().join(", ")
+        }; say which version`,
+      );
+    }
+    if (keys.length === 0) return { key: `${name}@(any version)`, entry: undefined };
+    return { key: keys[0]!, entry: this.#models.get(keys[0]!) };
+  }
+
+  /**
+   * Records (or replaces) a model's entry.
+   *
+   * @param name Model name.
+   * @param version Model version.
+   * @param entry Digests (`sha256:<hex>`, bare hex accepted) and signer.
+   * @throws {SyntaxError} When a digest is not SHA-256.
+   */
+  record(name: string, version: string, entry: LockEntry): void {
+    const digests: Record<string, string> = {};
+    for (const [file, value] of Object.entries(entry.digests)) {
+      digests[file] = normalizeDigest(value, `digest of ${JSON.stringify(file)}`);
+    }
+    this.#models.set(`${name}@${version}`, {
+      digests,
+      ...(entry.signer ? { signer: { ...entry.signer } } : {}),
+    });
   }
 
   /**
@@ -159,8 +301,8 @@ export class Lockfile {
    * @param seen The digests (and signer) seen now.
    * @param options `frozen` refuses unknown models.
    * @returns `"matched"` or `"recorded"`.
-   * @throws {HashMismatch} When a digest differs from the locked one (the message lists every difference).
-   * @throws {InvalidSignature} `"lock-mismatch"` when the signer differs, `"not-locked"` when frozen and absent.
+   * @throws {HashMismatch} `"pin-differs"` when a digest differs from the locked one (the message lists every difference).
+   * @throws {PolicyError} `"lock-mismatch"` when the signer differs, `"not-locked"` when frozen and absent.
    */
   check(
     name: string,
@@ -172,38 +314,38 @@ export class Lockfile {
     const locked = this.#models.get(key);
     if (!locked) {
       if (options.frozen) {
-        throw new InvalidSignature(
+        throw new PolicyError(
           "not-locked",
           `Cannot accept ${key}: the lockfile is frozen and has no entry for it`,
         );
       }
-      this.#models.set(key, {
-        digests: { ...seen.digests },
-        ...(seen.signer ? { signer: seen.signer } : {}),
-      });
+      this.record(name, version, seen);
       return "recorded";
     }
     const diff: string[] = [];
-    for (const file of new Set([...Object.keys(locked.digests), ...Object.keys(seen.digests)])) {
+    const now: Record<string, string> = {};
+    for (const [file, value] of Object.entries(seen.digests)) {
+      now[file] = normalizeDigest(value, `digest of ${JSON.stringify(file)}`);
+    }
+    for (const file of new Set([...Object.keys(locked.digests), ...Object.keys(now)])) {
       const was = locked.digests[file];
-      const now = seen.digests[file];
-      if (was !== now) {
-        diff.push(`  ${file}: locked ${was ?? "(absent)"}, now ${now ?? "(absent)"}`);
-      }
+      const is = now[file];
+      if (was !== is) diff.push(`  ${file}: locked ${was ?? "(absent)"}, now ${is ?? "(absent)"}`);
     }
     if (diff.length > 0) {
       const e = new HashMismatch(
         Object.values(locked.digests).join(","),
-        Object.values(seen.digests).join(","),
+        Object.values(now).join(","),
+        { code: "pin-differs" },
       );
       e.message = `Cannot accept ${key}: its digests differ from the lockfile:\n${diff.join("\n")}`;
       throw e;
     }
     if (locked.signer && seen.signer && !sameSigner(locked.signer, seen.signer)) {
-      throw new InvalidSignature(
+      throw new PolicyError(
         "lock-mismatch",
-        `Cannot accept ${key}: signed by ${describe(seen.signer)}, but the lockfile records ${
-          describe(locked.signer)
+        `Cannot accept ${key}: signed by ${describeLocked(seen.signer)}, but the lockfile records ${
+          describeLocked(locked.signer)
         }`,
       );
     }
@@ -211,13 +353,28 @@ export class Lockfile {
   }
 }
 
-function sameSigner(a: LockedSigner, b: LockedSigner): boolean {
+/**
+ * Whether two recorded signers are the same signer.
+ *
+ * @param a One signer.
+ * @param b The other.
+ * @returns Whether kind, issuer, key and identities are equal.
+ */
+export function sameSigner(a: LockedSigner, b: LockedSigner): boolean {
   return a.kind === b.kind && a.issuer === b.issuer && a.keyFingerprint === b.keyFingerprint &&
     JSON.stringify([...a.identities].sort()) === JSON.stringify([...b.identities].sort());
 }
 
-function describe(s: LockedSigner): string {
-  const who = s.identities.length > 0 ? s.identities.join(", ") : `key ${s.keyFingerprint ?? "?"}`;
+/**
+ * A recorded signer in words, for messages.
+ *
+ * @param s The signer.
+ * @returns e.g. `key 3b1f…` or `keyless release@acme.example (issuer https://…)`.
+ */
+export function describeLocked(s: LockedSigner): string {
+  const who = s.identities.length > 0
+    ? s.identities.join(", ")
+    : `key ${s.keyFingerprint?.slice(0, 16) ?? "?"}…`;
   return `${s.kind} ${who}${s.issuer ? ` (issuer ${s.issuer})` : ""}`;
 }
 

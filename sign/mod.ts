@@ -16,8 +16,39 @@
  * @module
  */
 
-export { HashMismatch, HashMissing, InvalidSignature, SignatureMissing } from "./errors.ts";
-export type { InvalidSignatureCode, SignErrorOptions } from "./errors.ts";
+export {
+  EvidenceError,
+  HashMismatch,
+  HashMissing,
+  InvalidSignature,
+  PolicyError,
+  SignatureMissing,
+  SignError,
+  VerificationError,
+} from "./errors.ts";
+export type {
+  EvidenceErrorCode,
+  HashMismatchCode,
+  HashMismatchOptions,
+  InvalidSignatureCode,
+  PolicyCode,
+  SignatureMissingCode,
+  SignatureMissingOptions,
+  SignErrorCode,
+  SignErrorOptions,
+  VerificationCode,
+} from "./errors.ts";
+export { decideFile, refusal, sameModelName } from "./evidence.ts";
+export type {
+  EmbeddedFinding,
+  EvidenceKind,
+  FileQuestion,
+  ModelRequest,
+  OmsFinding,
+  PinFinding,
+  RefusalError,
+  Verdict,
+} from "./evidence.ts";
 export type { Signer, SigstoreBundle, TrustMaterial, VerifiedSigner } from "./types.ts";
 export {
   checkSigner,
@@ -27,9 +58,15 @@ export {
   signatureRequirement,
   toPolicy,
 } from "./policy.ts";
-export type { Matcher, TrustPolicy } from "./policy.ts";
-export { lockedSigner, Lockfile } from "./lockfile.ts";
-export type { LockCheckOptions, LockedSigner, LockEntry, LockResult } from "./lockfile.ts";
+export type { Matcher, ModelPolicy, TrustPolicy } from "./policy.ts";
+export { lockedSigner, Lockfile, normalizeDigest } from "./lockfile.ts";
+export type {
+  FoundEntry,
+  LockCheckOptions,
+  LockedSigner,
+  LockEntry,
+  LockResult,
+} from "./lockfile.ts";
 export { DEFAULT_HUB_URL, METADATA_KEYS, SafeModel } from "./safe_model.ts";
 export type { FromHfOptions, FromSafetensorOptions, SignSafetensorOptions } from "./safe_model.ts";
 export { signModel } from "./sign_model.ts";

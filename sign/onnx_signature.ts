@@ -4,16 +4,10 @@ import { createSha256, toHex } from "../hash/_digest.ts";
 import { claimStatement, IN_TOTO_PAYLOAD_TYPE } from "./_statement.ts";
 import type { Signer, SigstoreBundle } from "./types.ts";
 import { verifySignedText } from "./_verify_signed.ts";
-import {
-  chunksWithout,
-  ONNX_SIGNATURE_KEY,
-  signatureEntries,
-  type VerifiedOnnx,
-  type VerifyOnnxOptions,
-  verifyOnnxWith,
-} from "./_onnx_embedded.ts";
+import { type VerifiedOnnx, type VerifyOnnxOptions, verifyOnnxWith } from "./_onnx_embedded.ts";
+import { chunksWithout, ONNX_SIGNATURE_KEY, signatureEntries } from "./_findings.ts";
 
-export { ONNX_SIGNATURE_KEY } from "./_onnx_embedded.ts";
+export { ONNX_SIGNATURE_KEY } from "./_findings.ts";
 
 /** ModelProto.metadata_props. */
 const METADATA_PROPS = 14;

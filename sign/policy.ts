@@ -1,4 +1,4 @@
-import { InvalidSignature } from "./errors.ts";
+import { PolicyError } from "./errors.ts";
 import type { TrustMaterial, VerifiedSigner } from "./types.ts";
 
 /** A value to match: an exact string, or a `RegExp` that must match the whole value. */
@@ -65,11 +65,22 @@ export interface TrustPolicy extends TrustMaterial {
    */
   signatures?: "required" | "optional";
   /**
-   * Per-model overrides of `signatures`, keyed by model name (e.g. a hub
-   * repository such as `"acme/tiny-bert"`).
+   * Per-model settings, keyed by model name (a hub repository such as
+   * `"acme/tiny-bert"`): `signatures` overrides the policy-wide requirement;
+   * `version` is the version the model must be (an embedded signature that
+   * states another is refused, and the lockfile entry of that version pins
+   * it).
    * @default {{}}
    */
-  models?: Record<string, { signatures: "required" | "optional" }>;
+  models?: Record<string, ModelPolicy>;
+}
+
+/** What a trust policy says about one model. */
+export interface ModelPolicy {
+  /** Whether the model needs a signature. @default {the policy's `signatures`} */
+  signatures?: "required" | "optional";
+  /** The version the model must be, when the caller does not say. */
+  version?: string;
 }
 
 /**
@@ -151,14 +162,38 @@ export function toPolicy(policy: TrustPolicy | Issuer | Issuer[]): TrustPolicy {
     signatures: p.signatures ?? "required",
   };
   if (p.models !== undefined) {
+    if (typeof p.models !== "object" || p.models === null || Array.isArray(p.models)) {
+      throw new TypeError("Cannot use trust policy: models must be an object keyed by model name");
+    }
     out.models = {};
     for (const [name, m] of Object.entries(p.models)) {
-      if (m?.signatures !== "required" && m?.signatures !== "optional") {
+      if (typeof m !== "object" || m === null) {
+        throw new TypeError(`Cannot use trust policy: models["${name}"] must be an object`);
+      }
+      const unknown = Object.keys(m).filter((k) => k !== "signatures" && k !== "version");
+      if (unknown.length > 0) {
+        throw new TypeError(
+          `Cannot use trust policy: models["${name}"] has unknown field ${
+            JSON.stringify(unknown[0])
+          } (expected signatures, version)`,
+        );
+      }
+      if (
+        m.signatures !== undefined && m.signatures !== "required" && m.signatures !== "optional"
+      ) {
         throw new TypeError(
           `Cannot use trust policy: models["${name}"].signatures must be "required" or "optional"`,
         );
       }
-      out.models[name] = { signatures: m.signatures };
+      if (m.version !== undefined && (typeof m.version !== "string" || m.version === "")) {
+        throw new TypeError(
+          `Cannot use trust policy: models["${name}"].version must be a non-empty string`,
+        );
+      }
+      out.models[name] = {
+        ...(m.signatures !== undefined ? { signatures: m.signatures } : {}),
+        ...(m.version !== undefined ? { version: m.version } : {}),
+      };
     }
   }
   if (p.trustedRoot !== undefined) out.trustedRoot = p.trustedRoot;
@@ -217,7 +252,7 @@ function show(m: Matcher): string {
  * @param signer Who signed, from a verified bundle.
  * @param policy The trust policy.
  * @param file The model, for the message.
- * @throws {InvalidSignature} `"wrong-signer"`, listing what was expected and what the certificate holds.
+ * @throws {PolicyError} `"wrong-signer"`, listing what was expected and what the certificate holds.
  *
  * @example Refusing a stranger
  * ```ts
@@ -245,7 +280,7 @@ export function checkSigner(signer: VerifiedSigner, policy: TrustPolicy, file?: 
     : `expected one of [${
       accepted.map((a) => `${show(a.identity)} with issuer ${show(a.issuer)}`).join("; ")
     }]`;
-  throw new InvalidSignature(
+  throw new PolicyError(
     "wrong-signer",
     `Cannot verify signature: none of the expected identities matched what was in the certificate, got subjects [${
       signer.identities.join(", ")

@@ -1,20 +1,26 @@
 import { safeHash, type SafeHashOptions } from "../hash/safe_hash.ts";
-import type { HashAlgorithm } from "../hash/safe_hash.ts";
 import { extractMetadata } from "../meta/extract_metadata.ts";
 import { updateMeta } from "../meta/update_meta.ts";
-import { HashMismatch, HashMissing, InvalidSignature, SignatureMissing } from "./errors.ts";
-import { type Issuer, resolvePolicy, signatureRequirement, type TrustPolicy } from "./policy.ts";
-import { claimStatement, IN_TOTO_PAYLOAD_TYPE, verifyClaim } from "./_statement.ts";
+import { HashMismatch, HashMissing } from "./errors.ts";
+import { decideFile } from "./evidence.ts";
+import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
+import {
+  claimStatement,
+  hashAlgorithmOf,
+  IN_TOTO_PAYLOAD_TYPE,
+  METADATA_KEYS as KEYS,
+} from "./_statement.ts";
+import { safetensorsFinding } from "./_findings.ts";
 import { verifySignedText } from "./_verify_signed.ts";
 import type { Signer, SigstoreBundle, VerifiedSigner } from "./types.ts";
 
 /** The `__metadata__` keys embedded signatures use. */
-export const METADATA_KEYS = {
-  name: "safemodels.name",
-  version: "safemodels.version",
-  hash: "safemodels.hash",
-  signature: "safemodels.signature",
-} as const;
+export const METADATA_KEYS: {
+  readonly name: "safemodels.name";
+  readonly version: "safemodels.version";
+  readonly hash: "safemodels.hash";
+  readonly signature: "safemodels.signature";
+} = KEYS;
 
 /** Options for {@linkcode SafeModel.fromSafetensor}. */
 export interface FromSafetensorOptions {
@@ -67,15 +73,6 @@ const WEIGHT_FILES = ["model.safetensors", "pytorch_model.bin", "model.onnx", "o
 export interface SignSafetensorOptions {
   /** Who signs: `keySigner`, `certificateSigner` or `sigstoreSigner`. */
   signer: Signer;
-}
-
-function algorithmOf(hash: string): HashAlgorithm {
-  if (hash.startsWith("safemodels-v1:")) return "safemodels-v1";
-  if (/^[0-9]+$/.test(hash)) return "seed-xxh64";
-  if (/^[0-9a-f]{40}$/.test(hash)) return "seed-blake2b160";
-  throw new HashMissing(
-    `Cannot check hash: ${JSON.stringify(hash)} is not a hash safemodels knows`,
-  );
 }
 
 /**
@@ -234,33 +231,35 @@ export class SafeModel {
         },
       );
     }
-    const actual = await safeHash(path, { algorithm: algorithmOf(hash) });
+    const actual = await safeHash(path, { algorithm: hashAlgorithmOf(hash) });
     if (actual !== hash) throw new HashMismatch(hash, actual, { file });
     const name = meta[METADATA_KEYS.name] ?? "";
     const version = meta[METADATA_KEYS.version] ?? "";
-    if (options.verify === false) return new SafeModel(name || file, version || "unknown", hash);
+    const unsigned = () => new SafeModel(name || file, version || "unknown", hash);
+    if (options.verify === false) return unsigned();
 
     const policy = resolvePolicy(options.policy);
-    const sig = meta[METADATA_KEYS.signature];
-    if (sig === undefined) {
-      if (signatureRequirement(policy, options.name ?? name) === "optional") {
-        return new SafeModel(name || file, version || "unknown", hash);
-      }
-      throw new SignatureMissing(
-        `Cannot load model: its metadata has no "${METADATA_KEYS.signature}" and the policy requires a signature`,
-        { file },
-      );
-    }
-    const { claim, signer } = await verifyClaim(verifySignedText, sig, policy, file, options);
-    if (claim.hash !== hash) throw new HashMismatch(claim.hash, hash, { file });
-    if (claim.name !== name || claim.version !== version) {
-      throw new InvalidSignature(
-        "wrong-model",
-        `Cannot verify: the signature is for ${claim.name}@${claim.version} but the metadata says ${name}@${version}`,
-        { file },
-      );
-    }
-    return new SafeModel(claim.name, claim.version, hash, signer);
+    const embedded = await safetensorsFinding(
+      meta,
+      METADATA_KEYS,
+      async (claimed) =>
+        hashAlgorithmOf(claimed) === hashAlgorithmOf(hash)
+          ? actual
+          : await safeHash(path, { algorithm: hashAlgorithmOf(claimed) }),
+      policy,
+      verifySignedText,
+      file,
+    );
+    const verdict = decideFile({
+      model: { name: options.name, version: options.version },
+      file,
+      oms: { $case: "absent" },
+      embedded,
+      policy,
+    });
+    if (verdict.$case === "refused") throw verdict.error;
+    if (verdict.$case === "unsigned" || embedded.$case !== "verified") return unsigned();
+    return new SafeModel(embedded.claim.name, embedded.claim.version, hash, verdict.signer);
   }
 
   /**
@@ -278,7 +277,7 @@ export class SafeModel {
     options: SignSafetensorOptions,
   ): Promise<SigstoreBundle> {
     const file = typeof path === "string" ? path : path.pathname;
-    const actual = await safeHash(path, { algorithm: algorithmOf(this.hash) });
+    const actual = await safeHash(path, { algorithm: hashAlgorithmOf(this.hash) });
     if (actual !== this.hash) throw new HashMismatch(this.hash, actual, { file });
     const bundle = await options.signer.sign(
       claimStatement({ name: this.name, version: this.version, hash: this.hash }),

@@ -1,5 +1,6 @@
 import { buildStatement, OMS_PAYLOAD_TYPE } from "./_oms.ts";
 import { hashModelFolder } from "./_oms_fs.ts";
+import { signatureInside } from "./_check_model.ts";
 import type { Signer, SigstoreBundle } from "./types.ts";
 
 /** Options for {@linkcode signModel}. */
@@ -64,12 +65,4 @@ export async function signModel(path: string, options: SignModelOptions): Promis
   await writeFile(tmp, JSON.stringify(bundle));
   await rename(tmp, signature);
   return bundle;
-}
-
-/** The signature's model-relative name when it lies inside the model folder. */
-export function signatureInside(root: string, signature: string): string {
-  const norm = (p: string) => p.replaceAll("\\", "/").replace(/^\.\//, "");
-  const r = norm(root).replace(/\/+$/, "");
-  const s = norm(signature);
-  return s.startsWith(`${r}/`) ? s.slice(r.length + 1) : "model.sig";
 }

@@ -1,8 +1,7 @@
-import { compareResources, OMS_PAYLOAD_TYPE, type OmsResource, parseStatement } from "./_oms.ts";
-import { hashModelFolder } from "./_oms_fs.ts";
+import type { OmsResource } from "./_oms.ts";
 import { SignatureMissing } from "./errors.ts";
 import { type Issuer, resolvePolicy, type TrustPolicy } from "./policy.ts";
-import { signatureInside } from "./sign_model.ts";
+import { checkModel } from "./_check_model.ts";
 import { verifySignedText } from "./_verify_signed.ts";
 import type { VerifiedSigner } from "./types.ts";
 
@@ -30,6 +29,12 @@ export interface VerifyModelOptions {
    * the one ONNX variant an app downloaded); other files are not read.
    */
   files?: string[];
+  /**
+   * The model name the caller expects: a statement for another model is
+   * refused (`PolicyError`, `"wrong-model"`). `model_signing` records the
+   * signed folder's name, which matches the last segment of a hub id.
+   */
+  name?: string;
   /** Called as files are hashed, with the bytes so far. */
   onProgress?: (bytes: number) => void;
 }
@@ -71,41 +76,29 @@ export async function verifyModel(
   path: string,
   options: VerifyModelOptions = {},
 ): Promise<VerifiedModel> {
-  const { readFile, stat } = await import("node:fs/promises");
-  const { join } = await import("node:path");
   const policy = resolvePolicy(options.policy);
-  const root = path.replace(/[\\/]+$/, "") || path;
-  const isDir = (await stat(root)).isDirectory();
-  const signature = options.signature ?? (isDir ? join(root, "model.sig") : `${root}.sig`);
-  let text: string;
-  try {
-    text = await readFile(signature, "utf8");
-  } catch (cause) {
-    throw new SignatureMissing(`Cannot verify model: no signature at ${signature}`, {
-      file: root,
-      cause,
+  const check = await checkModel(path, {
+    policy,
+    verify: verifySignedText,
+    name: options.name,
+    signature: options.signature,
+    ignorePaths: options.ignorePaths,
+    files: options.files,
+    onProgress: options.onProgress,
+  });
+  if (check.oms.$case === "absent") {
+    throw new SignatureMissing(`Cannot verify model: no signature at ${check.signature}`, {
+      file: check.root,
     });
   }
-  const { payload, signer } = await verifySignedText(text, policy, OMS_PAYLOAD_TYPE, {
-    file: signature,
-    model: root,
-  });
-  const statement = await parseStatement(payload, signature);
-  const ignorePaths = [...new Set([...(options.ignorePaths ?? []), ...statement.ignorePaths])];
-  const actual = await hashModelFolder(root, {
-    ...(isDir ? { ignorePaths, signatureFile: signatureInside(root, signature) } : {}),
-    ...(options.files ? { files: options.files } : {}),
-    ...(statement.allowSymlinks ? { allowSymlinks: true } : {}),
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-  });
-  compareResources(statement.resources, actual, {
-    dir: root,
-    ...(options.files ? { files: options.files } : {}),
-  });
+  if (check.failures.length > 0) throw check.failures[0];
+  if (check.oms.$case !== "verified" || check.statement === undefined) {
+    throw new TypeError("unreachable: a refused model.sig is a failure");
+  }
   return {
-    signer,
-    modelName: statement.subjectName,
-    resources: statement.resources,
-    checked: options.files ?? statement.resources.map((r) => r.name),
+    signer: check.oms.signer,
+    modelName: check.oms.modelName,
+    resources: check.statement.resources,
+    checked: options.files ?? check.statement.resources.map((r) => r.name),
   };
 }

@@ -159,7 +159,10 @@ Deno.test("cli lock records on first use; verify --frozen refuses what is not lo
     );
     const d = capture();
     assert.equal(await main(["verify", dir, ...policy], d.io), 1);
-    assert.match(d.err[0]!, /digests differ from the lockfile: +signme-2: locked sha256:32dc/);
+    assert.match(
+      d.err[0]!,
+      /signme-2: Cannot accept file: its content differs from the digest the lockfile pins \(expected sha256:32dc/,
+    );
     assert.equal(d.err.length, 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -179,7 +182,7 @@ Deno.test("cli check: the guard's checks without loading (model.sig, embedded ON
     // No evidence at all: refused (exit 1), naming the file.
     const a = capture();
     assert.equal(await main(["check", model, "--policy", policyFile], a.io), 1);
-    assert.match(a.err[0]!, /config\.json: no model\.sig/);
+    assert.match(a.err[0]!, /config\.json: Cannot accept config\.json: no model\.sig/);
     // An OMS signature covers every file.
     await signModel(model, { signer: keySigner(await Deno.readTextFile(KEY)) });
     const b = capture();

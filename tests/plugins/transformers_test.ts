@@ -7,6 +7,7 @@ import * as ort from "onnxruntime-node";
 import * as transformers from "@huggingface/transformers";
 import { type GuardOptions, guardTransformers } from "../../plugins/transformers.ts";
 import {
+  EvidenceError,
   HashMismatch,
   InvalidSignature,
   keySigner,
@@ -587,8 +588,9 @@ test(
     const { root } = await signedCopy();
     await guarded({ workDir: `${root}/no/such/folder` }, async () => {
       local(root);
-      const error = await assertRefused("tiny-bert", SignatureMissing, /onnx\/model\.onnx/);
+      const error = await assertRefused("tiny-bert", EvidenceError, /onnx\/model\.onnx/);
       assert.match(error.message, /work folder: .*no\/such\/folder/);
+      assert.equal((error as EvidenceError).code, "unreadable");
     });
     await Deno.remove(root, { recursive: true });
   },
@@ -611,8 +613,9 @@ test("remote: a JSON file larger than 256 MiB is refused without holding it", op
     env.allowLocalModels = false;
     env.cacheKey = `guard-test-${crypto.randomUUID()}`;
     try {
-      const error = await assertRefused("acme/tiny-bert", SignatureMissing, /tokenizer\.json/);
+      const error = await assertRefused("acme/tiny-bert", EvidenceError, /tokenizer\.json/);
       assert.match(error.message, /larger than/);
+      assert.equal((error as EvidenceError).code, "too-large");
       assert.ok(sent < 300 << 20, `read ${sent} bytes`);
     } finally {
       await caches.delete(env.cacheKey);
@@ -697,7 +700,8 @@ test(
     await Deno.remove(`${dir}/model.sig`);
     const digests: Record<string, string> = {};
     for (const f of FILES) digests[f] = sha256hex(await Deno.readFile(`${dir}/${f}`));
-    const lockfile = new Lockfile({ version: 1, models: { [`${dir}@local`]: { digests } } });
+    // Bare hex, as older lockfiles wrote it, is read as SHA-256.
+    const lockfile = new Lockfile({ version: 1, models: { "tiny-bert@v1": { digests } } });
     await guarded({ lockfile, frozen: true }, async (guard) => {
       local(root);
       assertClose(await embed("tiny-bert"), EXPECTED);

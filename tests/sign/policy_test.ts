@@ -87,8 +87,11 @@ Deno.test("Issuer(), toPolicy(), init() and resolvePolicy() validate and default
   assert.deepEqual(explicit.signers, []);
 });
 
+const hex = (c: string) => `sha256:${c.repeat(64)}`;
+
 Deno.test("Lockfile records on first use, matches, and explains a different digest or signer", () => {
   const lock = new Lockfile();
+  const [d1, d2, c1] = [hex("d"), hex("e"), hex("c")];
   const signer = {
     kind: "keyless" as const,
     identities: ["a@example.com"],
@@ -96,31 +99,33 @@ Deno.test("Lockfile records on first use, matches, and explains a different dige
     keyFingerprint: "k1",
   };
   assert.equal(
-    lock.check("tiny", "abc123", { digests: { "model.onnx": "d1", "config.json": "c1" }, signer }),
+    lock.check("tiny", "abc123", { digests: { "model.onnx": d1, "config.json": c1 }, signer }),
     "recorded",
   );
   assert.equal(
-    lock.check("tiny", "abc123", { digests: { "config.json": "c1", "model.onnx": "d1" }, signer }),
+    lock.check("tiny", "abc123", { digests: { "config.json": c1, "model.onnx": d1 }, signer }),
     "matched",
   );
   assert.throws(
     () =>
       lock.check("tiny", "abc123", {
-        digests: { "model.onnx": "d2", "config.json": "c1" },
+        digests: { "model.onnx": d2, "config.json": c1 },
         signer,
       }),
     (e) =>
-      e instanceof HashMismatch && /model\.onnx: locked d1, now d2/.test(e.message) &&
+      e instanceof HashMismatch && e.code === "pin-differs" &&
+      e.message.includes(`model.onnx: locked ${d1}, now ${d2}`) &&
       !/config\.json/.test(e.message),
   );
   assert.throws(
-    () => lock.check("tiny", "abc123", { digests: { "model.onnx": "d1" }, signer }),
-    (e) => e instanceof HashMismatch && /config\.json: locked c1, now \(absent\)/.test(e.message),
+    () => lock.check("tiny", "abc123", { digests: { "model.onnx": d1 }, signer }),
+    (e) =>
+      e instanceof HashMismatch && e.message.includes(`config.json: locked ${c1}, now (absent)`),
   );
   assert.throws(
     () =>
       lock.check("tiny", "abc123", {
-        digests: { "model.onnx": "d1", "config.json": "c1" },
+        digests: { "model.onnx": d1, "config.json": c1 },
         signer: { ...signer, identities: ["m@evil.com"] },
       }),
     (e) =>
@@ -129,13 +134,13 @@ Deno.test("Lockfile records on first use, matches, and explains a different dige
   );
   // Frozen: known entries pass, unknown ones are refused.
   assert.equal(
-    lock.check("tiny", "abc123", { digests: { "model.onnx": "d1", "config.json": "c1" } }, {
+    lock.check("tiny", "abc123", { digests: { "model.onnx": d1, "config.json": c1 } }, {
       frozen: true,
     }),
     "matched",
   );
   assert.throws(
-    () => lock.check("tiny", "def456", { digests: { "model.onnx": "d1" } }, { frozen: true }),
+    () => lock.check("tiny", "def456", { digests: { "model.onnx": d1 } }, { frozen: true }),
     (e) => e instanceof InvalidSignature && e.code === "not-locked",
   );
 });
@@ -146,12 +151,13 @@ Deno.test("Lockfile saves in a stable order and loads back; a missing file is em
     const path = `${dir}/safemodels.lock`;
     assert.deepEqual((await Lockfile.load(path)).toJSON(), { version: 1, models: {} });
     const a = new Lockfile();
-    a.check("z", "1", { digests: { b: "2", a: "1" } });
-    a.check("a", "1", { digests: { x: "9" } });
+    a.check("z", "1", { digests: { b: hex("2"), a: hex("1") } });
+    a.check("a", "1", { digests: { x: "9".repeat(64) } }); // bare hex: read as SHA-256
     await a.save(path);
     const text = await Deno.readTextFile(path);
     assert.ok(text.indexOf('"a@1"') < text.indexOf('"z@1"'));
-    assert.ok(text.indexOf('"a": "1"') < text.indexOf('"b": "2"'));
+    assert.ok(text.indexOf(`"a": "${hex("1")}"`) < text.indexOf(`"b": "${hex("2")}"`));
+    assert.ok(text.includes(`"x": "${hex("9")}"`));
     assert.deepEqual((await Lockfile.load(path)).toJSON(), a.toJSON());
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["safemodels.lock"]);
     await Deno.writeTextFile(path, "[]");

@@ -6,8 +6,10 @@ import {
   HashMissing,
   InvalidSignature,
   keySigner,
+  PolicyError,
   SafeModel,
   SignatureMissing,
+  VerificationError,
 } from "../../sign/mod.ts";
 import { fixture } from "../_helpers.ts";
 import { freshKeyPem } from "../_model_gen.ts";
@@ -89,19 +91,18 @@ Deno.test("SafeModel.fromSafetensor() refuses an untrusted key, another model (s
     await assert.rejects(
       SafeModel.fromSafetensor(path, { policy, name: "llama" }),
       (e) =>
-        e instanceof InvalidSignature && e.code === "wrong-model" &&
-        /expected model "llama"/.test(e.message),
+        e instanceof PolicyError && e.code === "wrong-model" &&
+        /is for model "mixed", expected "llama"/.test(e.message),
     );
     await assert.rejects(
       SafeModel.fromSafetensor(path, { policy, version: "2.0.0" }),
-      (e) =>
-        e instanceof InvalidSignature && e.code === "wrong-version" && /"1\.0\.0"/.test(e.message),
+      (e) => e instanceof PolicyError && e.code === "wrong-version" && /"1\.0\.0"/.test(e.message),
     );
     // Editing the (unsigned) metadata name does not move the signature.
     await updateMeta(path, { "safemodels.name": "llama" });
     await assert.rejects(
       SafeModel.fromSafetensor(path, { policy }),
-      (e) => e instanceof InvalidSignature && e.code === "wrong-model",
+      (e) => e instanceof VerificationError && e.code === "bad-statement",
     );
   }));
 

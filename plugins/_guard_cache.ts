@@ -1,0 +1,173 @@
+// The verifying env.customCache: it wraps the cache transformers.js would
+// have used (its custom cache, the Web Cache API or its file cache), stores
+// only verified files, re-checks every hit, drops a tampered entry, and
+// hands weights over as verified private copies (or buffers).
+import { sha256Hex } from "../hash/_digest.ts";
+import type { GuardCore } from "./_guard_core.ts";
+import { chunksOf } from "./_guard_fetch.ts";
+import {
+  asBody,
+  collect,
+  isUrl,
+  openBody,
+  sizeOf,
+  storedResponse,
+  streamChunks,
+  VerifiedResponse,
+} from "./_guard_io.ts";
+import { type GuardFiles, isWeightFile, type Store, type TransformersEnv } from "./_guard_types.ts";
+
+type CacheLike = {
+  match(key: string): Promise<unknown>;
+  put(key: string, response: Response): Promise<unknown>;
+  delete?(key: string): Promise<unknown>;
+};
+
+function cacheStore(open: () => Promise<CacheLike>, files: GuardFiles | undefined): Store {
+  let cache: Promise<CacheLike> | undefined;
+  const get = () => (cache ??= open());
+  return {
+    open: async (key) => openBody(await (await get()).match(key), files),
+    put: async (key, _ref, data, type) => {
+      await (await get()).put(key, storedResponse(data, type, files));
+    },
+    delete: async (key) => {
+      await (await get()).delete?.(key);
+    },
+  };
+}
+
+/**
+ * The cache transformers.js would use now (read at each call, so `env` may be
+ * changed after installing): the custom cache it had, the Web Cache API or
+ * its file cache.
+ */
+export function pickStore(
+  env: TransformersEnv,
+  custom: { use: boolean; cache: unknown },
+  opened: Map<string, Store>,
+  files: GuardFiles | undefined,
+): Store | undefined {
+  if (custom.use && custom.cache) {
+    const c = custom.cache as CacheLike;
+    return cacheStore(() => Promise.resolve(c), files);
+  }
+  if (env.useBrowserCache && typeof caches !== "undefined") {
+    const name = env.cacheKey;
+    let s = opened.get(`web:${name}`);
+    if (!s) {
+      s = cacheStore(() => caches.open(name) as Promise<CacheLike>, files);
+      opened.set(`web:${name}`, s);
+    }
+    return s;
+  }
+  if (env.useFSCache && files) return files.fileStore(env);
+  return undefined;
+}
+
+/** The cache the guard puts in `env.customCache`. */
+export function verifyingCache(core: GuardCore): {
+  match(key: string): Promise<Response | string | undefined>;
+  put(key: string, response: Response): Promise<void>;
+  delete(key: string): Promise<boolean>;
+} {
+  const { locator, decisions, copies } = core;
+  const files = core.platform.files;
+  return {
+    async match(key: string): Promise<Response | string | undefined> {
+      const store = core.store();
+      const ref = locator.locate(key);
+      if (!ref) {
+        const body = isUrl(key) ? await store?.open(key, undefined) : undefined;
+        return body && new Response(body);
+      }
+      if (isWeightFile(ref.file)) {
+        // Weights go to transformers.js as the path of their verified private
+        // copy (or as the verified bytes), which it hands to onnxruntime
+        // through the gate.
+        const fresh = copies.take(key, ref);
+        if (fresh !== undefined) return copies.served(fresh.handle);
+        // Local weights come through fetch and put; remote ones may be cached.
+        if (!isUrl(key) || !store) return undefined;
+        const body = await store.open(key, ref);
+        if (body === undefined) return undefined;
+        const { handle, copy } = await copies.admit(ref, streamChunks(body), undefined);
+        if (!decisions.allowed(copy.verdict)) {
+          // A tampered cache entry is dropped: transformers.js fetches the file again.
+          await store.delete(key, ref).catch(() => {});
+          return undefined;
+        }
+        await copies.finishOnnx(handle, copy);
+        copies.remember(key, handle, copy);
+        return copies.served(handle);
+      }
+      if (!isUrl(key) || !store) return undefined;
+      const body = await store.open(key, ref);
+      if (body === undefined) return undefined;
+      let bytes: Uint8Array;
+      try {
+        bytes = await collect(body);
+      } catch {
+        // An entry over the bound is not served: fetched (and checked) again.
+        await store.delete(key, ref).catch(() => {});
+        return undefined;
+      }
+      const v = await decisions.check(ref, `sha256:${await sha256Hex(bytes)}`, bytes);
+      if (!decisions.allowed(v)) {
+        await store.delete(key, ref).catch(() => {});
+        return undefined;
+      }
+      return new Response(asBody(bytes), {
+        headers: { "content-length": String(bytes.byteLength) },
+      });
+    },
+    async put(key: string, response: Response): Promise<void> {
+      const store = core.store();
+      const ref = locator.locate(key);
+      const type = response.headers.get("content-type") ?? "application/octet-stream";
+      if (!ref) {
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        if (isUrl(key)) await store?.put(key, undefined, bytes, type);
+        return;
+      }
+      if (isWeightFile(ref.file)) {
+        // One pass: each chunk is hashed and kept (private copy or buffer) as it
+        // arrives; weights the guarded fetch already took in are not read again.
+        const early = copies.take(key, ref, "fetched");
+        // Deno/Node pass on the guarded fetch's own response and ask `match`
+        // next; transformers.js' web build passes a copy and asks no more.
+        const askedAgain = !early || response instanceof VerifiedResponse;
+        if (early) await response.body?.cancel();
+        const { handle, copy } = early ??
+          await copies.admit(ref, await chunksOf(core, response), sizeOf(response));
+        // Only verified remote files are kept; local files are read where they are.
+        if (copy.verdict.ok && isUrl(key) && store) {
+          const data = typeof handle === "string"
+            ? { path: handle, size: (await files!.fileSize(handle)) ?? 0 }
+            : handle;
+          await store.put(key, ref, data, type).catch((e) =>
+            console.warn(`safemodels: cannot cache ${key}: ${e}`)
+          );
+        }
+        await copies.finishOnnx(handle, copy);
+        if (askedAgain) copies.remember(key, handle, copy);
+        return;
+      }
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      const v = await decisions.check(ref, `sha256:${await sha256Hex(bytes)}`, bytes);
+      if (!decisions.allowed(v)) throw v.error;
+      if (v.ok && isUrl(key) && store) {
+        await store.put(key, ref, bytes, type).catch((e) =>
+          console.warn(`safemodels: cannot cache ${key}: ${e}`)
+        );
+      }
+    },
+    async delete(key: string): Promise<boolean> {
+      const store = core.store();
+      const ref = locator.locate(key);
+      if (ref) copies.take(key, ref);
+      await store?.delete(key, ref);
+      return true;
+    },
+  };
+}

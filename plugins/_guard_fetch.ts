@@ -1,0 +1,153 @@
+// The guarded env.fetch: every model file transformers.js fetches (from the
+// hub, or a local folder while the guard turns env.useFS off) is read,
+// hashed and decided before anything is handed on.
+import { createSha256, toHex } from "../hash/_digest.ts";
+import { EvidenceError, SignError } from "../sign/errors.ts";
+import type { GuardCore } from "./_guard_core.ts";
+import {
+  asBody,
+  bytesStream,
+  MAX_TEXT_FILE,
+  readHashed,
+  sizeOf,
+  streamChunks,
+  VerifiedResponse,
+} from "./_guard_io.ts";
+import { type Chunks, type FileRef, isWeightFile } from "./_guard_types.ts";
+
+/** Chunks of a response, or of the local file under it. */
+export async function chunksOf(core: GuardCore, response: Response): Promise<Chunks> {
+  const local = core.localBodies.get(response);
+  const files = core.platform.files;
+  if (local !== undefined && files) {
+    await response.body?.cancel();
+    return await files.fileChunks(local);
+  }
+  return streamChunks(response.body ?? bytesStream(new Uint8Array(await response.arrayBuffer())));
+}
+
+/**
+ * A body that hashes what passes through it and, at its end, errors instead
+ * of closing when the file is refused (a local file transformers.js reads
+ * as a stream).
+ */
+function verifyingBody(
+  core: GuardCore,
+  ref: FileRef,
+  source: ReadableStream<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  const rec = core.decisions.model(ref.model);
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let hasher: Awaited<ReturnType<typeof createSha256>> | undefined;
+  let finish: (() => void) | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!reader) {
+        reader = source.getReader();
+        hasher = await createSha256();
+        rec.track(new Promise<void>((resolve) => (finish = resolve)));
+      }
+      const { value, done } = await reader.read();
+      if (!done) {
+        hasher!.update(value);
+        controller.enqueue(value);
+        return;
+      }
+      const v = await core.decisions.check(ref, `sha256:${toHex(hasher!.digest())}`);
+      finish?.();
+      if (core.decisions.allowed(v)) controller.close();
+      else controller.error(v.error);
+    },
+    async cancel(reason) {
+      finish?.();
+      await (reader ? reader.cancel(reason) : source.cancel(reason));
+    },
+  }, { highWaterMark: 0 }); // pull only when read: metadata probes never start
+}
+
+/**
+ * Weights kept in memory are taken in as they are fetched (one pass), and
+ * transformers.js gets a response over the verified buffer itself, which it
+ * hands to onnxruntime (the gate knows it by identity). A refused file
+ * becomes a marker the gate refuses: failing the response could hang
+ * transformers.js.
+ */
+async function admitFetched(
+  core: GuardCore,
+  key: string,
+  ref: FileRef,
+  res: Response,
+): Promise<Response> {
+  const { handle, copy } = await core.copies.admit(ref, await chunksOf(core, res), sizeOf(res));
+  core.copies.remember(key, handle, copy, "fetched");
+  return new VerifiedResponse(handle as Uint8Array);
+}
+
+/** The fetch the guard puts in `env.fetch`. */
+export function guardedFetch(core: GuardCore) {
+  const { locator, decisions } = core;
+  // deno-lint-ignore no-explicit-any
+  return async function fetch(input: string | URL | Request, init?: any): Promise<Response> {
+    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+    const headers = new Headers(init?.headers);
+    const probe = headers.has("range") || (init?.method ?? "GET").toUpperCase() !== "GET";
+    if (/^(?:https?|blob):/i.test(url)) {
+      const ref = locator.remote(url);
+      const res: Response = await core.originalFetch(input as string, init);
+      // Metadata probes and errors carry no model bytes.
+      if (!ref || probe || !res.ok || !res.body) return res;
+      if (isWeightFile(ref.file)) {
+        return core.inMemory ? await admitFetched(core, url, ref, res) : res;
+      }
+      // Other files are small: read, hashed and checked before the response
+      // is handed on, so a refusal rejects the fetch itself with our error
+      // (browsers turn an errored body into a bare "Failed to fetch").
+      // Tracked from the first byte: the gate waits for it before any session.
+      const rec = decisions.model(ref.model);
+      const { v, bytes } = await rec.track((async () => {
+        try {
+          const read = await readHashed(streamChunks(res.body!), sizeOf(res), MAX_TEXT_FILE);
+          return { v: await decisions.check(ref, read.digest, read.bytes), bytes: read.bytes };
+        } catch (cause) {
+          const shown = `${ref.model.name}/${ref.file}`;
+          const error = cause instanceof SignError ? cause : new EvidenceError(
+            cause instanceof RangeError ? "too-large" : "unreadable",
+            `Cannot load ${shown}: ${(cause as Error)?.message ?? cause}`,
+            { file: shown, cause },
+          );
+          return { v: decisions.failure(ref, error), bytes: undefined };
+        }
+      })());
+      // Unread bytes cannot be handed on, not even in warn mode.
+      if (!decisions.allowed(v) || bytes === undefined) throw v.error;
+      return new Response(asBody(bytes), {
+        status: res.status,
+        statusText: res.statusText,
+        headers: res.headers,
+      });
+    }
+    const ref = locator.local(url);
+    const files = core.platform.files;
+    let res: Response;
+    if (core.readLocalsDirectly) {
+      const size = await files!.fileSize(url);
+      if (size === undefined) return new Response(null, { status: 404, statusText: "Not Found" });
+      res = new Response(files!.fileBody(url), {
+        status: 200,
+        headers: { "content-length": String(size) },
+      });
+      // Weights are copied by the cache's put, which reads the file itself.
+      core.localBodies.set(res, url);
+    } else {
+      res = await core.originalFetch(input as string, init);
+    }
+    if (!ref || probe || !res.ok || !res.body) return res;
+    if (isWeightFile(ref.file)) {
+      return core.inMemory ? await admitFetched(core, url, ref, res) : res;
+    }
+    return new Response(verifyingBody(core, ref, res.body), {
+      status: res.status,
+      headers: res.headers,
+    });
+  };
+}

@@ -1,0 +1,85 @@
+// Which model a request of transformers.js belongs to: a hub URL is read
+// with transformers.js' own path template (env.remoteHost,
+// env.remotePathTemplate); a local path is placed by the file side
+// (_guard_files.ts) at the model root transformers.js asked from. The model
+// root, and so the only model.sig that counts, never depends on where a
+// model.sig happens to be.
+import { EvidenceError } from "../sign/errors.ts";
+import type { FileRef, GuardFiles, TransformersEnv } from "./_guard_types.ts";
+import { isUrl } from "./_guard_io.ts";
+
+/** Files transformers.js loads for a model (others pass unguarded: they are not model files). */
+const MODEL_FILE = /\.(?:json|onnx|onnx_data(?:_\d+)?|txt|model|safetensors|bin|jinja|tiktoken)$/;
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Places requests of transformers.js in their model. */
+export class Locator {
+  readonly #env: TransformersEnv;
+  readonly #files: GuardFiles | undefined;
+
+  constructor(env: TransformersEnv, files: GuardFiles | undefined) {
+    this.#env = env;
+    this.#files = files;
+  }
+
+  /** A hub URL's model (repository and revision) and file, or `undefined`. */
+  remote(url: string): FileRef | undefined {
+    const env = this.#env;
+    const host = env.remoteHost.replace(/\/+$/, "");
+    const template = env.remotePathTemplate.replace(/^\/+|\/+$/g, "");
+    const pattern = escapeRe(template)
+      .replaceAll(escapeRe("{model}"), "(?<model>.+?)")
+      .replaceAll(escapeRe("{revision}"), "(?<revision>[^/]+)");
+    const m = new RegExp(`^${escapeRe(host)}/(?<prefix>${pattern})/(?<file>[^?#]+)$`).exec(
+      url.split(/[?#]/)[0]!,
+    );
+    if (!m?.groups) return undefined;
+    const { model: name = "", revision = "main", prefix = "", file = "" } = m.groups;
+    const base = `${host}/${prefix}`;
+    let decoded: string;
+    try {
+      decoded = file.split("/").map(decodeURIComponent).join("/");
+    } catch {
+      return undefined;
+    }
+    return {
+      model: {
+        key: `remote:${base}`,
+        name,
+        revision: safeDecode(revision),
+        signature: `${base}/model.sig`,
+        base,
+      },
+      file: decoded,
+    };
+  }
+
+  /** A local path's model and file, or `undefined` when it is not a model file. */
+  local(path: string): FileRef | undefined {
+    if (!MODEL_FILE.test(path)) return undefined;
+    if (!this.#files) {
+      throw new EvidenceError(
+        "unreadable",
+        `Cannot load ${path}: local model paths need a file system; serve the model over http(s) (env.remoteHost)`,
+        { file: path },
+      );
+    }
+    return this.#files.locateLocal(path, this.#env);
+  }
+
+  /** The model and file of a request or cache key. */
+  locate(key: string): FileRef | undefined {
+    return isUrl(key) ? this.remote(key) : this.local(key);
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}

@@ -1,0 +1,51 @@
+// Reading evidence files (model.sig, lockfiles) in Deno and Node: at most
+// the evidence bound, and failures that say what is wrong (a missing
+// permission, an I/O error) instead of passing for missing evidence.
+import { EvidenceError } from "./errors.ts";
+import { tooLarge } from "./_json.ts";
+import { isNotFound, unreadable } from "./_io_errors.ts";
+
+/**
+ * Reads an evidence file as UTF-8 text: `undefined` when it does not exist,
+ * `EvidenceError` when it cannot be read or is larger than `max` bytes
+ * (never reading more than `max + 1` bytes, whatever the file claims).
+ */
+export async function readEvidenceFile(
+  path: string,
+  what: string,
+  max: number,
+): Promise<string | undefined> {
+  const { open } = await import("node:fs/promises");
+  let handle: import("node:fs/promises").FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw unreadable(e, path, what);
+  }
+  try {
+    const buf = new Uint8Array(Math.min(max + 1, 1 << 20));
+    let bytes = new Uint8Array(0);
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      if (bytes.byteLength + bytesRead > max) throw tooLarge(what, max, path);
+      const grown = new Uint8Array(bytes.byteLength + bytesRead);
+      grown.set(bytes);
+      grown.set(buf.subarray(0, bytesRead), bytes.byteLength);
+      bytes = grown;
+    }
+    return new TextDecoder().decode(bytes);
+  } catch (e) {
+    if (e instanceof EvidenceError) throw e;
+    if ((e as { code?: string }).code === "EISDIR") {
+      throw new EvidenceError("unreadable", `Cannot read ${what}: it is a folder, not a file`, {
+        file: path,
+        cause: e,
+      });
+    }
+    throw unreadable(e, path, what);
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
