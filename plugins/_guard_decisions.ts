@@ -276,6 +276,7 @@ export class Decisions {
       : "refused";
     const reason = v.error?.message ??
       (v.evidence === "none" ? "no evidence; the policy makes signatures optional" : undefined);
+    const code = (v.error as { code?: unknown } | undefined)?.code;
     const key = `${ref.file}\0${v.digest}\0${verdict}\0${reason ?? ""}`;
     if (v.ok && v.evidence !== "none") {
       rec.verified.set(ref.file, v.digest);
@@ -293,6 +294,7 @@ export class Decisions {
       evidence: v.evidence,
       verdict,
       ...(reason !== undefined ? { reason } : {}),
+      ...(typeof code === "string" ? { code } : {}),
     };
     this.records.push(record);
     if (verdict === "warned" && !v.ok && !this.#warned.has(key)) {

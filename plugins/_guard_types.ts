@@ -82,6 +82,8 @@ export interface GuardRecord {
   verdict: "verified" | "refused" | "warned";
   /** Why it was refused or warned about. */
   reason?: string;
+  /** The refusal's `code` (e.g. `"pin-differs"`, `"wrong-model"`), when there is one. */
+  code?: string;
 }
 
 /**

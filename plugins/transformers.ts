@@ -47,10 +47,28 @@ import { verifySignedText } from "../sign/_verify_signed.ts";
 
 export type { GuardOptions, GuardRecord, TransformersEnv, TransformersGuard } from "./_guard.ts";
 // The sign types the guard's API mentions, so its documentation is complete.
-export type { Issuer, Matcher, TrustPolicy } from "../sign/policy.ts";
+export type { Issuer, Matcher, ModelPolicy, TrustPolicy } from "../sign/policy.ts";
 export type { Lockfile } from "../sign/lockfile.ts";
 export type { TrustMaterial, VerifiedSigner } from "../sign/types.ts";
-export type { LockCheckOptions, LockedSigner, LockEntry, LockResult } from "../sign/lockfile.ts";
+export type {
+  FoundEntry,
+  LockCheckOptions,
+  LockedSigner,
+  LockEntry,
+  LockResult,
+} from "../sign/lockfile.ts";
+export type { EvidenceKind } from "../sign/evidence.ts";
+// The errors a guarded load rejects with, so `instanceof` works from this entry.
+export {
+  EvidenceError,
+  HashMismatch,
+  HashMissing,
+  InvalidSignature,
+  PolicyError,
+  SignatureMissing,
+  SignError,
+  VerificationError,
+} from "../sign/errors.ts";
 
 /**
  * Installs the guard on transformers.js: from now on every model file it

@@ -48,11 +48,27 @@ export type {
   TransformersEnv,
   TransformersGuard,
 } from "./_guard.ts";
-export type { Issuer, Matcher, TrustPolicy } from "../sign/policy.ts";
+export type { Issuer, Matcher, ModelPolicy, TrustPolicy } from "../sign/policy.ts";
+export type { EvidenceKind } from "../sign/evidence.ts";
 export type { TrustMaterial, VerifiedSigner } from "../sign/types.ts";
-export type { LockCheckOptions, LockedSigner, LockEntry, LockResult } from "../sign/lockfile.ts";
+export type {
+  FoundEntry,
+  LockCheckOptions,
+  LockedSigner,
+  LockEntry,
+  LockResult,
+} from "../sign/lockfile.ts";
 export { Lockfile } from "../sign/lockfile.ts";
-export { HashMismatch, InvalidSignature, SignatureMissing } from "../sign/errors.ts";
+export {
+  EvidenceError,
+  HashMismatch,
+  HashMissing,
+  InvalidSignature,
+  PolicyError,
+  SignatureMissing,
+  SignError,
+  VerificationError,
+} from "../sign/errors.ts";
 
 /**
  * Options for the browser guard.

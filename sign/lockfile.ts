@@ -372,10 +372,9 @@ export function sameSigner(a: LockedSigner, b: LockedSigner): boolean {
  * @returns e.g. `key 3b1f…` or `keyless release@acme.example (issuer https://…)`.
  */
 export function describeLocked(s: LockedSigner): string {
-  const who = s.identities.length > 0
-    ? s.identities.join(", ")
-    : `key ${s.keyFingerprint?.slice(0, 16) ?? "?"}…`;
-  return `${s.kind} ${who}${s.issuer ? ` (issuer ${s.issuer})` : ""}`;
+  const key = `key ${s.keyFingerprint?.slice(0, 16) ?? "?"}…`;
+  if (s.kind === "key" || s.identities.length === 0) return key;
+  return `${s.kind} ${s.identities.join(", ")}${s.issuer ? ` (issuer ${s.issuer})` : ""}`;
 }
 
 /**

@@ -212,3 +212,105 @@ Deno.test("cli check: the guard's checks without loading (model.sig, embedded ON
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("cli verify --name and check --name compare the name with the model.sig's, not just print it", async () => {
+  const { keySigner, signModel } = await import("../../sign/mod.ts");
+  const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
+  try {
+    await signModel(dir, {
+      signer: keySigner(await Deno.readTextFile(KEY)),
+      modelName: "other-model",
+      ignorePaths: ["ignore-me"],
+    });
+    const policyFile = `${dir}.policy.json`;
+    await Deno.writeTextFile(policyFile, JSON.stringify({ publicKeys: [PUB] }));
+    for (const args of [["verify", dir, "--key", PUB], ["check", dir, "--policy", policyFile]]) {
+      const c = capture();
+      assert.equal(await main([...args, "--name", "acme/tiny-bert"], c.io), 1, args[0]);
+      assert.match(c.err.at(-1)!, /is for model "other-model", expected "acme\/tiny-bert"/);
+      // The model.sig's own name, or its last segment, is accepted.
+      assert.equal(await main([...args, "--name", "acme/other-model"], capture().io), 0);
+      assert.equal(await main(args, capture().io), 0);
+    }
+    await Deno.remove(policyFile);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli check and verify give the same verdict for the same flags (lockfile, frozen, version)", async () => {
+  const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
+  const lock = `${dir}.lock`;
+  const policyFile = `${dir}.policy.json`;
+  await Deno.writeTextFile(policyFile, JSON.stringify({ publicKeys: [PUB] }));
+  try {
+    const common = ["--ignore", "ignore-me", "--lock", lock, "--json"];
+    const run = async (cmd: string, extra: string[]) => {
+      const c = capture();
+      const trust = cmd === "verify" ? ["--key", PUB] : ["--policy", policyFile];
+      const code = await main([cmd, dir, ...trust, ...common, ...extra], c.io);
+      const out = JSON.parse(c.out[0]!);
+      return {
+        code,
+        files: out.files.map((f: { file: string; verdict: string; error?: { code: string } }) =>
+          `${f.file}:${f.verdict}:${f.error?.code ?? ""}`
+        ),
+      };
+    };
+    // Frozen, nothing locked: both refuse every file as not locked.
+    for (const extra of [["--frozen", "--model-version", "v1"], ["--model-version", "v1"]]) {
+      await Deno.remove(lock).catch(() => {});
+      const v = await run("verify", extra);
+      await Deno.remove(lock).catch(() => {});
+      const c = await run("check", extra);
+      assert.deepEqual(v, c, extra.join(" "));
+    }
+    // Locked at v1 (by the last run); a changed file: both refuse it as pin-differs.
+    await Deno.writeTextFile(`${dir}/signme-1`, "changed");
+    const v = await run("verify", ["--model-version", "v1"]);
+    const c = await run("check", ["--model-version", "v1"]);
+    assert.deepEqual(v, c);
+    assert.equal(v.code, 1);
+    assert.ok(v.files.includes("signme-1:refused:pin-differs"), v.files.join());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(lock).catch(() => {});
+    await Deno.remove(policyFile).catch(() => {});
+  }
+});
+
+Deno.test("cli verify: a missing read permission is a usage error naming --allow-read, not a missing signature", async () => {
+  const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
+  try {
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    // Read access to the model and the key, but not to the signature beside it.
+    await Deno.rename(`${dir}/model.sig`, `${dir}.sig`);
+    const allowed = [dir, PUB].join(",");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        `--allow-read=${allowed}`,
+        cli,
+        "verify",
+        dir,
+        "--key",
+        PUB,
+        "--ignore",
+        "ignore-me",
+        "--signature",
+        `${dir}.sig`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 2, err);
+    assert.match(err, /permission denied/i);
+    assert.match(err, /--allow-read=.*\.sig/);
+  } finally {
+    await Deno.remove(`${dir}.sig`).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});

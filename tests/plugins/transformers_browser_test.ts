@@ -11,7 +11,8 @@
 // Skipped where Chromium is missing, except in CI (.ci/run installs it).
 import assert from "node:assert/strict";
 import { certificateSigner, keySigner, signModel, signOnnx } from "../../sign/mod.ts";
-import { expected, fixture, sha256hex } from "../_helpers.ts";
+import { main } from "../../plugins/cli.ts";
+import { expected, fixture } from "../_helpers.ts";
 import { freshKeyPem } from "../_model_gen.ts";
 import { chromiumPath, runPage } from "./_chromium.ts";
 
@@ -51,7 +52,7 @@ try {
     return realCreate.call(this, model, ...rest);
   };
   const transformers = await import("@huggingface/transformers");
-  const { guardTransformers, Lockfile, HashMismatch, InvalidSignature } = await import("/guard.mjs");
+  const { guardTransformers, Lockfile, SignError } = await import("/guard.mjs");
   const { env } = transformers;
   env.remoteHost = location.origin + "/";
   env.allowLocalModels = false;
@@ -71,8 +72,10 @@ try {
     transformers,
     scenario.startsWith("acme/signed") || scenario.startsWith("acme/cert")
       ? { ort, policy }
-      : scenario.startsWith("acme/embedded")
+      : scenario.startsWith("acme/embedded") || scenario.startsWith("acme/pinned")
       ? { ort, policy, lockfile }
+      : scenario.startsWith("acme/frozen")
+      ? { ort, policy, lockfile, frozen: true }
       : { ort, lockfile, frozen: true },
   );
   const cached = async () =>
@@ -90,7 +93,8 @@ try {
       return { loaded: true };
     } catch (e) {
       return {
-        error: e instanceof HashMismatch ? "HashMismatch" : e instanceof InvalidSignature ? "InvalidSignature" : String(e),
+        error: e instanceof SignError ? e.name : String(e),
+        code: e.code,
         message: e.message,
         sessions: sessions - before,
       };
@@ -159,7 +163,8 @@ Deno.test({
     const source = await Deno.readTextFile(bundle);
     assert.doesNotMatch(
       source,
-      /from "node:|require\("node:/,
+      // Static imports only (doc comments may show one; dynamic ones run only for paths).
+      /^\s*import\s[^(\n]*from\s*"node:|require\("node:/m,
       "the browser bundle imports node: modules",
     );
 
@@ -178,49 +183,73 @@ Deno.test({
     };
     const model = new Map<string, Uint8Array>();
     for (const f of FILES) model.set(f, await Deno.readFile(fixture(`tiny-bert/${f}`)));
-    const digests = Object.fromEntries(FILES.map((f) => [f, sha256hex(model.get(f)!)]));
-    const names = ["acme/tiny-bert", "acme/bad-onnx", "acme/bad-tokenizer"];
-    // The embedded-signature repositories pin their JSON files only.
-    const { "onnx/model.onnx": _, ...json } = digests;
-    const lock = {
-      version: 1,
-      models: {
-        ...Object.fromEntries(names.map((n) => [`${n}@main`, { digests }])),
-        "acme/embedded@main": { digests: json },
-        "acme/embedded-bad@main": { digests: json },
-      },
-    };
     const flipped = (file: string, at: number) => {
       const bytes = model.get(file)!.slice();
       bytes[at]! ^= 1;
       return bytes;
     };
+    // The lockfile, written by `safemodels lock` (unsigned folders, pinned at
+    // revision main): the pinned repositories pin every file, the
+    // embedded-signature ones their JSON files only, and acme/pinned-bad pins
+    // weights other than the ones the hub serves.
+    const lockPath = `${work}/safemodels.lock`;
+    const pin = async (repo: string, files: string[], change?: (dir: string) => Promise<void>) => {
+      const dir = `${work}/pin/${repo}`;
+      await Deno.mkdir(`${dir}/onnx`, { recursive: true });
+      for (const f of files) await Deno.writeFile(`${dir}/${f}`, model.get(f)!);
+      await change?.(dir);
+      const quiet = { out: () => {}, err: (e: string) => console.error(e), isTerminal: false };
+      const args = ["lock", dir, "--key", fixture("oms/keys/signing-key-pub.pem")];
+      const code = await main([
+        ...args,
+        "--signatures-optional",
+        "--name",
+        repo,
+        "--model-version",
+        "main",
+        "--lock",
+        lockPath,
+      ], quiet);
+      assert.equal(code, 0, `safemodels lock ${repo}`);
+    };
+    for (const repo of ["acme/tiny-bert", "acme/bad-onnx", "acme/bad-tokenizer"]) {
+      await pin(repo, FILES);
+    }
+    for (const repo of ["acme/embedded", "acme/embedded-bad", "acme/embedded-other"]) {
+      await pin(repo, FILES.filter((f) => f.endsWith(".json")));
+    }
+    await pin(
+      "acme/pinned-bad",
+      FILES,
+      (dir) => Deno.writeFile(`${dir}/onnx/model.onnx`, flipped("onnx/model.onnx", 2000)),
+    );
+    const lock = JSON.parse(await Deno.readTextFile(lockPath));
+    assert.match(JSON.stringify(lock), /"sha256:[0-9a-f]{64}"/);
     // What each repository serves instead of the pinned file.
-    // A copy signed with the OMS test key (P-384), served with its model.sig.
+    // Copies signed with the OMS test key (P-384) or a certificate chain (leaf,
+    // intermediate) to the test CA; each model.sig names the repository it is for.
     await Deno.mkdir(`${work}/signed/onnx`, { recursive: true });
     for (const f of FILES) await Deno.writeFile(`${work}/signed/${f}`, model.get(f)!);
-    await signModel(`${work}/signed`, {
-      signer: keySigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem"))),
-    });
-    const signature = await Deno.readFile(`${work}/signed/model.sig`);
-    // The same files signed with a certificate chain (leaf, intermediate) to the test CA.
-    await signModel(`${work}/signed`, {
-      signer: certificateSigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem")), [
-        await Deno.readTextFile(fixture("oms/keys/signing-key-cert.pem")),
-        await Deno.readTextFile(fixture("oms/keys/int-ca-cert.pem")),
-      ]),
-    });
-    const certSignature = await Deno.readFile(`${work}/signed/model.sig`);
+    const KEY = await Deno.readTextFile(fixture("oms/keys/signing-key.pem"));
+    const chain = [
+      await Deno.readTextFile(fixture("oms/keys/signing-key-cert.pem")),
+      await Deno.readTextFile(fixture("oms/keys/int-ca-cert.pem")),
+    ];
+    const sign = async (modelName: string, cert = false) => {
+      await signModel(`${work}/signed`, {
+        signer: cert ? certificateSigner(KEY, chain) : keySigner(KEY),
+        modelName,
+      });
+      return await Deno.readFile(`${work}/signed/model.sig`);
+    };
     // The weights with an embedded ONNX signature by the same key.
     await Deno.mkdir(`${work}/embedded`);
-    await Deno.writeFile(`${work}/embedded/model.onnx`, model.get("onnx/model.onnx")!);
-    await signOnnx(`${work}/embedded/model.onnx`, {
-      signer: keySigner(await Deno.readTextFile(fixture("oms/keys/signing-key.pem"))),
-      name: "tiny-bert",
-      version: "1",
-    });
-    const embedded = await Deno.readFile(`${work}/embedded/model.onnx`);
-    const embeddedBad = embedded.slice();
+    const embeddedFor = async (name: string) => {
+      await Deno.writeFile(`${work}/embedded/model.onnx`, model.get("onnx/model.onnx")!);
+      await signOnnx(`${work}/embedded/model.onnx`, { signer: keySigner(KEY), name, version: "1" });
+      return await Deno.readFile(`${work}/embedded/model.onnx`);
+    };
+    const embeddedBad = await embeddedFor("acme/embedded-bad");
     embeddedBad[2000]! ^= 1;
     const keys: Record<string, string> = {
       "/release.pem": await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem")),
@@ -228,18 +257,22 @@ Deno.test({
       "/ca.pem": await Deno.readTextFile(fixture("oms/keys/ca-cert.pem")),
     };
     const overrides: Record<string, Map<string, Uint8Array>> = {
-      "acme/signed": new Map([["model.sig", signature]]),
-      "acme/signed-foreign": new Map([["model.sig", signature]]),
-      "acme/embedded": new Map([["onnx/model.onnx", embedded]]),
-      "acme/cert": new Map([["model.sig", certSignature]]),
-      "acme/cert-untrusted": new Map([["model.sig", certSignature]]),
+      "acme/signed": new Map([["model.sig", await sign("acme/signed")]]),
+      "acme/signed-foreign": new Map([["model.sig", await sign("acme/signed-foreign")]]),
+      "acme/signed-other-name": new Map([["model.sig", await sign("acme/other")]]),
+      "acme/frozen-signed": new Map([["model.sig", await sign("acme/frozen-signed")]]),
+      "acme/pinned-bad": new Map([["model.sig", await sign("acme/pinned-bad")]]),
+      "acme/embedded": new Map([["onnx/model.onnx", await embeddedFor("acme/embedded")]]),
+      "acme/embedded-other": new Map([["onnx/model.onnx", await embeddedFor("acme/other")]]),
+      "acme/cert": new Map([["model.sig", await sign("cert", true)]]),
+      "acme/cert-untrusted": new Map([["model.sig", await sign("cert-untrusted", true)]]),
       "acme/cert-bad": new Map([
-        ["model.sig", certSignature],
+        ["model.sig", await sign("cert-bad", true)],
         ["tokenizer.json", flipped("tokenizer.json", 100)],
       ]),
       "acme/embedded-bad": new Map([["onnx/model.onnx", embeddedBad]]),
       "acme/signed-bad": new Map([
-        ["model.sig", signature],
+        ["model.sig", await sign("acme/signed-bad")],
         ["onnx/model.onnx", flipped("onnx/model.onnx", 2000)],
       ]),
       "acme/tiny-bert": new Map(),
@@ -298,23 +331,60 @@ Deno.test({
       };
       // Refusals: lockfile-pinned files tampered on the hub, a signed model with
       // tampered weights, a signed model whose key the policy does not trust.
+      // The trust decision's rules hold in the browser too: an embedded
+      // signature or a model.sig for another model, a frozen lockfile that
+      // does not pin a signed model, a pin that differs from signed weights.
       const refusals = [
-        ["acme/bad-onnx", "release", "HashMismatch", "acme/bad-onnx/onnx/model.onnx"],
-        ["acme/bad-tokenizer", "release", "HashMismatch", "acme/bad-tokenizer/tokenizer.json"],
-        ["acme/signed-bad", "release", "HashMismatch", "acme/signed-bad/onnx/model.onnx"],
-        ["acme/signed-foreign", "foreign", "InvalidSignature", "model.sig"],
-        ["acme/embedded-bad", "release", "HashMismatch", "acme/embedded-bad/onnx/model.onnx"],
-        ["acme/cert-bad", "ca", "HashMismatch", "acme/cert-bad/tokenizer.json"],
-        ["acme/cert-untrusted", "release", "InvalidSignature", "model.sig"],
+        ["acme/bad-onnx", "release", "HashMismatch:pin-differs", "acme/bad-onnx/onnx/model.onnx"],
+        [
+          "acme/bad-tokenizer",
+          "release",
+          "HashMismatch:pin-differs",
+          "acme/bad-tokenizer/tokenizer.json",
+        ],
+        [
+          "acme/signed-bad",
+          "release",
+          "HashMismatch:content-changed",
+          "acme/signed-bad/onnx/model.onnx",
+        ],
+        ["acme/signed-foreign", "foreign", "VerificationError:untrusted-key", "model.sig"],
+        [
+          "acme/embedded-bad",
+          "release",
+          "HashMismatch:content-changed",
+          "acme/embedded-bad/onnx/model.onnx",
+        ],
+        ["acme/cert-bad", "ca", "HashMismatch:content-changed", "acme/cert-bad/tokenizer.json"],
+        ["acme/cert-untrusted", "release", "VerificationError:untrusted-certificate", "model.sig"],
+        ["acme/signed-other-name", "release", "PolicyError:wrong-model", 'model "acme/other"'],
+        [
+          "acme/embedded-other",
+          "release",
+          "PolicyError:wrong-model",
+          "acme/embedded-other/onnx/model.onnx",
+        ],
+        ["acme/frozen-signed", "release", "PolicyError:not-locked", "frozen"],
+        [
+          "acme/pinned-bad",
+          "release",
+          "HashMismatch:pin-differs",
+          "acme/pinned-bad/onnx/model.onnx",
+        ],
       ];
       for (const [scenario, key, error, file] of refusals) {
         const r = await open(scenario!, key);
-        const refusal = r.refusal as { error: string; message: string; sessions: number };
-        assert.equal(refusal.error, error, JSON.stringify(refusal));
+        const refusal = r.refusal as {
+          error: string;
+          code: string;
+          message: string;
+          sessions: number;
+        };
+        assert.equal(`${refusal.error}:${refusal.code}`, error, JSON.stringify(refusal));
         assert.ok(refusal.message.includes(file!), refusal.message);
         assert.equal(refusal.sessions, 0, `${scenario}: a session was created`);
         // Nothing refused is cached.
-        const name = file!.slice(scenario!.length + 1);
+        const name = file!.startsWith(`${scenario}/`) ? file!.slice(scenario!.length + 1) : "";
         assert.ok(!(r.cached as string[]).includes(`/${scenario}/resolve/main/${name}`));
         assert.ok((r.records as string[][]).some(([, v]) => v === "refused"));
       }

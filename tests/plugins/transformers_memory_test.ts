@@ -4,3 +4,4 @@
 // Each test module has its own global scope (the process environment is shared).
 (globalThis as { safemodelsGuardWeights?: string }).safemodelsGuardWeights = "memory";
 await import("./transformers_test.ts");
+await import("./guard_decision_test.ts");

@@ -10,11 +10,7 @@ import {
   sortResources,
 } from "../../sign/_oms.ts";
 import { hashModelFolder } from "../../sign/_oms_fs.ts";
-import {
-  HashMismatch,
-  InvalidSignature,
-  SignatureMissing,
-} from "../../sign/errors.ts";
+import { HashMismatch, InvalidSignature, SignatureMissing } from "../../sign/errors.ts";
 import { checkModel } from "../../sign/_check_model.ts";
 import type { SignedTextVerifier } from "../../sign/_signed_text.ts";
 
