@@ -30,7 +30,6 @@ export async function publicGoodTrustedRoot(): Promise<unknown> {
   return JSON.parse(new TextDecoder().decode(bytes));
 }
 
-const BEGINNING_OF_TIME = new Date(0);
 const END_OF_TIME = new Date(8640000000000000);
 
 function record(value: unknown, what: string): Record<string, unknown> {
@@ -52,18 +51,26 @@ function base64(value: unknown, what: string): Buffer<ArrayBuffer> {
   return Buffer.from(bytes);
 }
 
-function date(value: unknown, fallback: Date, what: string): Date {
-  if (value === undefined || value === null) return fallback;
+function date(value: unknown, what: string): Date {
   const d = typeof value === "string" ? new Date(value) : new Date(NaN);
   if (Number.isNaN(d.getTime())) throw new Error(`${what} is not a date`);
   return d;
 }
 
+/**
+ * A `validFor` range. Its start is required: the specification leaves only
+ * the end open ("a period that has started but has no known end"), and a
+ * key or CA trusted from the beginning of time would vouch for anything
+ * backdated (`@sigstore/verify`'s own conversion defaults it to 1970; we
+ * refuse instead). A missing end means still valid.
+ */
 function validity(value: unknown, what: string): { start: Date; end: Date } {
-  const v = value === undefined ? {} : record(value, what);
+  if (value === undefined || value === null) throw new Error(`${what}.start is missing`);
+  const v = record(value, what);
+  if (v.start === undefined || v.start === null) throw new Error(`${what}.start is missing`);
   return {
-    start: date(v.start, BEGINNING_OF_TIME, `${what}.start`),
-    end: date(v.end, END_OF_TIME, `${what}.end`),
+    start: date(v.start, `${what}.start`),
+    end: v.end === undefined || v.end === null ? END_OF_TIME : date(v.end, `${what}.end`),
   };
 }
 

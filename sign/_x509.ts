@@ -13,6 +13,7 @@ import {
   children,
   DerError,
   INTEGER,
+  OBJECT_ID,
   readOid,
   readTlv,
   SEQUENCE,
@@ -31,6 +32,25 @@ export {
   verifyWithSpki,
 } from "./_spki.ts";
 
+/**
+ * A GeneralName (RFC 5280 4.2.1.6), as subjectAltName entries and
+ * nameConstraints subtrees carry it. Text forms are IA5Strings; a
+ * directoryName is its canonical RDNs ({@linkcode canonicalName}); the forms
+ * we do not compare keep their encoding.
+ */
+export type GeneralName =
+  | { form: "rfc822Name" | "dNSName" | "uniformResourceIdentifier"; text: string }
+  | { form: "directoryName"; rdns: string[]; text: string }
+  | { form: "iPAddress"; bytes: Uint8Array; text: string }
+  | { form: "otherName" | "x400Address" | "ediPartyName" | "registeredID"; text: string };
+
+/** One permitted or excluded subtree of a nameConstraints extension. */
+export interface GeneralSubtree {
+  base: GeneralName;
+  /** `minimum` other than 0 or a `maximum`: RFC 5280 forbids both, we refuse them. */
+  bounded: boolean;
+}
+
 /** A parsed certificate, reduced to what chain and signer checks need. */
 export interface Certificate {
   der: Uint8Array;
@@ -48,11 +68,26 @@ export interface Certificate {
   basicConstraints: { ca: boolean; pathLen: number | undefined } | undefined;
   /** Key usage bits (index 0 = digitalSignature, 5 = keyCertSign), if present. */
   keyUsage: number[] | undefined;
+  /** extendedKeyUsage purpose OIDs, if present. */
+  extKeyUsage: string[] | undefined;
+  /** subjectAltName rfc822Names and URIs (the identities a signer has). */
   emails: string[];
   uris: string[];
+  /** Every subjectAltName entry, in order. */
+  altNames: GeneralName[];
+  /** The subject as canonical RDNs ({@linkcode canonicalName}); empty for an empty name. */
+  subjectRdns: string[];
+  /** emailAddress attributes of the subject (legacy e-mail names, RFC 5280 4.1.2.6). */
+  subjectEmails: string[];
+  /** nameConstraints subtrees, if present. */
+  nameConstraints: { permitted: GeneralSubtree[]; excluded: GeneralSubtree[] } | undefined;
   /** Extension OID to the raw `extnValue` contents. */
   extensions: Map<string, Uint8Array>;
+  /** OIDs of the extensions marked critical. */
+  critical: Set<string>;
 }
+
+const EMAIL_ADDRESS = "1.2.840.113549.1.9.1";
 
 const NAME_KEYS: Record<string, string> = {
   "2.5.4.3": "CN",
@@ -62,7 +97,7 @@ const NAME_KEYS: Record<string, string> = {
   "2.5.4.8": "ST",
   "2.5.4.10": "O",
   "2.5.4.11": "OU",
-  "1.2.840.113549.1.9.1": "emailAddress",
+  [EMAIL_ADDRESS]: "emailAddress",
 };
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
@@ -123,20 +158,65 @@ function readTime(der: Uint8Array, tlv: Tlv | undefined, what: string): Date {
   return date;
 }
 
-/** Formats a Name as `CN=x, O=y` (in encoded order), for messages. */
-function formatName(der: Uint8Array, name: Tlv): string {
-  const parts: string[] = [];
-  for (const rdn of children(der, name)) {
-    expect(rdn, SET, "name");
-    for (const attr of children(der, rdn)) {
+/** A Name's attributes, RDN by RDN, as (type OID, value element) pairs. */
+function nameAttributes(der: Uint8Array, name: Tlv): { oid: string; value: Tlv }[][] {
+  return children(der, name).map((rdn) =>
+    children(der, expect(rdn, SET, "name")).map((attr) => {
       const [type, value] = children(der, expect(attr, SEQUENCE, "name attribute"));
       const oid = readOid(der, type, "name attribute");
       if (value === undefined) throw new DerError("missing name attribute value");
-      parts.push(`${NAME_KEYS[oid] ?? oid}=${utf8.decode(valueOf(der, value))}`);
-    }
-  }
+      return { oid, value };
+    })
+  );
+}
+
+/** Formats a Name as `CN=x, O=y` (in encoded order), for messages. */
+function formatName(der: Uint8Array, name: Tlv): string {
+  const parts = nameAttributes(der, name).flat().map(({ oid, value }) =>
+    `${NAME_KEYS[oid] ?? oid}=${utf8.decode(valueOf(der, value))}`
+  );
   return parts.length === 0 ? "(empty name)" : parts.join(", ");
 }
+
+/** Text of a directory string (UTF8, Printable, IA5, Teletex as Latin-1, BMP), else undefined. */
+function directoryString(der: Uint8Array, tlv: Tlv): string | undefined {
+  const v = valueOf(der, tlv);
+  switch (tlv.tag) {
+    case 0x0c: // UTF8String
+    case 0x13: // PrintableString
+    case 0x16: // IA5String
+      return utf8.decode(v);
+    case 0x14: // TeletexString
+      return Array.from(v, (c) => String.fromCharCode(c)).join("");
+    case 0x1e: { // BMPString
+      if (v.length % 2 !== 0) throw new DerError("invalid BMPString");
+      let out = "";
+      for (let i = 0; i < v.length; i += 2) out += String.fromCharCode(v[i]! * 256 + v[i + 1]!);
+      return out;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A Name as canonical RDNs for comparison, after OpenSSL's canonical
+ * encoding and RFC 4518 in spirit: each RDN is its `oid=value` attributes,
+ * sorted and joined with `+`; string values are trimmed, inner white space
+ * collapsed and lower-cased; other values compare as hex.
+ */
+function canonicalName(der: Uint8Array, name: Tlv): string[] {
+  return nameAttributes(der, name).map((rdn) =>
+    rdn.map(({ oid, value }) => {
+      const text = directoryString(der, value);
+      const canon = text === undefined
+        ? "#" + Array.from(der.subarray(value.start, value.end), hexByte).join("")
+        : JSON.stringify(text.trim().replace(/\s+/g, " ").toLowerCase());
+      return `${oid}=${canon}`;
+    }).sort().join("+")
+  );
+}
+
+const hexByte = (b: number) => b.toString(16).padStart(2, "0");
 
 /** Parses a DER certificate; throws `DerError` when it is not one. */
 export function parseCertificate(der: Uint8Array): Certificate {
@@ -175,9 +255,17 @@ export function parseCertificate(der: Uint8Array): Certificate {
     signature: new Uint8Array(der.subarray(sigValue.value + 1, sigValue.end)),
     basicConstraints: undefined,
     keyUsage: undefined,
+    extKeyUsage: undefined,
     emails: [],
     uris: [],
+    altNames: [],
+    subjectRdns: canonicalName(der, subject),
+    subjectEmails: nameAttributes(der, subject).flat()
+      .filter((a) => a.oid === EMAIL_ADDRESS)
+      .map((a) => directoryString(der, a.value) ?? ""),
+    nameConstraints: undefined,
     extensions: new Map(),
+    critical: new Set(),
   };
   const wrapper = tbs.slice(6 + off).find((t) => t.tag === explicit(3));
   const list = wrapper === undefined
@@ -189,6 +277,15 @@ export function parseCertificate(der: Uint8Array): Certificate {
     const valueTlv = fields[fields.length - 1];
     if (fields.length < 2 || fields.length > 3 || valueTlv?.tag !== OCTET_STRING) {
       throw new DerError(`invalid extension ${oid}`);
+    }
+    if (fields.length === 3) {
+      // critical BOOLEAN DEFAULT FALSE: DER encodes only TRUE (0xff); FALSE is tolerated.
+      const flag = expect(fields[1], BOOLEAN, `extension ${oid} critical flag`);
+      const v = valueOf(der, flag);
+      if (v.length !== 1 || (v[0] !== 0 && v[0] !== 0xff)) {
+        throw new DerError(`invalid extension ${oid} critical flag`);
+      }
+      if (v[0] === 0xff) cert.critical.add(oid);
     }
     if (cert.extensions.has(oid)) throw new DerError(`duplicate extension ${oid}`);
     const value = new Uint8Array(valueOf(der, valueTlv));
@@ -240,18 +337,128 @@ function readExtension(cert: Certificate, oid: string, value: Uint8Array): void 
       cert.keyUsage = out;
       break;
     }
-    case "2.5.29.17": // subjectAltName: [1] rfc822Name, [6] URI (IMPLICIT IA5String)
-      for (
-        const name of children(
-          value,
-          expect(whole(value, "subjectAltName"), SEQUENCE, "subjectAltName"),
-        )
-      ) {
-        if (name.tag === implicit(1)) cert.emails.push(utf8.decode(valueOf(value, name)));
-        else if (name.tag === implicit(6)) cert.uris.push(utf8.decode(valueOf(value, name)));
+    case "2.5.29.37": { // extKeyUsage: SEQUENCE OF KeyPurposeId
+      const list = children(value, expect(whole(value, "extKeyUsage"), SEQUENCE, "extKeyUsage"));
+      if (list.length === 0) throw new DerError("invalid extKeyUsage (empty)");
+      cert.extKeyUsage = list.map((t) => readOid(value, t, "extKeyUsage purpose"));
+      break;
+    }
+    case "2.5.29.17": { // subjectAltName: SEQUENCE OF GeneralName
+      const list = children(
+        value,
+        expect(whole(value, "subjectAltName"), SEQUENCE, "subjectAltName"),
+      );
+      for (const tlv of list) {
+        const name = readGeneralName(value, tlv, "subjectAltName");
+        if (name.form === "iPAddress" && name.bytes.length !== 4 && name.bytes.length !== 16) {
+          throw new DerError("invalid subjectAltName iPAddress");
+        }
+        cert.altNames.push(name);
+        if (name.form === "rfc822Name") cert.emails.push(name.text);
+        if (name.form === "uniformResourceIdentifier") cert.uris.push(name.text);
       }
       break;
+    }
+    case "2.5.29.30": { // nameConstraints: [0] permittedSubtrees, [1] excludedSubtrees
+      const nc = { permitted: [] as GeneralSubtree[], excluded: [] as GeneralSubtree[] };
+      for (
+        const part of children(
+          value,
+          expect(whole(value, "nameConstraints"), SEQUENCE, "nameConstraints"),
+        )
+      ) {
+        const into = part.tag === explicit(0)
+          ? nc.permitted
+          : part.tag === explicit(1)
+          ? nc.excluded
+          : undefined;
+        if (into === undefined) throw new DerError("invalid nameConstraints");
+        const subtrees = children(value, part);
+        if (subtrees.length === 0) throw new DerError("invalid nameConstraints (empty subtrees)");
+        for (const subtree of subtrees) into.push(readSubtree(value, subtree));
+      }
+      if (nc.permitted.length === 0 && nc.excluded.length === 0) {
+        throw new DerError("invalid nameConstraints (no subtrees)");
+      }
+      cert.nameConstraints = nc;
+      break;
+    }
   }
+}
+
+const NAME_FORMS = [
+  "otherName",
+  "rfc822Name",
+  "dNSName",
+  "x400Address",
+  "directoryName",
+  "ediPartyName",
+  "uniformResourceIdentifier",
+  "iPAddress",
+  "registeredID",
+] as const;
+
+/** Reads one GeneralName (context tags [0]..[8], RFC 5280 4.2.1.6). */
+function readGeneralName(der: Uint8Array, tlv: Tlv, what: string): GeneralName {
+  const n = tlv.tag & 0x1f;
+  const form = NAME_FORMS[n];
+  // [0], [3], [4], [5] are constructed; [1], [2], [6], [7], [8] primitive.
+  const constructed = n === 0 || n === 3 || n === 4 || n === 5;
+  if (form === undefined || tlv.tag !== (constructed ? explicit(n) : implicit(n))) {
+    throw new DerError(`invalid ${what} (GeneralName tag 0x${hexByte(tlv.tag)})`);
+  }
+  const v = valueOf(der, tlv);
+  switch (form) {
+    case "rfc822Name":
+    case "dNSName":
+    case "uniformResourceIdentifier":
+      return { form, text: utf8.decode(v) };
+    case "directoryName": {
+      const name = children(der, tlv);
+      if (name.length !== 1) throw new DerError(`invalid ${what} directoryName`);
+      const seq = expect(name[0], SEQUENCE, `${what} directoryName`);
+      return { form, rdns: canonicalName(der, seq), text: formatName(der, seq) };
+    }
+    case "iPAddress":
+      return { form, bytes: new Uint8Array(v), text: ipText(v) };
+    case "registeredID":
+      return { form, text: readOid(der, { ...tlv, tag: OBJECT_ID }, `${what} registeredID`) };
+    default:
+      return { form, text: Array.from(v, hexByte).join("") };
+  }
+}
+
+/** An address (4 or 16 bytes) or address and mask (8 or 32 bytes) for messages. */
+function ipText(v: Uint8Array): string {
+  const one = (b: Uint8Array) =>
+    b.length === 4
+      ? Array.from(b).join(".")
+      : Array.from({ length: b.length / 2 }, (_, i) =>
+        (b[2 * i]! * 256 + b[2 * i + 1]!).toString(16))
+        .join(":");
+  if (v.length === 4 || v.length === 16) return one(v);
+  if (v.length === 8 || v.length === 32) {
+    return `${one(v.subarray(0, v.length / 2))}/${one(v.subarray(v.length / 2))}`;
+  }
+  return Array.from(v, hexByte).join("");
+}
+
+/** GeneralSubtree ::= SEQUENCE { base, minimum [0] DEFAULT 0, maximum [1] OPTIONAL } */
+function readSubtree(der: Uint8Array, tlv: Tlv): GeneralSubtree {
+  const [baseTlv, ...bounds] = children(der, expect(tlv, SEQUENCE, "nameConstraints subtree"));
+  if (baseTlv === undefined) throw new DerError("invalid nameConstraints subtree");
+  const base = readGeneralName(der, baseTlv, "nameConstraints");
+  if (base.form === "iPAddress" && base.bytes.length !== 8 && base.bytes.length !== 32) {
+    throw new DerError("invalid nameConstraints iPAddress");
+  }
+  let bounded = false;
+  for (const b of bounds) {
+    const v = valueOf(der, b);
+    if (b.tag === implicit(0)) bounded ||= v.some((byte) => byte !== 0);
+    else if (b.tag === implicit(1)) bounded = true;
+    else throw new DerError("invalid nameConstraints subtree");
+  }
+  return { base, bounded };
 }
 
 /** Reads a DER UTF8String/IA5String/PrintableString as text, or `undefined`. */

@@ -208,8 +208,9 @@ Deno.test("certificate bundles: wrong root, missing intermediate, no roots", asy
   assert.equal(r.signer.kind, "certificate");
 });
 
-Deno.test("certificate bundles: validity is checked now (expired Fulcio leaf)", async () => {
-  // A chain that verifies by signatures but whose leaf expired long ago.
+Deno.test("certificate bundles: validity is checked at the leaf's notBefore (expired Fulcio leaf)", async () => {
+  // A chain whose leaf expired long ago: certificate mode checks the path when
+  // the leaf was issued, as model_signing does, so it still verifies.
   const keyless = load("v1.0.1-sigstore");
   const root = (await publicGoodTrustedRoot()) as Json;
   const fulcio = root.certificateAuthorities.at(-1).certChain.certificates;
@@ -225,7 +226,8 @@ Deno.test("certificate bundles: validity is checked now (expired Fulcio leaf)", 
   const rootPem = `-----BEGIN CERTIFICATE-----\n${
     fulcio.at(-1).rawBytes
   }\n-----END CERTIFICATE-----\n`;
-  await rejects(bundle, { certificateRoots: [rootPem] }, "untrusted-certificate", /not valid at/);
+  const r = await verifyBundle(bundle, { certificateRoots: [rootPem] });
+  assert.equal(r.signer.kind, "certificate");
 });
 
 // --- Generated certificates (hand-built DER, WebCrypto keys) ------------------
@@ -291,6 +293,8 @@ async function makeCert(
     exts.push(seq(oid("2.5.29.19"), tlv(0x04, value)));
   }
   if (opts.email) exts.push(seq(oid("2.5.29.17"), tlv(0x04, seq(tlv(0x81, text(opts.email))))));
+  // Leaves may sign code (extendedKeyUsage codeSigning), as model_signing requires.
+  if (!opts.ca) exts.push(seq(oid("2.5.29.37"), tlv(0x04, seq(oid("1.3.6.1.5.5.7.3.3")))));
   const now = Date.now();
   const tbs = seq(
     tlv(0xa0, tlv(0x02, new Uint8Array([2]))),
