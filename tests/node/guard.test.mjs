@@ -124,3 +124,65 @@ test("guardTransformers() under Node: a remote model over a loopback hub, Node's
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("guardTransformers() under Node reads a lockfile written by `safemodels lock`: pins vouch, bind and freeze", async () => {
+  const { execFileSync } = await import("node:child_process");
+  const deno = process.env.SAFEMODELS_DENO;
+  assert.ok(deno, "SAFEMODELS_DENO names the deno binary that runs the CLI");
+  const root = mkdtempSync(`${tmpdir()}/safemodels-node-lock-`);
+  const dir = `${root}/acme/tiny-bert`;
+  cpSync(`${fixtures}tiny-bert`, dir, { recursive: true });
+  const lock = `${root}/safemodels.lock`;
+  const cli = fileURLToPath(new URL("../../plugins/cli.ts", import.meta.url));
+  execFileSync(deno, [
+    "run",
+    "--quiet",
+    `--allow-read=${root},${fixtures}`,
+    `--allow-write=${root}`,
+    cli,
+    "lock",
+    dir,
+    "--key",
+    `${fixtures}oms/keys/signing-key-pub.pem`,
+    "--signatures-optional",
+    "--name",
+    "acme/tiny-bert",
+    "--files",
+    "config.json",
+    "--files",
+    "tokenizer.json",
+    "--files",
+    "tokenizer_config.json",
+    "--files",
+    "onnx/model.onnx",
+    "--lock",
+    lock,
+  ]);
+  assert.match(readFileSync(lock, "utf8"), /"acme\/tiny-bert@unversioned"/);
+  const { env } = transformers;
+  const saved = { ...env };
+  Object.assign(env, { localModelPath: `${root}/`, allowRemoteModels: false });
+  const guard = sm.guardTransformers(transformers, {
+    policy: { publicKeys: [readFileSync(`${fixtures}oms/keys/signing-key-pub.pem`, "utf8")] },
+    lockfile: lock,
+    frozen: true,
+  });
+  try {
+    const pipe = await transformers.pipeline("feature-extraction", "acme/tiny-bert", {
+      dtype: "fp32",
+    });
+    await pipe.dispose();
+    assert.ok(guard.records.every((r) => r.verdict === "verified" && r.evidence === "lockfile"));
+    const config = `${dir}/config.json`;
+    writeFileSync(config, readFileSync(config, "utf8").replace("{", '{"x":1,'));
+    await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+    await assert.rejects(
+      transformers.pipeline("feature-extraction", "acme/tiny-bert", { dtype: "fp32" }),
+      (e) => e instanceof sm.HashMismatch && e.code === "pin-differs",
+    );
+  } finally {
+    guard.uninstall();
+    Object.assign(env, saved);
+    rmSync(root, { recursive: true, force: true });
+  }
+});

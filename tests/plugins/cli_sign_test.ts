@@ -226,7 +226,7 @@ Deno.test("cli verify --name and check --name compare the name with the model.si
     await Deno.writeTextFile(policyFile, JSON.stringify({ publicKeys: [PUB] }));
     for (const args of [["verify", dir, "--key", PUB], ["check", dir, "--policy", policyFile]]) {
       const c = capture();
-      assert.equal(await main([...args, "--name", "acme/tiny-bert"], c.io), 1, args[0]);
+      assert.equal(await main([...args, "--name", "acme/tiny-bert"], c.io), 1, args[0]!);
       assert.match(c.err.at(-1)!, /is for model "other-model", expected "acme\/tiny-bert"/);
       // The model.sig's own name, or its last segment, is accepted.
       assert.equal(await main([...args, "--name", "acme/other-model"], capture().io), 0);
