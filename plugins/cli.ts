@@ -46,14 +46,16 @@ Commands:
        [--name N --model-version V] [--detached] [--signature S]
       A folder or non-safetensors file: a detached OMS signature (model.sig). A .safetensors
       file: a signature embedded in its __metadata__ (needs --model-version), unless --detached.
-  verify <file|dir> (--identity I --issuer U | --key PUB | --cert-root R)... [--trusted-root F]
-       [--ignore P...] [--files F...] [--signature S] [--lock F [--frozen]] [--json]
-      Check a signature against the trust policy, then every signed file (or only --files).
-  lock <file|dir> (policy options as verify) [--lock F]
-      Verify, then record digests and signer in the lockfile (default safemodels.lock).
-  check <model dir> --policy P [--files F...] [--lock F [--frozen]] [--json]
-      The transformers.js guard's checks without loading: model.sig, else each file's
-      embedded signature or lockfile digest. P is a JSON policy file.
+  verify <file|dir> (--identity I --issuer U | --key PUB | --cert-root R | --policy P)...
+       [--trusted-root F] [--name N] [--model-version V] [--ignore P...] [--files F...]
+       [--signature S] [--lock F [--frozen]] [--signatures-optional] [--json]
+      Decide every file (or --files) by the model's evidence: the root model.sig, else each
+      file's embedded signature, else its lockfile pin; --name and --model-version are the model
+      asked for (evidence for another is refused).
+  lock <file|dir> (options as verify) [--lock F]
+      Verify, then record every file's digest and the signer (default safemodels.lock).
+  check <file|dir> --policy P (options as verify)
+      verify with a JSON policy file: the transformers.js guard's decision without loading.
 
 Permissions: --allow-read (hash, digest, meta get, verify); plus --allow-write (meta set, sign, lock);\nkeyless sign also --allow-net and --allow-env.
 Exit status: 0 success, 1 failed check, 2 usage or input error.`;
