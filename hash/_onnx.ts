@@ -308,7 +308,7 @@ async function walkTensor(
           tag.start,
         );
       }
-      rec.external.set(key, value);
+      rec.external.set(key, value ?? "");
     } else if (field === 14) {
       if (wire !== WIRE_VARINT) wrongWire("data_location");
       once(rec.dataLocation, "data_location", tag.start);
@@ -364,11 +364,23 @@ async function readEntry(
   cur: ProtoCursor,
   end: number,
   what: string,
-): Promise<[string, string]> {
+  maxValue = Infinity,
+): Promise<[string, string | undefined]> {
   let key = "";
-  let value = "";
+  let value: string | undefined = "";
   while (cur.pos < end) {
     const tag = await cur.tag(end);
+    if (tag.field === 2 && tag.wire === WIRE_LEN && maxValue !== Infinity) {
+      // Measure before reading: a value over the bound is skipped, not held.
+      const start = cur.pos;
+      const stop = await cur.len(end, `${what} value`);
+      if (stop - cur.pos > maxValue) {
+        cur.pos = stop;
+        value = undefined;
+        continue;
+      }
+      cur.pos = start;
+    }
     if ((tag.field === 1 || tag.field === 2) && tag.wire === WIRE_LEN) {
       const s = await cur.string(
         end,
@@ -722,22 +734,29 @@ async function* typedChunks(
 /**
  * Reads `ModelProto.metadata_props` (field 14), with the byte range of each
  * entry's field in the file (from its tag to its end), for signing code.
+ * With `key`, only the entries with that key keep their value; with
+ * `maxValue`, a longer value is not read (its `value` is `undefined`), so
+ * evidence bounds hold before anything is held in memory.
  *
  * @param source The `.onnx` file.
+ * @param options Which key's values to keep, and the longest value to read.
  * @returns The entries in file order.
  * @throws {ModelFormatError} When the top-level message is malformed.
  */
 export async function readOnnxMetadataProps(
   source: ByteSource,
-): Promise<{ key: string; value: string; offset: number; length: number }[]> {
+  options: { key?: string; maxValue?: number } = {},
+): Promise<{ key: string; value: string | undefined; offset: number; length: number }[]> {
   const cur = new ProtoCursor(source, "onnx");
-  const out: { key: string; value: string; offset: number; length: number }[] = [];
+  const out: { key: string; value: string | undefined; offset: number; length: number }[] = [];
   while (cur.pos < source.size) {
     const tag = await cur.tag(source.size);
     if (tag.field === 14 && tag.wire === WIRE_LEN) {
       const end = await cur.len(source.size, "metadata_props");
-      const [key, value] = await readEntry(cur, end, "metadata_props");
-      out.push({ key, value, offset: tag.start, length: end - tag.start });
+      const [key, value] = await readEntry(cur, end, "metadata_props", options.maxValue);
+      if (options.key === undefined || key === options.key) {
+        out.push({ key, value, offset: tag.start, length: end - tag.start });
+      }
     } else {
       await cur.skip(tag.wire, source.size, `ModelProto field ${tag.field}`);
     }

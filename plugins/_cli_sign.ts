@@ -46,7 +46,9 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     policy,
     verify: verifySignedText,
     name: values.name,
-    version: values["model-version"],
+    // The version asked for: the flag, else the policy's for the model (as the guard reads it).
+    version: values["model-version"] ??
+      (values.name === undefined ? undefined : policy.models?.[values.name]?.version),
     signature: values.signature,
     ignorePaths: values.ignore,
     files: values.files,

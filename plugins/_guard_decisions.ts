@@ -5,7 +5,7 @@
 // what to pin on first use). No rules of its own: gathering evidence and
 // keeping score.
 import { type ByteSource, bytesSource, openSource } from "../hash/_source.ts";
-import { EvidenceError } from "../sign/errors.ts";
+import { EvidenceError, PolicyError } from "../sign/errors.ts";
 import { decideFile, type OmsFinding, type Verdict } from "../sign/evidence.ts";
 import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { TrustPolicy } from "../sign/policy.ts";
@@ -142,8 +142,17 @@ export class Decisions {
     digest: string,
     input: Uint8Array | string | undefined,
   ): Promise<Verdict> {
-    const { policy, verifiers } = this.#ctx;
+    const { policy, verifiers, files } = this.#ctx;
     const shown = `${ref.model.name}/${ref.file}`;
+    if (ref.model.unplaced !== undefined) {
+      return {
+        $case: "refused",
+        evidence: "none",
+        error: new PolicyError("refused-file", `Cannot load ${ref.file}: ${ref.model.unplaced}`, {
+          file: shown,
+        }),
+      };
+    }
     rec.oms ??= this.#loadOms(ref.model);
     const oms = await rec.oms;
     const asked = this.#asked(ref.model);
@@ -164,9 +173,13 @@ export class Decisions {
         await source.close();
       }
     }
+    const linked = ref.model.root !== undefined && files !== undefined
+      ? await files.isLinked(ref.model.root, ref.file)
+      : false;
     return decideFile({
       model: asked,
       file: ref.file,
+      linked,
       digest,
       oms,
       embedded,

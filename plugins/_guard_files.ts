@@ -2,7 +2,7 @@
 // folders, transformers.js' file cache, and the private copies onnxruntime
 // opens. The guard's core (_guard.ts) has no file system and runs in
 // browsers; the Node/Deno entry point hands it this.
-import { copyFile, mkdir, open, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, open, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { sha256Hex } from "../hash/_digest.ts";
 import { BLOCK_BYTES } from "../hash/_source.ts";
@@ -93,6 +93,15 @@ export function nodeFiles(workDir?: string): GuardFiles {
       return info?.isFile() ? info.size : undefined;
     },
     readEvidence: readEvidenceFile,
+    async isLinked(root, file) {
+      let at = root;
+      for (const part of file.split("/")) {
+        at = join(at, part);
+        const info = await lstat(at).catch(() => undefined);
+        if (info?.isSymbolicLink()) return true;
+      }
+      return false;
+    },
     locateLocal(path, env) {
       const abs = resolve(path);
       const dir = dirname(abs);
@@ -102,28 +111,37 @@ export function nodeFiles(workDir?: string): GuardFiles {
         root = dir;
         roots.add(dir);
       } else {
-        // Weights: the nearest root configuration was asked from; else the
-        // layout transformers.js uses (<root>/onnx/<name>.onnx).
+        // Weights: the nearest root configuration was asked from. Never a
+        // guess: a subfolder must not become a model root of its own.
         for (const r of roots) {
           if (abs.startsWith(`${r}${sep}`) && (root === undefined || r.length > root.length)) {
             root = r;
           }
         }
-        root ??= basename(dir) === "onnx" ? dirname(dir) : dir;
       }
       const base = env.localModelPath ? resolve(env.localModelPath) : undefined;
-      const name = base !== undefined && root.startsWith(`${base}${sep}`)
-        ? relative(base, root).split(sep).join("/")
-        : basename(root);
+      const at = root ?? dir;
+      // Inside localModelPath: the model id transformers.js was given. Elsewhere
+      // (a path as the model id): the whole path, so a bare folder name never
+      // stands for it.
+      const name = base !== undefined && at.startsWith(`${base}${sep}`)
+        ? relative(base, at).split(sep).join("/")
+        : at.split(sep).join("/");
       return {
         model: {
-          key: `local:${root}`,
+          key: `local:${at}`,
           name,
           revision: undefined,
-          signature: join(root, "model.sig"),
-          root,
+          signature: join(at, "model.sig"),
+          root: at,
+          ...(root === undefined
+            ? {
+              unplaced:
+                `no configuration file of its model was loaded through transformers.js, so its model root (and model.sig) is unknown; load the model by its id without passing \`config\``,
+            }
+            : {}),
         },
-        file: relative(root, abs).split(sep).join("/"),
+        file: relative(at, abs).split(sep).join("/"),
       };
     },
     async copyPath(ref) {

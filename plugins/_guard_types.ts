@@ -165,6 +165,11 @@ export interface ModelRef {
   base?: string;
   /** Local models: the root folder. */
   root?: string;
+  /**
+   * Why the model's root is unknown (weights whose configuration was not
+   * loaded through transformers.js): such files are refused.
+   */
+  unplaced?: string;
 }
 
 /** One file of a model. */
@@ -223,6 +228,11 @@ export interface GuardFiles {
    * not exist. Throws `EvidenceError` when it cannot be read.
    */
   readEvidence(path: string, what: string, max: number): Promise<string | undefined>;
+  /**
+   * Whether `file` (model-relative) is reached through a symbolic link
+   * below `root` (any component).
+   */
+  isLinked(root: string, file: string): Promise<boolean>;
   /** transformers.js' file cache. */
   fileStore(env: TransformersEnv): Store;
   /**

@@ -107,15 +107,20 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
     }
     return name;
   });
+  // Links to files are followed here and refused by the decision unless the
+  // signer followed them too (links to folders are refused while walking).
+  const links = new Set<string>();
   const hashed = await hashModelFolder(root, {
     ...(isDir ? { ignorePaths, signatureFile: signatureInside(root, signature) } : {}),
     ...(wanted && isDir ? { files: wanted } : {}),
-    ...(statement?.allowSymlinks ? { allowSymlinks: true } : {}),
+    allowSymlinks: true,
+    links,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
   const present = hashed.map((r) => ({
     file: r.name === "." ? single! : r.name,
     digest: `${r.algorithm}:${r.digest}`,
+    linked: links.has(r.name),
   }));
 
   // Embedded signatures are evidence only where there is no model.sig.
@@ -163,12 +168,13 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
   const pins = pinFinding(options.lockfile, lockName, lockVersion, options.frozen ?? false);
 
   const where = (file: string) => (isDir ? join(root, file) : root);
-  const files: FileCheck[] = present.map(({ file, digest }) => ({
+  const files: FileCheck[] = present.map(({ file, digest, linked }) => ({
     file,
     digest,
     verdict: decideFile({
       model: { name: options.name, version: options.version },
       file,
+      linked,
       digest,
       oms,
       embedded: embedded.get(file),

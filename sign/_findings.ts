@@ -41,7 +41,14 @@ export async function omsFinding(
       resources.set(name, `${r.algorithm}:${r.digest}`);
     }
     return {
-      finding: { $case: "verified", signer, modelName: statement.subjectName, resources, where },
+      finding: {
+        $case: "verified",
+        signer,
+        modelName: statement.subjectName,
+        resources,
+        where,
+        allowSymlinks: statement.allowSymlinks,
+      },
       statement,
     };
   } catch (error) {
@@ -88,9 +95,14 @@ export async function digestWithout(source: ByteSource, skip: Range[]): Promise<
   return `sha256:${toHex(h.digest())}`;
 }
 
-/** The signature entries of an ONNX file's `metadata_props`. */
-export async function signatureEntries(source: ByteSource) {
-  return (await readOnnxMetadataProps(source)).filter((p) => p.key === ONNX_SIGNATURE_KEY);
+/**
+ * The signature entries of an ONNX file's `metadata_props`; a value over
+ * the embedded-evidence bound is not read (`value` is `undefined`).
+ */
+export function signatureEntries(
+  source: ByteSource,
+): Promise<{ key: string; value: string | undefined; offset: number; length: number }[]> {
+  return readOnnxMetadataProps(source, { key: ONNX_SIGNATURE_KEY, maxValue: MAX_EMBEDDED_BYTES });
 }
 
 /**
@@ -113,11 +125,9 @@ export async function onnxFinding(
         { file },
       );
     }
-    const entry = entries[0]!;
-    if (entry.length > MAX_EMBEDDED_BYTES) {
-      throw tooLarge("the embedded signature", MAX_EMBEDDED_BYTES, file);
-    }
-    const { claim, signer } = await verifyEmbedded(entry.value, policy, verify, file);
+    const text = entries[0]!.value;
+    if (text === undefined) throw tooLarge("the embedded signature", MAX_EMBEDDED_BYTES, file);
+    const { claim, signer } = await verifyEmbedded(text, policy, verify, file);
     return {
       $case: "verified",
       kind: "onnx-embedded",

@@ -33,6 +33,8 @@ export interface HashModelFolderOptions {
    * folders are always refused). @default {false}
    */
   allowSymlinks?: boolean;
+  /** Collects the names reached through a symbolic link (with `allowSymlinks`). */
+  links?: Set<string>;
   /** Called after each block with the bytes hashed so far, over all files. */
   onProgress?: (bytes: number) => void;
 }
@@ -99,6 +101,7 @@ export async function hashModelFolder(
   if (top.isSymbolicLink() && !allowSymlinks) throw symlinkError(".", root);
   const topStat = top.isSymbolicLink() ? await fs.stat(root) : top;
   if (topStat.isFile()) {
+    if (top.isSymbolicLink()) options.links?.add(".");
     return [{ name: ".", algorithm: "sha256", digest: await hash(root) }];
   }
   if (!topStat.isDirectory()) {
@@ -130,6 +133,7 @@ export async function hashModelFolder(
           throw symlinkError(sub, root);
         }
         if (i === parts.length) {
+          if (info.isSymbolicLink()) options.links?.add(name);
           const target = info.isSymbolicLink() ? await fs.stat(`${root}/${sub}`) : info;
           if (!target.isFile()) {
             throw new PolicyError(
@@ -149,7 +153,7 @@ export async function hashModelFolder(
     // A signature path inside the folder is accepted too.
     ignored.add(normalizeRelative(sig.startsWith(`${root}/`) ? sig.slice(root.length + 1) : sig));
     if (options.ignoreGitPaths ?? true) { for (const p of OMS_GIT_PATHS) ignored.add(p); }
-    await walk(root, "", ignored, allowSymlinks, names);
+    await walk(root, "", ignored, allowSymlinks, names, options.links);
   }
 
   names.sort(comparePaths);
@@ -166,6 +170,7 @@ async function walk(
   ignored: ReadonlySet<string>,
   allowSymlinks: boolean,
   out: string[],
+  links?: Set<string>,
 ): Promise<void> {
   const fs = await import("node:fs/promises");
   const dir = prefix === "" ? root : `${root}/${prefix}`;
@@ -184,8 +189,9 @@ async function walk(
         );
       }
       out.push(name);
+      links?.add(name);
     } else if (entry.isDirectory()) {
-      await walk(root, name, ignored, allowSymlinks, out);
+      await walk(root, name, ignored, allowSymlinks, out, links);
     } else if (entry.isFile()) {
       out.push(name);
     } else {

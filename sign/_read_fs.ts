@@ -16,14 +16,27 @@ export async function readEvidenceFile(
   max: number,
 ): Promise<string | undefined> {
   const { open } = await import("node:fs/promises");
+  const { constants } = await import("node:fs");
   let handle: import("node:fs/promises").FileHandle;
   try {
-    handle = await open(path, "r");
+    // Non-blocking, so that a FIFO named model.sig cannot hang the open; a
+    // regular file reads the same either way.
+    handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch (e) {
     if (isNotFound(e)) return undefined;
     throw unreadable(e, path, what);
   }
   try {
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      throw new EvidenceError(
+        "unreadable",
+        `Cannot read ${what}: it is not a regular file (${
+          info.isDirectory() ? "a folder" : "a pipe, socket or device"
+        })`,
+        { file: path },
+      );
+    }
     const buf = new Uint8Array(Math.min(max + 1, 1 << 20));
     let bytes = new Uint8Array(0);
     for (;;) {
@@ -38,12 +51,6 @@ export async function readEvidenceFile(
     return new TextDecoder().decode(bytes);
   } catch (e) {
     if (e instanceof EvidenceError) throw e;
-    if ((e as { code?: string }).code === "EISDIR") {
-      throw new EvidenceError("unreadable", `Cannot read ${what}: it is a folder, not a file`, {
-        file: path,
-        cause: e,
-      });
-    }
     throw unreadable(e, path, what);
   } finally {
     await handle.close().catch(() => {});

@@ -57,6 +57,9 @@ import {
 import { ModelFormatError } from "../hash/errors.ts";
 import { describeLocked, lockedSigner, type LockEntry, sameSigner } from "./lockfile.ts";
 import { signatureRequirement, type TrustPolicy } from "./policy.ts";
+import { sameModelName } from "./_names.ts";
+
+export { sameModelName } from "./_names.ts";
 import type { VerifiedSigner } from "./types.ts";
 
 /** The model a caller asks for. */
@@ -105,6 +108,8 @@ export type OmsFinding =
     resources: ReadonlyMap<string, string>;
     /** Where the signature was read, for messages. */
     where: string;
+    /** Whether the signer followed symbolic links (`allow_symlinks`). @default {false} */
+    allowSymlinks?: boolean | undefined;
   };
 
 /** What a file's embedded signature established. */
@@ -151,6 +156,11 @@ export interface FileQuestion {
   /** The file's model-relative POSIX path (`"."` for a single-file model). */
   file: string;
   /**
+   * The file is reached through a symbolic link inside the model folder:
+   * refused unless the model's `model.sig` says its signer followed links.
+   */
+  linked?: boolean | undefined;
+  /**
    * `"sha256:<hex>"` of the file's bytes. Needed when a pin or `model.sig`
    * speaks about the file.
    */
@@ -191,39 +201,6 @@ export type Verdict =
     /** Why, as a typed error naming the file. */
     error: RefusalError;
   };
-
-const lastSegment = (name: string) => name.slice(name.lastIndexOf("/") + 1);
-
-/**
- * Whether evidence that names `stated` speaks for the model asked for as
- * `asked`. Equal names match. A bare name (no `/`) matches a qualified one
- * with the same last segment: `tiny-bert` asked accepts `acme/tiny-bert`.
- * A qualified name asked accepts a bare one only from an OMS statement,
- * which records the signed folder's name (`model_signing`'s convention):
- * `acme/tiny-bert` asked accepts OMS `tiny-bert` but not an embedded claim
- * `tiny-bert`, and never `evil/tiny-bert`.
- *
- * @param asked The model asked for.
- * @param stated The name the evidence states.
- * @param folderName Whether `stated` is an OMS folder name.
- * @returns Whether they match.
- *
- * @example
- * ```ts
- * import { sameModelName } from "@safemodels/safemodels/sign";
- * import assert from "node:assert/strict";
- *
- * assert.ok(sameModelName("acme/tiny-bert", "tiny-bert", true));
- * assert.ok(!sameModelName("acme/tiny-bert", "tiny-bert", false));
- * assert.ok(!sameModelName("acme/tiny-bert", "evil/tiny-bert", true));
- * assert.ok(sameModelName("tiny-bert", "acme/tiny-bert", false));
- * ```
- */
-export function sameModelName(asked: string, stated: string, folderName: boolean): boolean {
-  if (asked === stated) return true;
-  if (!asked.includes("/")) return lastSegment(stated) === asked;
-  return folderName && !stated.includes("/") && lastSegment(asked) === stated;
-}
 
 const isSha256 = (d: string | undefined): d is string =>
   d !== undefined && /^sha256:[0-9a-f]{64}$/.test(d);
@@ -271,6 +248,18 @@ export function decideFile(q: FileQuestion): Verdict {
     }
     return q.digest;
   };
+
+  // 0. Links: only where the signer followed them too (as model_signing).
+  if (q.linked && !(q.oms.$case === "verified" && q.oms.allowSymlinks)) {
+    return refuse(
+      new PolicyError(
+        "refused-file",
+        `Cannot accept ${q.file}: it is a symbolic link, and no model.sig says its signer followed links (allow_symlinks)`,
+        { file: shown },
+      ),
+      "none",
+    );
+  }
 
   // 1. Pins bind, whatever else vouches.
   let pinned = false;

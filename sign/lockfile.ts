@@ -1,5 +1,9 @@
 import { HashMismatch, PolicyError } from "./errors.ts";
 import { checkJsonBounds, MAX_EVIDENCE_BYTES } from "./_json.ts";
+import { sameModelName } from "./_names.ts";
+
+/** The version of an entry recorded without one: it pins the model at every version. */
+export const UNVERSIONED = "unversioned";
 import type { VerifiedSigner } from "./types.ts";
 
 /** The signer recorded in a lockfile (what identifies it, nothing secret). */
@@ -235,41 +239,63 @@ export class Lockfile {
   }
 
   /**
-   * Finds a model's entry: the one for `version` when the caller knows the
-   * version; otherwise the model's only entry.
+   * Finds a model's entry. Entries are matched by name the way evidence is
+   * (`tiny-bert` and `acme/tiny-bert` are one model; `evil/tiny-bert` is
+   * another). With a version: that version's entry, else the model's entry
+   * recorded without one (`name@unversioned`, which pins every version);
+   * without a version: the model's only entry.
    *
    * @param name Model name.
    * @param version The version, when known (a hub revision, a release).
-   * @returns The key and the entry (`undefined` when the lockfile has none).
-   * @throws {PolicyError} `"not-locked"` when no version is given and the
-   * lockfile pins the model at several versions (say which one).
+   * @returns The key and the entry (`undefined` when the lockfile has none for the model).
+   * @throws {PolicyError} `"not-locked"` when the lockfile pins the model,
+   * but not at this version, or at several versions and none is asked for:
+   * pins bind, so a model the lockfile knows is never treated as unpinned.
    *
    * @example
    * ```ts
-   * import { Lockfile } from "@safemodels/safemodels/sign";
+   * import { Lockfile, PolicyError } from "@safemodels/safemodels/sign";
    * import assert from "node:assert/strict";
    *
    * const lock = new Lockfile();
    * lock.record("acme/tiny-bert", "v1", { digests: {} });
    * assert.equal(lock.find("acme/tiny-bert").key, "acme/tiny-bert@v1");
-   * assert.equal(lock.find("acme/tiny-bert", "v2").entry, undefined);
+   * assert.equal(lock.find("tiny-bert", "v1").key, "acme/tiny-bert@v1");
+   * assert.throws(() => lock.find("acme/tiny-bert", "v2"), PolicyError);
+   * assert.equal(lock.find("acme/other", "v2").entry, undefined);
    * ```
    */
   find(name: string, version?: string): FoundEntry {
+    const keys = [...this.#models.keys()].filter((k) =>
+      sameModelName(name, k.slice(0, k.lastIndexOf("@")), true)
+    );
+    const versions = () => keys.map((k) => k).sort().join(", ");
     if (version !== undefined) {
-      const key = `${name}@${version}`;
-      return { key, entry: this.#models.get(key) };
+      const exact = keys.filter((k) => k.slice(k.lastIndexOf("@") + 1) === version);
+      const any = keys.filter((k) => k.endsWith(`@${UNVERSIONED}`));
+      const chosen = exact.length > 0 ? exact : any;
+      if (chosen.length === 1) return { key: chosen[0]!, entry: this.#models.get(chosen[0]!) };
+      if (chosen.length > 1) {
+        throw new PolicyError(
+          "not-locked",
+          `Cannot choose a lockfile entry for ${name}@${version}: ${versions()} all match; name the model exactly`,
+        );
+      }
+      if (keys.length > 0) {
+        throw new PolicyError(
+          "not-locked",
+          `Cannot accept ${name}@${version}: the lockfile pins this model at ${versions()}, not at ${version} (lock this version, or ask for a pinned one)`,
+        );
+      }
+      return { key: `${name}@${version}`, entry: undefined };
     }
-    const keys = [...this.#models.keys()].filter((k) => k.slice(0, k.lastIndexOf("@")) === name);
     if (keys.length > 1) {
       throw new PolicyError(
         "not-locked",
-        `Cannot choose a lockfile entry for ${name}: it is pinned at ${
-          keys.map((k) => k.slice(name.length + 1)).sort().join(", ")
-        }; say which version`,
+        `Cannot choose a lockfile entry for ${name}: it is pinned as ${versions()}; say which version`,
       );
     }
-    if (keys.length === 0) return { key: `${name}@(any version)`, entry: undefined };
+    if (keys.length === 0) return { key: `${name}@${UNVERSIONED}`, entry: undefined };
     return { key: keys[0]!, entry: this.#models.get(keys[0]!) };
   }
 

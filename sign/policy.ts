@@ -165,7 +165,8 @@ export function toPolicy(policy: TrustPolicy | Issuer | Issuer[]): TrustPolicy {
     if (typeof p.models !== "object" || p.models === null || Array.isArray(p.models)) {
       throw new TypeError("Cannot use trust policy: models must be an object keyed by model name");
     }
-    out.models = {};
+    // No prototype: a model named "__proto__" or "constructor" is just a name.
+    out.models = Object.create(null) as Record<string, ModelPolicy>;
     for (const [name, m] of Object.entries(p.models)) {
       if (typeof m !== "object" || m === null) {
         throw new TypeError(`Cannot use trust policy: models["${name}"] must be an object`);

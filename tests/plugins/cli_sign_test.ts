@@ -140,7 +140,8 @@ Deno.test("cli lock records on first use; verify --frozen refuses what is not lo
       ], c.io),
       1,
     );
-    assert.match(c.err[0]!, /frozen/);
+    // The model is pinned at v1: v2 is refused, not treated as unpinned.
+    assert.match(c.err[0]!, /pins this model at v1\.0\.1-elliptic-key@v1, not at v2/);
     // A validly re-signed but different model under the same name and version
     // is caught by the lockfile, with the changed file named.
     await Deno.writeTextFile(`${dir}/signme-2`, "new weights");
@@ -312,5 +313,51 @@ Deno.test("cli verify: a missing read permission is a usage error naming --allow
   } finally {
     await Deno.remove(`${dir}.sig`).catch(() => {});
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli check: the policy's models[name].version is the version asked for, as in the guard", async () => {
+  const { writeTinyModel } = await import("../_model_gen.ts");
+  const { keySigner, signOnnx } = await import("../../sign/mod.ts");
+  const root = await Deno.makeTempDir();
+  try {
+    const model = `${root}/tiny`;
+    await writeTinyModel(model);
+    await signOnnx(`${model}/onnx/model.onnx`, {
+      signer: keySigner(await Deno.readTextFile(KEY)),
+      name: "tiny",
+      version: "1",
+    });
+    const policy = (version: string) => {
+      const path = `${root}/policy-${version}.json`;
+      Deno.writeTextFileSync(
+        path,
+        JSON.stringify({ publicKeys: [PUB], models: { tiny: { version } } }),
+      );
+      return path;
+    };
+    const run = async (version: string) => {
+      const c = capture();
+      const code = await main(
+        [
+          "check",
+          model,
+          "--policy",
+          policy(version),
+          "--name",
+          "tiny",
+          "--files",
+          "onnx/model.onnx",
+        ],
+        c.io,
+      );
+      return { code, err: c.err.join("\n") };
+    };
+    assert.equal((await run("1")).code, 0);
+    const old = await run("2");
+    assert.equal(old.code, 1);
+    assert.match(old.err, /version "1" of tiny, expected "2"/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

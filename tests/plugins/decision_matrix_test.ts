@@ -1,7 +1,7 @@
 // One matrix of models through three front ends: `safemodels verify` (trust
 // flags), `safemodels check` (a policy file) and the transformers.js guard
 // (a real pipeline load). Evidence kind × substitution × tampering ×
-// lockfile state; every front end must reach the same verdict, and where the
+// lockfile state (192 models); every front end must reach the same verdict, and where the
 // guard refuses, for a reason the CLI names too. The three once kept three
 // copies of the decision, and disagreed.
 import assert from "node:assert/strict";
@@ -18,7 +18,7 @@ const PUB = await Deno.readTextFile(PUB_PATH);
 
 type Evidence = "oms" | "embedded" | "pins" | "none";
 type Substitution = "none" | "oms-other-name" | "embedded-other-name" | "subfolder-sig";
-type Tamper = "none" | "weights" | "config";
+type Tamper = "none" | "weights" | "config" | "link";
 type LockState = "none" | "tofu" | "pinned" | "pinned-frozen" | "bad-pin" | "frozen-empty";
 
 const PAIRS: [Evidence, Substitution][] = [
@@ -31,7 +31,7 @@ const PAIRS: [Evidence, Substitution][] = [
   ["none", "none"],
   ["none", "subfolder-sig"],
 ];
-const TAMPERS: Tamper[] = ["none", "weights", "config"];
+const TAMPERS: Tamper[] = ["none", "weights", "config", "link"];
 const LOCKS: LockState[] = ["none", "tofu", "pinned", "pinned-frozen", "bad-pin", "frozen-empty"];
 
 const hex = async (path: string) => {
@@ -97,6 +97,11 @@ async function build(
   }
   if (tamper === "weights") await flip(`${dir}/onnx/model.onnx`, 2000);
   if (tamper === "config") await flip(`${dir}/config.json`, 20);
+  if (tamper === "link") {
+    // The same bytes behind a symbolic link out of the folder.
+    await Deno.rename(`${dir}/onnx/model.onnx`, `${root}/elsewhere.onnx`);
+    await Deno.symlink(`${root}/elsewhere.onnx`, `${dir}/onnx/model.onnx`);
+  }
   return {
     root,
     dir,
@@ -243,6 +248,7 @@ Deno.test(
         "HashMismatch:pin-differs",
         "PolicyError:not-locked",
         "PolicyError:wrong-model",
+        "PolicyError:refused-file",
         "SignatureMissing:no-signature",
       ]
     ) {

@@ -15,6 +15,7 @@ import {
   signOnnx,
 } from "../../sign/mod.ts";
 import { main } from "../../plugins/cli.ts";
+import * as transformers from "@huggingface/transformers";
 import { fixture } from "../_helpers.ts";
 import { writeTinyModel } from "../_model_gen.ts";
 import {
@@ -31,6 +32,7 @@ import {
   opts,
   signedCopy,
   test,
+  within,
 } from "./_guard_harness.ts";
 
 const PUB_PATH = fixture("oms/keys/signing-key-pub.pem");
@@ -281,3 +283,122 @@ test("guard: a model.sig nested deeper than the JSON bound is refused unparsed",
   });
   await Deno.remove(root, { recursive: true });
 });
+
+test(
+  "guard: a model loaded by path is named by its whole path; an embedded signature for another org's namesake is refused",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "guard-path-" });
+    const dir = `${root}/acme/tiny-bert`;
+    await Deno.mkdir(`${dir}/onnx`, { recursive: true });
+    for (const f of FILES) await Deno.copyFile(fixture(`tiny-bert/${f}`), `${dir}/${f}`);
+    await signOnnx(`${dir}/onnx/model.onnx`, {
+      signer: keySigner(KEY),
+      name: "evil/tiny-bert",
+      version: "1",
+    });
+    const name = dir; // a path as the model id (outside env.localModelPath)
+    const lockfile = await jsonPins(dir, name);
+    await guarded({ lockfile }, async (guard) => {
+      env.allowRemoteModels = false;
+      const e = await assertRefused(
+        dir,
+        PolicyError,
+        /"evil\/tiny-bert", expected ".*\/acme\/tiny-bert"/,
+      );
+      assert.equal((e as PolicyError).code, "wrong-model");
+      assert.ok(guard.records.every((r) => r.model === dir));
+    });
+    // Signed for acme/tiny-bert: the path ends with that name, so it passes.
+    await signOnnx(`${dir}/onnx/model.onnx`, {
+      signer: keySigner(KEY),
+      name: "acme/tiny-bert",
+      version: "1",
+    });
+    await guarded({ lockfile }, async () => {
+      env.allowRemoteModels = false;
+      assertClose(await embed(dir), EXPECTED);
+    });
+    await Deno.remove(root, { recursive: true });
+  },
+);
+
+test(
+  "guard: weights whose model root was never asked for are refused (no guessing from a subfolder)",
+  opts,
+  async () => {
+    const { root, dir } = await signedCopy();
+    await Deno.rename(`${dir}/onnx`, `${dir}/weights`);
+    await signModel(dir, { signer: keySigner(KEY) });
+    const config = await transformers.AutoConfig.from_pretrained(fixture("tiny-bert"), {
+      local_files_only: true,
+    });
+    await guarded({}, async () => {
+      local(root);
+      const error = await within(
+        transformers.AutoModel.from_pretrained("tiny-bert", {
+          config,
+          subfolder: "weights",
+          dtype: "fp32",
+        }).then(() => undefined, (e: Error) => e),
+      );
+      assert.ok(error instanceof PolicyError, String(error));
+      assert.equal(error.code, "refused-file");
+      assert.match(error.message, /model root \(and model\.sig\) is unknown/);
+    });
+    await Deno.remove(root, { recursive: true });
+  },
+);
+
+test(
+  "guard: a symbolic link in the model folder is refused, as verify refuses it",
+  opts,
+  async () => {
+    const { root, dir } = await signedCopy();
+    const outside = await Deno.makeTempDir({ prefix: "guard-link-" });
+    // Same bytes, behind a link: the signature still matches, the link does not pass.
+    await Deno.rename(`${dir}/onnx/model.onnx`, `${outside}/model.onnx`);
+    await Deno.symlink(`${outside}/model.onnx`, `${dir}/onnx/model.onnx`);
+    await guarded({}, async () => {
+      local(root);
+      const e = await assertRefused("tiny-bert", PolicyError, /symbolic link/);
+      assert.equal((e as PolicyError).code, "refused-file");
+    });
+    const out = capture();
+    assert.equal(
+      await main(["verify", dir, "--key", PUB_PATH, "--name", "tiny-bert", "--json"], out.io),
+      1,
+    );
+    assert.match(out.text(), /refused-file/);
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  },
+);
+
+test(
+  "guard and verify: a model.sig that is a pipe is refused at once, not waited on",
+  opts,
+  async () => {
+    const { root, dir } = await signedCopy();
+    await Deno.remove(`${dir}/model.sig`);
+    const mkfifo = await new Deno.Command("mkfifo", { args: [`${dir}/model.sig`] }).output();
+    assert.ok(mkfifo.success);
+    await guarded({}, async () => {
+      local(root);
+      const e = await assertRefused("tiny-bert", EvidenceError, /not a regular file/);
+      assert.equal((e as EvidenceError).code, "unreadable");
+    });
+    const out = capture();
+    assert.equal(await within(main(["verify", dir, "--key", PUB_PATH], out.io)), 2);
+    assert.match(out.text(), /not a regular file/);
+    await Deno.remove(root, { recursive: true });
+  },
+);
+
+function capture() {
+  const lines: string[] = [];
+  return {
+    io: { out: (s: string) => lines.push(s), err: (s: string) => lines.push(s), isTerminal: false },
+    text: () => lines.join("\n"),
+  };
+}

@@ -213,7 +213,9 @@ Deno.test("pinFinding(): a model pinned at several versions, none asked for, ref
   lock.record("acme/tiny-bert", "v2", { digests: { "onnx/model.onnx": D("2") } });
   const pins = pinFinding(lock, "acme/tiny-bert", undefined, false);
   const e = refused({ pins });
-  assert.ok(e instanceof PolicyError && /pinned at v1, v2; say which version/.test(e.message));
+  assert.ok(
+    e instanceof PolicyError && /pinned as .*@v1, .*@v2; say which version/.test(e.message),
+  );
   // Asked for a version: that entry.
   assert.equal(ask({ pins: pinFinding(lock, "acme/tiny-bert", "v1", true) }).$case, "verified");
   assert.ok(
@@ -265,4 +267,52 @@ Deno.test("Lockfile.parse() refuses lockfiles over the size and depth bounds bef
     () => Lockfile.parse(big),
     (e) => e instanceof EvidenceError && e.code === "too-large",
   );
+});
+
+Deno.test("Lockfile.find(): one name rule with evidence; a model pinned at other versions is never unpinned", () => {
+  const lock = new Lockfile();
+  lock.record("acme/tiny-bert", "v1", { digests: { a: D("1") } });
+  // The same model, however it is named.
+  assert.equal(lock.find("tiny-bert", "v1").key, "acme/tiny-bert@v1");
+  assert.equal(lock.find("/models/acme/tiny-bert", "v1").key, "acme/tiny-bert@v1");
+  // Another model is not pinned.
+  assert.equal(lock.find("evil/tiny-bert", "v1").entry, undefined);
+  // Another version of a pinned model is refused, not treated as unpinned.
+  assert.throws(
+    () => lock.find("acme/tiny-bert", "main"),
+    (e) =>
+      e instanceof PolicyError &&
+      /pins this model at acme\/tiny-bert@v1, not at main/.test(e.message),
+  );
+  // An entry recorded without a version pins every version.
+  lock.record("acme/other", "unversioned", { digests: { a: D("2") } });
+  assert.equal(lock.find("acme/other", "main").key, "acme/other@unversioned");
+  assert.equal(lock.find("acme/other").key, "acme/other@unversioned");
+});
+
+Deno.test("decideFile(): a symbolic link is refused unless the model.sig's signer followed links", () => {
+  const e = refused({ linked: true, oms: oms({ "onnx/model.onnx": D("1") }) });
+  assert.ok(
+    e instanceof PolicyError && e.code === "refused-file" && /symbolic link/.test(e.message),
+  );
+  assert.ok(
+    refused({
+      linked: true,
+      pins: { entry: { digests: { "onnx/model.onnx": D("1") } }, key: "k", frozen: false },
+    }) instanceof PolicyError,
+  );
+  const allowed = ask({
+    linked: true,
+    oms: { ...oms({ "onnx/model.onnx": D("1") }), allowSymlinks: true } as OmsFinding,
+  });
+  assert.equal(allowed.$case, "verified");
+});
+
+Deno.test("sameModelName(): a path names the model it ends with, never a bare name's namesake", () => {
+  assert.ok(sameModelName("/m/acme/tiny-bert", "acme/tiny-bert", false));
+  assert.ok(!sameModelName("/m/acme/tiny-bert", "evil/tiny-bert", false));
+  assert.ok(!sameModelName("/m/acme/tiny-bert", "tiny-bert", false));
+  assert.ok(sameModelName("/m/acme/tiny-bert", "tiny-bert", true));
+  assert.ok(!sameModelName("/m/acme/tiny-bert", "bert", true));
+  assert.ok(!sameModelName("acme/tiny-bert", "", true));
 });
