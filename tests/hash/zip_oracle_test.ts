@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import { hashManifest } from "../../hash/safe_hash.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
 import { readEntry, readZipDirectory } from "../../hash/_zip.ts";
-import { bytesSource } from "../../hash/_source.ts";
+import { readPytorchZip } from "../../hash/_pytorch.ts";
+import { readNpz } from "../../hash/_numpy.ts";
+import { type ByteSource, bytesSource } from "../../hash/_source.ts";
+import type { Tensor } from "../../hash/types.ts";
 import { sha256hex } from "../_helpers.ts";
 
 const DIR = new URL("../testdata/zip/", import.meta.url);
@@ -101,3 +104,55 @@ for (const [name, c] of cases) {
     );
   });
 }
+
+// --- Class 7: work bounded by the file's size ----------------------------------
+
+/** A source that counts the bytes read from it. */
+function counting(bytes: Uint8Array): ByteSource & { bytesRead: number } {
+  const inner = bytesSource(bytes, "counted");
+  const source = {
+    name: inner.name,
+    size: inner.size,
+    bytesRead: 0,
+    read(offset: number, length: number) {
+      source.bytesRead += length;
+      return inner.read(offset, length);
+    },
+    close: () => inner.close(),
+  };
+  return source;
+}
+
+async function readAll(tensors: Tensor[]): Promise<number> {
+  let n = 0;
+  for (const t of tensors) for await (const c of t.chunks()) n += c.byteLength;
+  return n;
+}
+
+Deno.test("readPytorchZip() inflates a deflated storage once, however many views read it", async () => {
+  const bytes = Deno.readFileSync(path("shared_deflated.bin"));
+  const source = counting(bytes);
+  const tensors = await readPytorchZip(source);
+  assert.equal(tensors.length, 64);
+  // 64 views of the storage's tail: 1 + 2 + … + 64 floats.
+  assert.equal(await readAll(tensors), 4 * (64 * 65) / 2);
+  // Every byte of the file read a small number of times, not once per view.
+  assert.ok(
+    source.bytesRead <= 3 * bytes.byteLength,
+    `read ${source.bytesRead} of ${bytes.byteLength}`,
+  );
+  // A second pass (another hash) inflates once more, no more.
+  const before = source.bytesRead;
+  await readAll(tensors);
+  assert.ok(source.bytesRead - before <= 2 * bytes.byteLength);
+});
+
+Deno.test("readNpz() inflates each deflated member at most twice (npy header, then data)", async () => {
+  const bytes = Deno.readFileSync(path("npz_compressed.npz"));
+  const source = counting(bytes);
+  await readAll(await readNpz(source));
+  assert.ok(
+    source.bytesRead <= 3 * bytes.byteLength,
+    `read ${source.bytesRead} of ${bytes.byteLength}`,
+  );
+});
