@@ -2,8 +2,15 @@
 // directory (with zip64), local headers, and streaming of stored or deflated
 // entries. It never trusts a size or offset before checking it against the
 // file, and never inflates past an entry's declared size.
+//
+// Two loaders read the zips we hash: torch.load (PyTorch's PyTorchFileReader,
+// built on miniz) and numpy.load (Python's zipfile). They find the directory
+// and the entries in different ways, so a crafted file can show each of them
+// different tensors. The directory is accepted only when every way of reading
+// it gives one answer; tests/testdata/zip/ holds a file per case with what the
+// real loaders did with it (torch 1.13, Python 3.11's zipfile, numpy 1.24).
 import { ModelFormatError, type ModelFormatErrorOptions } from "./errors.ts";
-import { BLOCK_BYTES, type ByteSource } from "./_source.ts";
+import { BLOCK_BYTES, type ByteSource, recycle } from "./_source.ts";
 import type { ModelFormat } from "./types.ts";
 
 /** One file in a zip archive, as described by the central directory. */
@@ -12,6 +19,8 @@ export interface ZipEntry {
   name: string;
   /** Compression method: 0 (stored) or 8 (deflate) are readable. */
   method: number;
+  /** General-purpose flags (bit 0: encrypted, bit 3: data descriptor, …). */
+  flags: number;
   /** Size of the (possibly compressed) data in the file. */
   compressedSize: number;
   /** Size of the data once uncompressed. */
@@ -20,6 +29,8 @@ export interface ZipEntry {
   crc32: number;
   /** Offset of the entry's local file header. */
   localHeaderOffset: number;
+  /** Offset of the entry's data, after its local header. */
+  dataOffset: number;
 }
 
 const EOCD_SIGNATURE = 0x06054b50;
@@ -27,16 +38,26 @@ const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
 const ZIP64_EOCD_SIGNATURE = 0x06064b50;
 const CENTRAL_SIGNATURE = 0x02014b50;
 const LOCAL_SIGNATURE = 0x04034b50;
+const DESCRIPTOR_SIGNATURE = 0x08074b50;
 const EOCD_SIZE = 22;
 const ZIP64_LOCATOR_SIZE = 20;
 const ZIP64_EOCD_SIZE = 56;
 const CENTRAL_SIZE = 46;
 const LOCAL_SIZE = 30;
+const ZIP64_EXTRA = 0x0001;
 // The end record sits within its own size plus a 64 KiB comment of the end
 // (65557 bytes).
 const EOCD_SEARCH = EOCD_SIZE + 0xffff;
 // A central directory larger than this is not a model checkpoint.
 const MAX_CENTRAL_DIRECTORY = 256 << 20;
+// Python's zipfile refuses entries that need a later zip version than 6.3.
+const MAX_VERSION_NEEDED = 63;
+// Flag bits whose meaning a reader cannot ignore: encrypted (0), data
+// descriptor (3), patched data (5), strong encryption (6), UTF-8 name (11),
+// masked local header (13). Local header and directory must agree on them.
+const MEANINGFUL_FLAGS = 0x1 | 0x8 | 0x20 | 0x40 | 0x800 | 0x2000;
+const SENTINEL_16 = 0xffff;
+const SENTINEL_32 = 0xffffffff;
 // Compressed input is fed in small pieces so one piece can inflate to at most
 // about 1032 times its size (deflate's limit) before the size check runs.
 const INFLATE_INPUT_CHUNK = 16 << 10;
@@ -82,15 +103,40 @@ function u64(b: Uint8Array, at: number): number {
   return hi * 0x100000000 + lo;
 }
 
-/**
- * Reads the central directory of a zip archive. Supports zip64 end records and
- * zip64 extra fields; refuses multi-disk archives, duplicate names and any
- * count, size or offset that does not fit in the file.
- */
-export async function readZipDirectory(
+/** Reads a few header bytes into a fresh array and gives the read buffer back. */
+async function readSmall(
   source: ByteSource,
-  format?: ModelFormat,
-): Promise<ZipEntry[]> {
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
+  const piece = await source.read(offset, length);
+  const copy = piece.slice();
+  recycle(piece);
+  return copy;
+}
+
+/** What the end records say about the central directory. */
+interface DirectoryEnd {
+  count: number;
+  size: number;
+  offset: number;
+  /** Where the central directory must end: the zip64 record or the end record. */
+  limit: number;
+  /** Offset of the (32-bit) end-of-central-directory record. */
+  eocd: number;
+}
+
+/**
+ * Finds the end-of-central-directory record as miniz does (the last signature
+ * with 22 bytes after it, in the last 65557 bytes), then refuses any file on
+ * which Python's zipfile (the last 22 bytes, else the last signature anywhere
+ * in that window) or a reader that checks the comment length could land on
+ * another record, and any bytes after the archive's comment.
+ */
+async function findEnd(
+  source: ByteSource,
+  format: ModelFormat | undefined,
+): Promise<DirectoryEnd> {
   if (source.size < EOCD_SIZE) {
     throw badZip(
       source,
@@ -99,93 +145,247 @@ export async function readZipDirectory(
     );
   }
   const tailStart = Math.max(0, source.size - EOCD_SEARCH);
-  const tail = await source.read(tailStart, source.size - tailStart);
-  let eocd = -1;
-  for (let i = tail.byteLength - EOCD_SIZE; i >= 0; i--) {
-    if (
-      u32(tail, i) === EOCD_SIGNATURE &&
-      i + EOCD_SIZE + u16(tail, i + 20) <= tail.byteLength
-    ) {
-      eocd = i;
-      break;
-    }
+  const tail = await readSmall(source, tailStart, source.size - tailStart);
+  const signatures: number[] = [];
+  for (let i = tail.byteLength - 4; i >= 0; i--) {
+    if (u32(tail, i) === EOCD_SIGNATURE) signatures.push(i);
   }
-  if (eocd < 0) {
+  const at = signatures.find((i) => i + EOCD_SIZE <= tail.byteLength);
+  if (at === undefined) {
     throw badZip(
       source,
       format,
       "Cannot read zip: no end-of-central-directory record in the last 65557 bytes",
     );
   }
-  const eocdOffset = tailStart + eocd;
-  const disk = u16(tail, eocd + 4);
-  const cdDisk = u16(tail, eocd + 6);
-  let diskEntries = u16(tail, eocd + 8);
-  let count = u16(tail, eocd + 10);
-  let cdSize = u32(tail, eocd + 12);
-  let cdOffset = u32(tail, eocd + 16);
-  // The central directory must end before this offset.
-  let cdLimit = eocdOffset;
-
-  const locator = eocdOffset - ZIP64_LOCATOR_SIZE;
-  const locatorBytes = locator >= 0 ? await source.read(locator, ZIP64_LOCATOR_SIZE) : undefined;
+  const eocd = tailStart + at;
+  const commentLength = u16(tail, at + 20);
+  const follows = source.size - eocd - EOCD_SIZE;
+  if (commentLength > follows) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its end record declares a ${commentLength}-byte comment but the file ends ${follows} bytes after the record`,
+      eocd,
+    );
+  }
+  if (commentLength < follows) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: ${
+        follows - commentLength
+      } bytes follow the end of the archive (its comment is ${commentLength} bytes); appended data can be read as another archive, so it is refused`,
+      eocd + EOCD_SIZE + commentLength,
+    );
+  }
+  for (const i of signatures) {
+    if (i > at) {
+      // Python's zipfile takes this one (the last signature) when there is a
+      // comment; miniz skips it (fewer than 22 bytes follow).
+      throw badZip(
+        source,
+        format,
+        `Cannot read zip: its comment holds an end-of-central-directory signature at offset ${
+          tailStart + i
+        }, after the record at ${eocd}; zip readers would disagree on which one ends the archive`,
+        tailStart + i,
+      );
+    }
+    if (i < at && i + EOCD_SIZE + u16(tail, i + 20) === tail.byteLength) {
+      throw badZip(
+        source,
+        format,
+        `Cannot read zip: it has two end-of-central-directory records whose comments both reach the end of the file (at offsets ${
+          tailStart + i
+        } and ${eocd}); zip readers would disagree on which one to use`,
+        tailStart + i,
+      );
+    }
+  }
+  const disk = u16(tail, at + 4);
+  const cdDisk = u16(tail, at + 6);
+  const end: DirectoryEnd = {
+    count: u16(tail, at + 10),
+    size: u32(tail, at + 12),
+    offset: u32(tail, at + 16),
+    limit: eocd,
+    eocd,
+  };
+  const diskEntries = u16(tail, at + 8);
+  const locator = eocd - ZIP64_LOCATOR_SIZE;
+  const locatorBytes = locator >= 0
+    ? await readSmall(source, locator, ZIP64_LOCATOR_SIZE)
+    : undefined;
   if (
     locatorBytes !== undefined &&
     u32(locatorBytes, 0) === ZIP64_LOCATOR_SIGNATURE
   ) {
-    const recordOffset = u64(locatorBytes, 8);
-    if (
-      u32(locatorBytes, 4) !== 0 || u32(locatorBytes, 16) > 1 ||
-      recordOffset < 0 ||
-      recordOffset + ZIP64_EOCD_SIZE > locator
-    ) {
-      throw badZip(
-        source,
-        format,
-        `Cannot read zip: the zip64 end-record locator points to offset ${recordOffset}, outside the file or on another disk`,
-        locator,
-      );
+    const zip64 = await readZip64(source, format, locatorBytes, locator);
+    // The 32-bit fields must be the zip64 values or say "see zip64": a reader
+    // that uses the zip64 record only when they overflow sees the same.
+    const pairs: [string, number, number, number][] = [
+      ["disk number", disk, 0, SENTINEL_16],
+      ["directory's disk number", cdDisk, 0, SENTINEL_16],
+      ["entries on this disk", diskEntries, zip64.count, SENTINEL_16],
+      ["entry count", end.count, zip64.count, SENTINEL_16],
+      ["directory size", end.size, zip64.size, SENTINEL_32],
+      ["directory offset", end.offset, zip64.offset, SENTINEL_32],
+    ];
+    for (const [what, short, long, sentinel] of pairs) {
+      if (short !== long && short !== sentinel) {
+        throw badZip(
+          source,
+          format,
+          `Cannot read zip: its end record gives the ${what} as ${short} but its zip64 end record as ${long}`,
+          eocd,
+        );
+      }
     }
-    const record = await source.read(recordOffset, ZIP64_EOCD_SIZE);
-    if (u32(record, 0) !== ZIP64_EOCD_SIGNATURE) {
-      throw badZip(
-        source,
-        format,
-        "Cannot read zip: the zip64 end-of-central-directory record has a bad signature",
-        recordOffset,
-      );
-    }
-    if (u32(record, 16) !== 0 || u32(record, 20) !== 0) {
-      throw badZip(
-        source,
-        format,
-        "Cannot read zip: multi-disk archives are not supported",
-        recordOffset,
-      );
-    }
-    diskEntries = u64(record, 24);
-    count = u64(record, 32);
-    cdSize = u64(record, 40);
-    cdOffset = u64(record, 48);
-    cdLimit = recordOffset;
-  } else if (disk !== 0 || cdDisk !== 0) {
+    return { ...zip64, eocd };
+  }
+  if (disk !== 0 || cdDisk !== 0) {
     throw badZip(
       source,
       format,
       "Cannot read zip: multi-disk archives are not supported",
-      eocdOffset,
+      eocd,
     );
   }
+  if (diskEntries !== end.count) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its end record counts ${diskEntries} entries on this disk but ${end.count} in all`,
+      eocd,
+    );
+  }
+  return end;
+}
 
+/**
+ * Reads the zip64 end record. miniz reads it where the locator points;
+ * Python's zipfile reads the 56 bytes before the locator whatever the locator
+ * says, so the two must be the same place, with no extensible data.
+ */
+async function readZip64(
+  source: ByteSource,
+  format: ModelFormat | undefined,
+  locatorBytes: Uint8Array,
+  locator: number,
+): Promise<Omit<DirectoryEnd, "eocd">> {
+  const recordOffset = u64(locatorBytes, 8);
+  const disks = u32(locatorBytes, 16);
+  if (u32(locatorBytes, 4) !== 0 || disks !== 1) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its zip64 locator says the archive spans ${disks} disks with the zip64 record on disk ${
+        u32(locatorBytes, 4)
+      } (expected 1 disk, number 0; miniz refuses anything else)`,
+      locator,
+    );
+  }
+  const expected = locator - ZIP64_EOCD_SIZE;
+  if (recordOffset !== expected) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its zip64 locator points to offset ${recordOffset}, but the zip64 end record must sit right before the locator, at ${expected} (Python's zipfile reads it there, miniz where the locator points)`,
+      locator,
+    );
+  }
+  const record = await readSmall(source, recordOffset, ZIP64_EOCD_SIZE);
+  if (u32(record, 0) !== ZIP64_EOCD_SIGNATURE) {
+    throw badZip(
+      source,
+      format,
+      "Cannot read zip: the zip64 end-of-central-directory record has a bad signature",
+      recordOffset,
+    );
+  }
+  if (u64(record, 4) !== ZIP64_EOCD_SIZE - 12) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its zip64 end record declares ${
+        u64(record, 4)
+      } bytes, expected 44 (extensible data moves the record away from where Python's zipfile reads it)`,
+      recordOffset,
+    );
+  }
+  if (u32(record, 16) !== 0 || u32(record, 20) !== 0) {
+    throw badZip(
+      source,
+      format,
+      "Cannot read zip: multi-disk archives are not supported",
+      recordOffset,
+    );
+  }
+  const diskEntries = u64(record, 24);
+  const count = u64(record, 32);
+  if (diskEntries !== count) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its zip64 end record counts ${diskEntries} entries on this disk but ${count} in all`,
+      recordOffset,
+    );
+  }
+  return {
+    count,
+    size: u64(record, 40),
+    offset: u64(record, 48),
+    limit: recordOffset,
+  };
+}
+
+/**
+ * Reads the central directory of a zip archive and checks it against every
+ * local header. Supports zip64 end records and extra fields and data
+ * descriptors (as torch.save writes them). Refuses anything that two zip
+ * readers could read differently:
+ *
+ * - a second end record, bytes after the archive's comment, or a comment
+ *   length that runs past the end of the file;
+ * - a zip64 locator that does not point right before itself, or zip64 values
+ *   that disagree with the 32-bit ones;
+ * - a central directory that does not end at its end record (Python's zipfile
+ *   would shift every offset by the gap), or that holds more or fewer bytes
+ *   than its entries;
+ * - entries that do not tile the file from offset 0 to the central directory
+ *   in directory order (overlaps, gaps, prepended data, reordering);
+ * - a local header whose method, flags, sizes or CRC-32 differ from the
+ *   directory's, and data descriptors that differ or are missing;
+ * - duplicate names, names a loader or extraction tool would rewrite (NUL,
+ *   `\`, `.` and `..` segments, empty segments, leading `/`), non-ASCII names
+ *   without the UTF-8 flag (Python decodes them as CP437), and for PyTorch
+ *   checkpoints names that differ only by ASCII case (miniz finds entries
+ *   without regard to case).
+ *
+ * An entry's local name is compared with the directory's when it is read
+ * ({@linkcode entryDataOffset}).
+ */
+export async function readZipDirectory(
+  source: ByteSource,
+  format?: ModelFormat,
+): Promise<ZipEntry[]> {
+  const end = await findEnd(source, format);
+  const { count, size: cdSize, offset: cdOffset } = end;
   if (
-    count < 0 || cdSize < 0 || cdOffset < 0 || diskEntries !== count ||
-    cdOffset + cdSize > cdLimit
+    count < 0 || cdSize < 0 || cdOffset < 0 || cdOffset + cdSize !== end.limit
   ) {
     throw badZip(
       source,
       format,
-      `Cannot read zip: the central directory (${count} entries, ${cdSize} bytes at offset ${cdOffset}) does not fit before its end record at ${cdLimit}`,
-      eocdOffset,
+      `Cannot read zip: the central directory (${count} entries, ${cdSize} bytes at offset ${cdOffset}) must end where its end record starts, at ${end.limit}${
+        cdOffset >= 0 && cdSize >= 0 && cdOffset + cdSize < end.limit
+          ? ` (Python's zipfile would shift every offset by the ${
+            end.limit - cdOffset - cdSize
+          }-byte gap, miniz would not)`
+          : ""
+      }`,
+      end.eocd,
     );
   }
   if (count * CENTRAL_SIZE > cdSize) {
@@ -204,129 +404,214 @@ export async function readZipDirectory(
     );
   }
   const cd = await source.read(cdOffset, cdSize);
+  try {
+    return await readEntries(source, format, cd, end);
+  } finally {
+    recycle(cd);
+  }
+}
+
+/** Parses the central directory's entries and checks each local header. */
+async function readEntries(
+  source: ByteSource,
+  format: ModelFormat | undefined,
+  cd: Uint8Array,
+  end: DirectoryEnd,
+): Promise<ZipEntry[]> {
+  const { count, size: cdSize, offset: cdOffset } = end;
   const entries: ZipEntry[] = [];
   const names = new Set<string>();
+  // miniz looks names up with ASCII case folded; torch asks it for each one.
+  const folded = format === "pytorch-zip" ? new Map<string, string>() : undefined;
   let at = 0;
+  // Entries must follow each other from the start of the file.
+  let next = 0;
   for (let i = 0; i < count; i++) {
     const offset = cdOffset + at;
-    if (
-      at + CENTRAL_SIZE > cd.byteLength || u32(cd, at) !== CENTRAL_SIGNATURE
-    ) {
-      throw badZip(
-        source,
-        format,
-        `Cannot read zip: central directory entry ${i} is missing or has a bad signature`,
-        offset,
-      );
-    }
-    const method = u16(cd, at + 10);
-    const crc32 = u32(cd, at + 16);
-    let compressedSize = u32(cd, at + 20);
-    let size = u32(cd, at + 24);
-    const nameLength = u16(cd, at + 28);
-    const extraLength = u16(cd, at + 30);
-    const commentLength = u16(cd, at + 32);
-    let diskStart = u16(cd, at + 34);
-    let localHeaderOffset = u32(cd, at + 42);
-    const end = at + CENTRAL_SIZE + nameLength + extraLength + commentLength;
-    if (end > cd.byteLength) {
-      throw badZip(
-        source,
-        format,
-        `Cannot read zip: central directory entry ${i} runs past the directory's end`,
-        offset,
-      );
-    }
-    const name = decodeName(
-      cd.subarray(at + CENTRAL_SIZE, at + CENTRAL_SIZE + nameLength),
-    );
-    if (name === undefined) {
-      throw badZip(
-        source,
-        format,
-        `Cannot read zip: the name of entry ${i} is not valid UTF-8`,
-        offset,
-      );
-    }
-    const extra = cd.subarray(
-      at + CENTRAL_SIZE + nameLength,
-      at + CENTRAL_SIZE + nameLength + extraLength,
-    );
-    if (
-      size === 0xffffffff || compressedSize === 0xffffffff ||
-      localHeaderOffset === 0xffffffff || diskStart === 0xffff
-    ) {
-      // The zip64 extra field holds, in this order, only the fields that
-      // overflowed in the fixed header.
-      const z = findExtra(extra, 0x0001);
-      let p = 0;
-      const next = (): number => {
-        if (z === undefined || p + 8 > z.byteLength) return -1;
-        const v = u64(z, p);
-        p += 8;
-        return v;
-      };
-      if (size === 0xffffffff) size = next();
-      if (compressedSize === 0xffffffff) compressedSize = next();
-      if (localHeaderOffset === 0xffffffff) localHeaderOffset = next();
-      if (diskStart === 0xffff) {
-        diskStart = z !== undefined && p + 4 <= z.byteLength ? u32(z, p) : -1;
-      }
-      if (
-        size < 0 || compressedSize < 0 || localHeaderOffset < 0 || diskStart < 0
-      ) {
-        throw badZip(
-          source,
-          format,
-          `Cannot read zip: entry "${name}" lacks a valid zip64 extra field`,
-          offset,
-        );
-      }
-    }
-    if (diskStart !== 0) {
-      throw badZip(
-        source,
-        format,
-        "Cannot read zip: multi-disk archives are not supported",
-        offset,
-      );
-    }
-    if (
-      localHeaderOffset + LOCAL_SIZE + nameLength + compressedSize > cdOffset
-    ) {
-      throw badZip(
-        source,
-        format,
-        `Cannot read zip: entry "${name}" (${compressedSize} bytes at offset ${localHeaderOffset}) does not fit before the central directory at ${cdOffset}`,
-        offset,
-      );
-    }
+    const { entry, end: entryEnd } = centralEntry(source, format, cd, at, i, offset);
+    const { name, localHeaderOffset } = entry;
     if (names.has(name)) {
       throw badZip(
         source,
         format,
-        `Cannot read zip: the name "${name}" appears twice`,
+        `Cannot read zip: the name "${name}" appears twice (loaders would read one of the two)`,
         offset,
       );
     }
     names.add(name);
-    entries.push({
-      name,
-      method,
-      compressedSize,
-      size,
-      crc32,
-      localHeaderOffset,
-    });
-    at = end;
+    if (folded !== undefined) {
+      const key = name.replace(/[A-Z]+/g, (s) => s.toLowerCase());
+      const other = folded.get(key);
+      if (other !== undefined) {
+        throw badZip(
+          source,
+          format,
+          `Cannot read zip: the names "${other}" and "${name}" differ only by case, and torch.load (miniz) finds entries without regard to case`,
+          offset,
+        );
+      }
+      folded.set(key, name);
+    }
+    if (localHeaderOffset !== next) {
+      throw badZip(
+        source,
+        format,
+        `Cannot read zip entry "${name}": its local header is at offset ${localHeaderOffset}, expected ${next} (${
+          i === 0 ? "the start of the file" : "right after the previous entry"
+        }); entries must follow each other in directory order, with no gap or overlap`,
+        offset,
+      );
+    }
+    next = await checkLocal(source, format, entry, cdOffset);
+    entries.push(entry);
+    at = entryEnd;
+  }
+  if (at !== cdSize) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its central directory is ${cdSize} bytes but its ${count} entries take ${at} (Python's zipfile reads entries up to the size, miniz up to the count)`,
+      cdOffset + at,
+    );
+  }
+  if (next !== cdOffset) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: its last entry ends at offset ${next}, expected the central directory's start at ${cdOffset}; unlisted bytes can hide other entries`,
+      next,
+    );
   }
   return entries;
 }
 
+/** One central directory entry at `at`, its zip64 values resolved. */
+function centralEntry(
+  source: ByteSource,
+  format: ModelFormat | undefined,
+  cd: Uint8Array,
+  at: number,
+  i: number,
+  offset: number,
+): { entry: ZipEntry; end: number } {
+  if (
+    at + CENTRAL_SIZE > cd.byteLength || u32(cd, at) !== CENTRAL_SIGNATURE
+  ) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: central directory entry ${i} is missing or has a bad signature`,
+      offset,
+    );
+  }
+  const versionNeeded = cd[at + 6]!;
+  const flags = u16(cd, at + 8);
+  const method = u16(cd, at + 10);
+  const crc32 = u32(cd, at + 16);
+  let compressedSize = u32(cd, at + 20);
+  let size = u32(cd, at + 24);
+  const nameLength = u16(cd, at + 28);
+  const extraLength = u16(cd, at + 30);
+  const commentLength = u16(cd, at + 32);
+  let diskStart = u16(cd, at + 34);
+  let localHeaderOffset = u32(cd, at + 42);
+  const end = at + CENTRAL_SIZE + nameLength + extraLength + commentLength;
+  if (end > cd.byteLength) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: central directory entry ${i} runs past the directory's end`,
+      offset,
+    );
+  }
+  const nameBytes = cd.subarray(at + CENTRAL_SIZE, at + CENTRAL_SIZE + nameLength);
+  const name = decodeName(nameBytes);
+  if (name === undefined) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip: the name of entry ${i} is not valid UTF-8`,
+      offset,
+    );
+  }
+  checkName(source, format, name, nameBytes, flags, offset);
+  if (versionNeeded > MAX_VERSION_NEEDED) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip entry "${name}": it needs zip version ${
+        versionNeeded / 10
+      }, expected at most 6.3 (Python's zipfile refuses later ones)`,
+      offset,
+    );
+  }
+  const extra = cd.subarray(
+    at + CENTRAL_SIZE + nameLength,
+    at + CENTRAL_SIZE + nameLength + extraLength,
+  );
+  const z = zip64Extra(source, format, name, extra, offset);
+  // The zip64 extra field holds, in this order, exactly the fields that
+  // overflowed in the fixed header: readers that look at it only for those
+  // (miniz, Python) and readers that trust it always then agree.
+  const needed = (size === SENTINEL_32 ? 8 : 0) + (compressedSize === SENTINEL_32 ? 8 : 0) +
+    (localHeaderOffset === SENTINEL_32 ? 8 : 0) + (diskStart === SENTINEL_16 ? 4 : 0);
+  if ((z?.byteLength ?? 0) !== needed) {
+    throw badZip(
+      source,
+      format,
+      `Cannot read zip entry "${name}": its zip64 extra field holds ${
+        z?.byteLength ?? 0
+      } bytes, expected ${needed} (8 for each size or offset that is 0xFFFFFFFF in its directory entry)`,
+      offset,
+    );
+  }
+  if (z !== undefined) {
+    let p = 0;
+    const take = (): number => {
+      const v = u64(z, p);
+      p += 8;
+      return v;
+    };
+    if (size === SENTINEL_32) size = take();
+    if (compressedSize === SENTINEL_32) compressedSize = take();
+    if (localHeaderOffset === SENTINEL_32) localHeaderOffset = take();
+    if (diskStart === SENTINEL_16) diskStart = u32(z, p);
+    if (size < 0 || compressedSize < 0 || localHeaderOffset < 0) {
+      throw badZip(
+        source,
+        format,
+        `Cannot read zip: entry "${name}" has a zip64 size or offset past 2^53`,
+        offset,
+      );
+    }
+  }
+  if (diskStart !== 0) {
+    throw badZip(
+      source,
+      format,
+      "Cannot read zip: multi-disk archives are not supported",
+      offset,
+    );
+  }
+  return {
+    entry: {
+      name,
+      method,
+      flags,
+      compressedSize,
+      size,
+      crc32,
+      localHeaderOffset,
+      dataOffset: 0,
+    },
+    end,
+  };
+}
+
 function decodeName(bytes: Uint8Array): string | undefined {
   try {
-    // Names without the UTF-8 flag are CP437 in theory but UTF-8 in practice;
-    // decoding strictly keeps two different byte strings from one name.
+    // Strict UTF-8 keeps two different byte strings from one name (names
+    // without the UTF-8 flag must be ASCII: see checkName).
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(
       bytes,
     );
@@ -335,22 +620,217 @@ function decodeName(bytes: Uint8Array): string | undefined {
   }
 }
 
-function findExtra(extra: Uint8Array, id: number): Uint8Array | undefined {
+/** Refuses names that some reader would decode, cut or rewrite. */
+function checkName(
+  source: ByteSource,
+  format: ModelFormat | undefined,
+  name: string,
+  bytes: Uint8Array,
+  flags: number,
+  offset: number,
+): void {
+  const fail = (why: string) =>
+    badZip(
+      source,
+      format,
+      `Cannot read zip entry ${JSON.stringify(name)}: ${why}`,
+      offset,
+    );
+  if ((flags & 0x800) === 0 && bytes.some((b) => b >= 0x80)) {
+    throw fail(
+      "its name is not ASCII and lacks the UTF-8 flag, so Python's zipfile decodes it as CP437 (another name)",
+    );
+  }
+  if (name.includes("\0")) {
+    throw fail("its name holds a NUL byte, where Python's zipfile cuts it");
+  }
+  if (name.includes("\\")) {
+    throw fail(
+      "its name holds a backslash, which Python's zipfile turns into / on Windows only",
+    );
+  }
+  const segments = name.split("/");
+  // A trailing "/" marks a folder entry; every other segment is a plain name.
+  if (name.endsWith("/")) segments.pop();
+  if (
+    name.startsWith("/") ||
+    segments.some((s) => s === "" || s === "." || s === "..")
+  ) {
+    throw fail(
+      "its path is not canonical (a leading /, or an empty, . or .. segment), and extraction tools rewrite it to another entry's path",
+    );
+  }
+}
+
+/** The zip64 extra field's data, refusing malformed or repeated fields. */
+function zip64Extra(
+  source: ByteSource,
+  format: ModelFormat | undefined,
+  name: string,
+  extra: Uint8Array,
+  offset: number,
+): Uint8Array | undefined {
+  let found: Uint8Array | undefined;
   let at = 0;
-  while (at + 4 <= extra.byteLength) {
+  while (at < extra.byteLength) {
     const tag = u16(extra, at);
     const length = u16(extra, at + 2);
-    if (at + 4 + length > extra.byteLength) return undefined;
-    if (tag === id) return extra.subarray(at + 4, at + 4 + length);
+    if (at + 4 > extra.byteLength || at + 4 + length > extra.byteLength) {
+      throw badZip(
+        source,
+        format,
+        `Cannot read zip entry "${name}": its extra field ${
+          tag.toString(16).padStart(4, "0")
+        } runs past the end of the extra data (Python's zipfile refuses it)`,
+        offset,
+      );
+    }
+    if (tag === ZIP64_EXTRA) {
+      if (found !== undefined) {
+        throw badZip(
+          source,
+          format,
+          `Cannot read zip entry "${name}": it has two zip64 extra fields (readers would use either)`,
+          offset,
+        );
+      }
+      found = extra.subarray(at + 4, at + 4 + length);
+    }
     at += 4 + length;
   }
-  return undefined;
+  return found;
 }
 
 /**
- * Offset of an entry's data: parses its local header (whose name and extra
- * lengths may differ from the central directory's) and checks that the data
- * fits in the file. Refuses encrypted entries.
+ * Checks an entry's local header against its directory entry and returns the
+ * offset where the next entry must start: after the data, and after the data
+ * descriptor when flag bit 3 is set (torch.save writes one for every entry
+ * with data, signed, with 32-bit sizes; zeros in the local header). Sets the
+ * entry's data offset.
+ */
+async function checkLocal(
+  source: ByteSource,
+  format: ModelFormat | undefined,
+  entry: ZipEntry,
+  limit: number,
+): Promise<number> {
+  const at = entry.localHeaderOffset;
+  const fail = (what: string, offset = at) =>
+    badZip(
+      source,
+      format,
+      `Cannot read zip entry "${entry.name}": ${what}`,
+      offset,
+    );
+  if (at + LOCAL_SIZE > limit) {
+    throw fail(
+      `its local header at offset ${at} does not fit before the central directory at ${limit}`,
+    );
+  }
+  const header = await readSmall(source, at, LOCAL_SIZE);
+  if (u32(header, 0) !== LOCAL_SIGNATURE) {
+    throw fail("no local file header at its offset");
+  }
+  const flags = u16(header, 6);
+  const method = u16(header, 8);
+  const crc = u32(header, 14);
+  const compressedSize = u32(header, 18);
+  const size = u32(header, 22);
+  const nameLength = u16(header, 26);
+  const extraLength = u16(header, 28);
+  const data = at + LOCAL_SIZE + nameLength + extraLength;
+  const dataEnd = data + entry.compressedSize;
+  if (dataEnd > limit) {
+    throw fail(
+      `its ${entry.compressedSize} bytes of data at offset ${data} run into the central directory at ${limit}`,
+    );
+  }
+  entry.dataOffset = data;
+  if ((flags & MEANINGFUL_FLAGS) !== (entry.flags & MEANINGFUL_FLAGS)) {
+    throw fail(
+      `its local header has flags 0x${flags.toString(16)}, the central directory 0x${
+        entry.flags.toString(16)
+      }`,
+    );
+  }
+  if (method !== entry.method) {
+    throw fail(
+      `its local header says compression method ${method}, the central directory ${entry.method}`,
+    );
+  }
+  const z = extraLength > 0
+    ? zip64Extra(
+      source,
+      format,
+      entry.name,
+      await readSmall(source, at + LOCAL_SIZE + nameLength, extraLength),
+      at,
+    )
+    : undefined;
+  const descriptor = (entry.flags & 0x8) !== 0;
+  // A local size of 0xFFFFFFFF is in the zip64 extra field (uncompressed,
+  // then compressed size). Other local zip64 data is not read by anyone (miniz
+  // puts the header's own offset there), so it is not compared.
+  const z64 = (p: number) => z !== undefined && z.byteLength >= p + 8 ? u64(z, p) : undefined;
+  const agrees = (what: string, local: number, value: number, wide?: number) => {
+    const found = local === SENTINEL_32 && wide !== undefined ? wide : local;
+    // With a data descriptor the local header may hold zeros instead.
+    if (found !== value && !(descriptor && found === 0)) {
+      throw fail(
+        `its local header gives the ${what} as ${
+          found === SENTINEL_32 ? "0xFFFFFFFF without a zip64 value" : found
+        }, the central directory ${value}`,
+      );
+    }
+  };
+  agrees("CRC-32", crc, entry.crc32);
+  agrees("uncompressed size", size, entry.size, z64(0));
+  agrees(
+    "compressed size",
+    compressedSize,
+    entry.compressedSize,
+    z64(size === SENTINEL_32 ? 8 : 0),
+  );
+  if (!descriptor) return dataEnd;
+  return await checkDescriptor(source, entry, dataEnd, limit, fail);
+}
+
+/**
+ * A data descriptor after the data: optional signature, CRC-32, then both
+ * sizes in 4 or 8 bytes each. It must repeat the directory's values.
+ */
+async function checkDescriptor(
+  source: ByteSource,
+  entry: ZipEntry,
+  dataEnd: number,
+  limit: number,
+  fail: (what: string, offset?: number) => ModelFormatError,
+): Promise<number> {
+  const bytes = await readSmall(source, dataEnd, Math.min(24, limit - dataEnd));
+  const signed = bytes.byteLength >= 4 && u32(bytes, 0) === DESCRIPTOR_SIGNATURE;
+  const p = signed ? 4 : 0;
+  const matches = (wide: boolean): boolean => {
+    const w = wide ? 8 : 4;
+    if (bytes.byteLength < p + 4 + 2 * w) return false;
+    const read = wide ? u64 : u32;
+    return u32(bytes, p) === entry.crc32 &&
+      read(bytes, p + 4) === entry.compressedSize &&
+      read(bytes, p + 4 + w) === entry.size;
+  };
+  // The narrow form first: torch writes it; a wide match would need the next
+  // header's signature to read as zeros.
+  for (const wide of [false, true]) {
+    if (matches(wide)) return dataEnd + p + 4 + (wide ? 16 : 8);
+  }
+  throw fail(
+    `flag bit 3 announces a data descriptor after its data, but the bytes at offset ${dataEnd} are none that repeats the central directory's CRC-32 and sizes`,
+    dataEnd,
+  );
+}
+
+/**
+ * Offset of an entry's data. Checks its local header's name against the
+ * central directory's, and refuses encrypted entries.
  */
 export async function entryDataOffset(
   source: ByteSource,
@@ -365,7 +845,7 @@ export async function entryDataOffset(
       `Cannot read zip entry "${entry.name}": its local header offset ${at} is outside the file`,
     );
   }
-  const header = await source.read(at, LOCAL_SIZE);
+  const header = await readSmall(source, at, LOCAL_SIZE);
   if (u32(header, 0) !== LOCAL_SIGNATURE) {
     throw badZip(
       source,
@@ -394,12 +874,14 @@ export async function entryDataOffset(
       at,
     );
   }
-  const name = decodeName(await source.read(at + LOCAL_SIZE, nameLength));
+  const name = decodeName(await readSmall(source, at + LOCAL_SIZE, nameLength));
   if (name !== entry.name) {
     throw badZip(
       source,
       format,
-      `Cannot read zip entry "${entry.name}": its local header names "${name ?? "<invalid>"}"`,
+      `Cannot read zip entry "${entry.name}": its local header names "${
+        name ?? "<invalid>"
+      }" (Python's zipfile refuses the entry, miniz reads it)`,
       at,
     );
   }
