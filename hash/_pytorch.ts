@@ -590,7 +590,7 @@ function tensorView(
     }
     const inner = tensorView(
       ctx,
-      new PyCall(func, funcArgs as PyValue[]),
+      new PyCall(func, Object.freeze([...funcArgs as PyValue[]]), value.offset),
       depth + 1,
     );
     if (inner === undefined) throw fail("something that is not a tensor");

@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
 import { readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
-import { NeedMoreInput, PyCall, type PyValue, unpickle } from "../../hash/_pickle.ts";
+import {
+  NeedMoreInput,
+  PyCall,
+  PyOrderedDict,
+  type PyValue,
+  unpickle,
+} from "../../hash/_pickle.ts";
 import { readEntry, readZipDirectory } from "../../hash/_zip.ts";
 import { BLOCK_BYTES, type ByteSource, bytesSource } from "../../hash/_source.ts";
 import { ForbiddenGlobalError, ModelFormatError } from "../../hash/errors.ts";
@@ -239,7 +245,9 @@ class Pickle {
   }
   str(s: string): this {
     const e = new TextEncoder().encode(s);
-    return this.op(0x58).u32(e.length).op(...e);
+    this.op(0x58).u32(e.length);
+    for (const v of e) this.b.push(v);
+    return this;
   }
   int(n: number): this {
     if (n < 256) return this.op(0x4b, n);
@@ -963,6 +971,195 @@ Deno.test("pickle: malformed input is refused without large allocations", () => 
         partial: true,
       }),
     (e) => e instanceof NeedMoreInput,
+  );
+});
+
+// --- Objects changed after they are built -------------------------------------
+
+const tooLargeOrBad = (code: string, ...says: string[]) => (e: unknown) =>
+  e instanceof ModelFormatError && e.code === code &&
+  says.every((s) => e.message.includes(s));
+
+Deno.test("pickle: BUILD on a call's result is refused, naming the call; an OrderedDict keeps its BUILD states", () => {
+  const built = (
+    fn: [string, string],
+    state: number[],
+  ) => [...new Pickle().global(...fn).op(0x29, 0x52).b, ...state, 0x62, 0x2e];
+  for (
+    const fn of [
+      ["torch._utils", "_rebuild_tensor_v2"],
+      ["torch._utils", "_rebuild_parameter"],
+      ["torch", "Tensor"],
+      ["torch.nn.parameter", "Parameter"],
+      ["torch", "device"],
+    ] as [string, string][]
+  ) {
+    assert.throws(
+      () => run(built(fn, [0x4e])),
+      tooLargeOrBad("bad-pickle", "BUILD", `${fn[0]}.${fn[1]}`),
+      fn.join("."),
+    );
+  }
+  // A state dict's _metadata: kept for the reader to check, twice if BUILD is.
+  const od = run(built(["collections", "OrderedDict"], [0x7d, 0x62, 0x7d]));
+  assert.ok(od instanceof PyOrderedDict);
+  assert.equal(od.states.length, 2);
+  // (dict, slots) pairs are what Python takes too; anything else is refused.
+  assert.ok(
+    run(built(["collections", "OrderedDict"], [0x4e, 0x7d, 0x86])) instanceof PyOrderedDict,
+  );
+  assert.throws(
+    () => run(built(["collections", "OrderedDict"], [0x4b, 5])),
+    tooLargeOrBad("bad-pickle", "BUILD"),
+  );
+  // A plain dict has no attributes: Python fails, and so do we.
+  assert.throws(
+    () => run([0x7d, 0x7d, 0x62, 0x2e]),
+    tooLargeOrBad("bad-pickle", "BUILD", "plain dict"),
+  );
+});
+
+Deno.test("pickle: a container cannot change after a call has read it", () => {
+  const v2 = new Pickle().global("torch._utils", "_rebuild_tensor_v2").b;
+  // list L (memo 0); _rebuild_tensor_v2((L,)); then an append to L.
+  const after = (nested: boolean, change: number[]) => [
+    0x5d,
+    0x71,
+    0,
+    0x30, // EMPTY_LIST, BINPUT 0, POP
+    ...v2,
+    0x28,
+    ...(nested ? [0x28, 0x68, 0, 0x74] : [0x68, 0]), // L or (L,)
+    0x74,
+    0x52,
+    0x30, // TUPLE, REDUCE, POP
+    0x68,
+    0,
+    ...change,
+    0x2e,
+  ];
+  for (const nested of [false, true]) {
+    assert.throws(
+      () => run(after(nested, [0x4e, 0x61])),
+      tooLargeOrBad("bad-pickle", "APPEND", "after passing it to torch._utils._rebuild_tensor_v2"),
+    );
+    assert.throws(
+      () => run(after(nested, [0x28, 0x4e, 0x65])),
+      tooLargeOrBad("bad-pickle", "APPENDS"),
+    );
+  }
+  // A dict inside the arguments, changed later.
+  assert.throws(
+    () =>
+      run([
+        0x7d,
+        0x71,
+        0,
+        0x30,
+        ...v2,
+        0x68,
+        0,
+        0x85,
+        0x52,
+        0x30,
+        0x68,
+        0,
+        0x4b,
+        1,
+        0x4b,
+        2,
+        0x73,
+        0x2e,
+      ]),
+    tooLargeOrBad("bad-pickle", "SETITEM"),
+  );
+  // Before the call, or for a list no call has read, changes are fine; a
+  // set (or OrderedDict, torch.Size) copies its argument at the call.
+  assert.deepEqual(run([0x5d, 0x4e, 0x61, 0x2e]), [null]);
+  const set = run([
+    0x5d,
+    0x71,
+    0,
+    0x4b,
+    1,
+    0x61,
+    0x30,
+    ...new Pickle().global("builtins", "set").b,
+    0x68,
+    0,
+    0x85,
+    0x52,
+    0x30,
+    0x68,
+    0,
+    0x4b,
+    2,
+    0x61,
+    0x2e,
+  ]);
+  assert.deepEqual(set, [1, 2]);
+});
+
+Deno.test("pickle: NEWOBJ instantiates only classes, and REDUCE takes only a tuple, as in Python", () => {
+  const g = (m: string, n: string) => new Pickle().global(m, n).b;
+  assert.throws(
+    () => run([...g("torch._utils", "_rebuild_tensor_v2"), 0x29, 0x81, 0x2e]),
+    tooLargeOrBad("bad-pickle", "NEWOBJ", "not a class"),
+  );
+  // OrderedDict.__new__ and set.__new__ ignore their arguments: refused.
+  assert.throws(
+    () => run([...g("collections", "OrderedDict"), 0x5d, 0x85, 0x81, 0x2e]),
+    tooLargeOrBad("bad-pickle", "OrderedDict", "NEWOBJ"),
+  );
+  assert.throws(
+    () => run([...g("builtins", "set"), 0x5d, 0x4b, 1, 0x61, 0x85, 0x81, 0x2e]),
+    tooLargeOrBad("bad-pickle", "set", "NEWOBJ"),
+  );
+  assert.ok(run([...g("collections", "OrderedDict"), 0x29, 0x81, 0x2e]) instanceof PyOrderedDict);
+  assert.ok(run([...g("torch.nn.parameter", "Parameter"), 0x29, 0x81, 0x2e]) instanceof PyCall);
+  // REDUCE with a list of arguments: C pickle refuses it.
+  assert.throws(
+    () => run([...g("torch._utils", "_rebuild_tensor_v2"), 0x5d, 0x52, 0x2e]),
+    tooLargeOrBad("bad-pickle", "not a tuple"),
+  );
+  // torch.Size holds integers only.
+  assert.throws(
+    () => run([...g("torch", "Size"), 0x4e, 0x85, 0x85, 0x52, 0x2e]),
+    tooLargeOrBad("bad-pickle", "torch.Size"),
+  );
+});
+
+Deno.test("pickle: Python 2 strings decode as UTF-8 like torch.load; True and False are the dict keys 1 and 0", () => {
+  assert.equal(run([0x55, 2, 0xc3, 0xa9, 0x2e]), "é"); // SHORT_BINSTRING
+  assert.equal(run([0x54, 2, 0, 0, 0, 0xc3, 0xa9, 0x2e]), "é"); // BINSTRING
+  assert.equal(run([...new TextEncoder().encode("S'\\xc3\\xa9'\n"), 0x2e]), "é"); // STRING
+  assert.throws(() => run([0x55, 1, 0xff, 0x2e]), tooLargeOrBad("bad-pickle", "UTF-8"));
+  const d = run([0x7d, 0x28, 0x88, 0x4b, 7, 0x89, 0x4b, 8, 0x4b, 1, 0x4b, 9, 0x75, 0x2e]);
+  assert.deepEqual([...(d as Map<PyValue, PyValue>)], [[1, 9], [0, 8]]);
+});
+
+Deno.test("pickle: copies count against the bounds, references do not (a 240 KB pickle stays small)", () => {
+  // L holds itself 120,000 times (memo references: cheap), then set(L) is
+  // called 300 times: each call copies L's 120,000 references.
+  const p = new Pickle().op(0x80, 2, 0x5d, 0x71, 0, 0x28);
+  for (let i = 0; i < 120_000; i++) p.op(0x68, 0);
+  p.op(0x65).global("builtins", "set").op(0x71, 1, 0x30, 0x68, 0, 0x85, 0x71, 2, 0x30);
+  const head = p.bytes();
+  assert.equal(unpickle(new Uint8Array([...head, 0x2e]), 0, opts).end, head.length + 1);
+  for (let i = 0; i < 300; i++) p.op(0x68, 1, 0x68, 2, 0x52, 0x30);
+  const bomb = p.op(0x2e).bytes();
+  assert.ok(bomb.length < 250_000);
+  const t0 = performance.now();
+  assert.throws(() => unpickle(bomb, 0, opts), tooLargeOrBad("too-large", "references"));
+  assert.ok(performance.now() - t0 < 5000);
+  // _codecs.encode of one 100 KB string, ten times: more bytes than the pickle.
+  const text = "\xe9".repeat(100_000);
+  const q = new Pickle().op(0x80, 2).str(text).op(0x71, 0, 0x30)
+    .global("_codecs", "encode").op(0x71, 1, 0x30, 0x5d, 0x28);
+  for (let i = 0; i < 10; i++) q.op(0x68, 1, 0x68, 0).str("latin1").op(0x86, 0x52);
+  assert.throws(
+    () => run(q.op(0x65, 0x2e).bytes()),
+    tooLargeOrBad("too-large", "_codecs.encode"),
   );
 });
 
