@@ -2,7 +2,11 @@
 // never calls anything: globals are looked up in a small allow-list and become
 // markers, and calls (REDUCE, NEWOBJ, …) become records of the call that the
 // checkpoint reader interprets. Any other global is refused the moment it is
-// read. Every count and length is bounded by the input.
+// read. Nothing may change an object after a call has used it: BUILD on a
+// call's result is refused, and so is adding to a container after it was
+// passed to a call (Python would have read it at the time of the call). Every
+// count and length is bounded (see the constants below), and memo references
+// and DUP share objects, never copy them.
 import { ForbiddenGlobalError, ModelFormatError, type ModelFormatErrorOptions } from "./errors.ts";
 import type { ModelFormat } from "./types.ts";
 
@@ -17,9 +21,22 @@ export class PyGlobal {
 
 /** The record of a call `fn(*args)` (REDUCE, NEWOBJ, INST, OBJ); nothing ran. */
 export class PyCall {
-  /** Set by BUILD: the object's state, kept but not interpreted. */
-  state: PyValue = null;
-  constructor(readonly fn: PyGlobal, readonly args: readonly PyValue[]) {}
+  constructor(
+    readonly fn: PyGlobal,
+    readonly args: readonly PyValue[],
+    /** Offset in the file of the opcode that made the call. */
+    readonly offset: number,
+  ) {}
+}
+
+/**
+ * A `collections.OrderedDict`. BUILD may give one attributes (a state dict's
+ * `_metadata`): they are kept in `states` for the reader to check, since
+ * `torch.load` returns them as attributes of the dict.
+ */
+export class PyOrderedDict extends Map<PyValue, PyValue> {
+  /** The BUILD states, in order. */
+  readonly states: PyValue[] = [];
 }
 
 /** A Python set or frozenset (kept as a list of items). */
@@ -82,6 +99,15 @@ const MAX_MEMO = 1 << 20;
 const MAX_MARKS = 1 << 16;
 const MAX_LONG_BYTES = 64;
 const MAX_LINE = 1 << 16;
+// Containers and call records a pickle may create: a state dict costs about
+// seven per tensor (call, argument tuples, size, stride, hooks), so this is a
+// million tensors and more, and at most a few hundred MB of objects.
+const MAX_OBJECTS = 1 << 23;
+// References held by containers and call records, counted each time one is
+// stored (a copy, as `set(list)` or a call's arguments, counts again). Memo
+// references and DUP are free: they share the object. This keeps a pickle
+// that copies one big list over and over to 256 MB of references.
+const MAX_REFS = 1 << 25;
 
 const STORAGE_NAMES = [
   "DoubleStorage",
@@ -158,10 +184,27 @@ const ALLOWED = new Set<string>([
   ...Object.keys(TORCH_DTYPES).map((n) => `torch.${n}`),
 ]);
 
+// The allowed globals that are classes: the only ones NEWOBJ may instantiate.
+const CLASSES = new Set<string>([
+  "torch._tensor.Tensor",
+  "torch.Tensor",
+  "torch.nn.parameter.Parameter",
+  "torch.Size",
+  "torch.device",
+  "collections.OrderedDict",
+  "builtins.set",
+  "builtins.frozenset",
+  "__builtin__.set",
+  "__builtin__.frozenset",
+  ...STORAGE_NAMES.map((n) => `torch.${n}`),
+]);
+
 /** Whether a global may appear in a checkpoint (as an inert marker). */
 export function isAllowedGlobal(module: string, name: string): boolean {
   return ALLOWED.has(`${module}.${name}`);
 }
+
+const EMPTY_TUPLE: readonly PyValue[] = Object.freeze([]);
 
 // deno-fmt-ignore
 const enum Op {
@@ -208,6 +251,12 @@ class Unpickler {
   #marks: number[] = [];
   #memo = new Map<number, PyValue>();
   #opStart = 0;
+  #objects = 0;
+  #refs = 0;
+  #codecBytes = 0;
+  // Containers a call's arguments hold (deeply), and the call: changing one
+  // afterwards is refused.
+  #sealed = new WeakMap<object, PyCall>();
 
   constructor(bytes: Uint8Array, start: number, options: UnpickleOptions) {
     this.#b = bytes;
@@ -229,6 +278,69 @@ class Unpickler {
       `Cannot read pickle: ${message}`,
       this.#where(),
     );
+  }
+
+  /** Offset in the file of the current opcode. */
+  #offset(): number {
+    return (this.#opts.baseOffset ?? 0) + this.#opStart;
+  }
+
+  /** Counts a new container or call record holding `refs` references. */
+  #made<T>(v: T, refs = 0): T {
+    if (++this.#objects > MAX_OBJECTS) {
+      throw new ModelFormatError(
+        "too-large",
+        `Cannot read pickle: it creates more than ${MAX_OBJECTS} containers and calls`,
+        this.#where(),
+      );
+    }
+    this.#addRefs(refs);
+    return v;
+  }
+
+  #addRefs(n: number): void {
+    this.#refs += n;
+    if (this.#refs > MAX_REFS) {
+      throw new ModelFormatError(
+        "too-large",
+        `Cannot read pickle: its containers and calls hold more than ${MAX_REFS} references`,
+        this.#where(),
+      );
+    }
+  }
+
+  /**
+   * Marks every container a call's arguments reach as read by `call`. A
+   * sealed container's contents are sealed too, so each is walked once.
+   */
+  #seal(call: PyCall): void {
+    const todo: PyValue[] = [call.args];
+    while (todo.length > 0) {
+      const v = todo.pop()!;
+      if (
+        !(Array.isArray(v) || v instanceof Map || v instanceof PySet) ||
+        this.#sealed.has(v)
+      ) continue;
+      this.#sealed.set(v, call);
+      if (Array.isArray(v)) { for (const x of v) todo.push(x); }
+      else if (v instanceof PySet) { for (const x of v.items) todo.push(x); }
+      else {
+        for (const [k, x] of v) todo.push(k, x);
+        if (v instanceof PyOrderedDict) { for (const x of v.states) todo.push(x); }
+      }
+    }
+  }
+
+  /** Refuses to change a container a call has already read. */
+  #changing(target: object, op: string): void {
+    const by = this.#sealed.get(target);
+    if (by !== undefined) {
+      throw this.#fail(
+        `it changes a ${
+          target instanceof Map ? "dict" : target instanceof PySet ? "set" : "list"
+        } with ${op} after passing it to ${by.fn.qualified} (at byte ${by.offset}), which read it before the change`,
+      );
+    }
   }
 
   #need(n: number): void {
@@ -339,21 +451,34 @@ class Unpickler {
     return new PyGlobal(module, name);
   }
 
-  #call(fn: PyValue, args: PyValue): PyValue {
+  #call(fn: PyValue, args: PyValue, op: string): PyValue {
     if (!(fn instanceof PyGlobal)) {
-      throw this.#fail("it calls something that is not an allowed global");
+      throw this.#fail(`it calls something that is not an allowed global (${op})`);
     }
-    if (!Array.isArray(args)) {
+    if (!Array.isArray(args) || !Object.isFrozen(args)) {
       throw this.#fail(
         `it calls ${fn.qualified} with arguments that are not a tuple`,
       );
     }
     const list = args as readonly PyValue[];
+    // NEWOBJ runs cls.__new__(cls, *args) and nothing else: only classes
+    // have one, and for some (OrderedDict, set) it ignores the arguments.
+    const isNew = op === "NEWOBJ" || op === "NEWOBJ_EX";
+    if (isNew && !CLASSES.has(fn.qualified)) {
+      throw this.#fail(`it instantiates ${fn.qualified} with ${op}, but that is not a class`);
+    }
     switch (fn.qualified) {
       case "collections.OrderedDict": {
-        const map = new Map<PyValue, PyValue>();
+        const map = this.#made(new PyOrderedDict());
+        if (isNew && list.length !== 0) {
+          throw this.#fail(
+            `it creates an OrderedDict with ${op} and arguments (Python would ignore them)`,
+          );
+        }
         if (list.length === 1 && Array.isArray(list[0])) {
-          for (const pair of list[0] as PyValue[]) {
+          const pairs = list[0] as PyValue[];
+          this.#addRefs(2 * pairs.length);
+          for (const pair of pairs) {
             if (!Array.isArray(pair) || pair.length !== 2) {
               throw this.#fail(
                 "it builds an OrderedDict from items that are not pairs",
@@ -376,14 +501,23 @@ class Unpickler {
         if (list.length > 1 || !Array.isArray(items)) {
           throw this.#fail(`it builds a set from unexpected arguments`);
         }
-        return new PySet([...items as PyValue[]], fn.name === "frozenset");
+        if (isNew && fn.name === "set" && items.length > 0) {
+          throw this.#fail(`it creates a set with ${op} and items (Python would ignore them)`);
+        }
+        return this.#made(
+          new PySet([...items as PyValue[]], fn.name === "frozenset"),
+          items.length,
+        );
       }
       case "torch.Size": {
         const dims = list[0];
-        if (list.length !== 1 || !Array.isArray(dims)) {
-          throw this.#fail("it builds a torch.Size from unexpected arguments");
+        if (
+          list.length !== 1 || !Array.isArray(dims) ||
+          !dims.every((d) => typeof d === "number" || typeof d === "bigint")
+        ) {
+          throw this.#fail("it builds a torch.Size from something other than integers");
         }
-        return Object.freeze([...dims as PyValue[]]);
+        return this.#made(Object.freeze([...dims as PyValue[]]), dims.length);
       }
       case "_codecs.encode": {
         // Protocol 2 pickles bytes as _codecs.encode(text, "latin1").
@@ -396,6 +530,15 @@ class Unpickler {
             "it calls _codecs.encode with arguments other than (str, 'latin1')",
           );
         }
+        // Each string in the pickle may be encoded about once.
+        this.#codecBytes += text.length;
+        if (this.#codecBytes > this.#b.byteLength) {
+          throw new ModelFormatError(
+            "too-large",
+            `Cannot read pickle: _codecs.encode makes more bytes than the pickle's ${this.#b.byteLength}`,
+            this.#where(),
+          );
+        }
         const out = new Uint8Array(text.length);
         for (let i = 0; i < text.length; i++) {
           const c = text.charCodeAt(i);
@@ -406,8 +549,11 @@ class Unpickler {
         }
         return out;
       }
-      default:
-        return new PyCall(fn, Object.freeze([...list]));
+      default: {
+        const call = this.#made(new PyCall(fn, list, this.#offset()));
+        this.#seal(call);
+        return call;
+      }
     }
   }
 
@@ -532,18 +678,19 @@ class Unpickler {
           this.#push(this.#rawUnicodeEscape(this.#line()));
           break;
         case Op.STRING:
-          this.#push(this.#pyStringLiteral(this.#line()));
+          this.#push(this.#decode(bytesOf(this.#pyStringLiteral(this.#line()))));
           break;
+        // Python 2 str: torch.load decodes it as UTF-8 (its default encoding).
         case Op.BINSTRING: {
           const n = this.#int32();
           if (n < 0) {
             throw this.#fail("it has a BINSTRING with a negative length");
           }
-          this.#push(latin1(this.#take(n)));
+          this.#push(this.#text(n));
           break;
         }
         case Op.SHORT_BINSTRING:
-          this.#push(latin1(this.#take(this.#u8())));
+          this.#push(this.#text(this.#u8()));
           break;
         case Op.BINBYTES:
           this.#push(this.#take(this.#uint(4)).slice());
@@ -561,44 +708,48 @@ class Unpickler {
           this.#top();
           break;
         case Op.EMPTY_TUPLE:
-          this.#push(Object.freeze([]));
+          this.#push(EMPTY_TUPLE);
           break;
-        case Op.TUPLE:
-          this.#push(Object.freeze(this.#popMark()));
+        case Op.TUPLE: {
+          const items = this.#popMark();
+          this.#push(this.#made(Object.freeze(items), items.length));
           break;
+        }
         case Op.TUPLE1: {
           const a = this.#pop();
-          this.#push(Object.freeze([a]));
+          this.#push(this.#made(Object.freeze([a]), 1));
           break;
         }
         case Op.TUPLE2: {
           const b2 = this.#pop();
           const a = this.#pop();
-          this.#push(Object.freeze([a, b2]));
+          this.#push(this.#made(Object.freeze([a, b2]), 2));
           break;
         }
         case Op.TUPLE3: {
           const c = this.#pop();
           const b2 = this.#pop();
           const a = this.#pop();
-          this.#push(Object.freeze([a, b2, c]));
+          this.#push(this.#made(Object.freeze([a, b2, c]), 3));
           break;
         }
         case Op.EMPTY_LIST:
-          this.#push([]);
+          this.#push(this.#made([]));
           break;
-        case Op.LIST:
-          this.#push(this.#popMark());
+        case Op.LIST: {
+          const items = this.#popMark();
+          this.#push(this.#made(items, items.length));
           break;
+        }
         case Op.EMPTY_DICT:
-          this.#push(new Map());
+          this.#push(this.#made(new Map()));
           break;
         case Op.DICT: {
           const items = this.#popMark();
           if (items.length % 2 !== 0) {
             throw this.#fail("it builds a dict from an odd number of items");
           }
-          const map = new Map<PyValue, PyValue>();
+          const map = this.#made(new Map<PyValue, PyValue>(), items.length);
           for (let i = 0; i < items.length; i += 2) {
             map.set(key(items[i]!), items[i + 1]!);
           }
@@ -606,35 +757,47 @@ class Unpickler {
           break;
         }
         case Op.EMPTY_SET:
-          this.#push(new PySet([], false));
+          this.#push(this.#made(new PySet([], false)));
           break;
-        case Op.FROZENSET:
-          this.#push(new PySet(this.#popMark(), true));
+        case Op.FROZENSET: {
+          const items = this.#popMark();
+          this.#push(this.#made(new PySet(items, true), items.length));
           break;
+        }
         case Op.ADDITEMS: {
           const items = this.#popMark();
           const set = this.#top();
           if (!(set instanceof PySet) || set.frozen) {
             throw this.#fail("it adds items to something that is not a set");
           }
+          this.#changing(set, "ADDITEMS");
+          this.#addRefs(items.length);
           for (const item of items) set.items.push(item);
           break;
         }
         case Op.APPEND: {
           const v = this.#pop();
-          this.#list(this.#top()).push(v);
+          const list = this.#list(this.#top());
+          this.#changing(list, "APPEND");
+          this.#addRefs(1);
+          list.push(v);
           break;
         }
         case Op.APPENDS: {
           const items = this.#popMark();
           const list = this.#list(this.#top());
+          this.#changing(list, "APPENDS");
+          this.#addRefs(items.length);
           for (const item of items) list.push(item);
           break;
         }
         case Op.SETITEM: {
           const v = this.#pop();
           const k = this.#pop();
-          this.#dict(this.#top()).set(key(k), v);
+          const map = this.#dict(this.#top());
+          this.#changing(map, "SETITEM");
+          this.#addRefs(2);
+          map.set(key(k), v);
           break;
         }
         case Op.SETITEMS: {
@@ -643,6 +806,8 @@ class Unpickler {
             throw this.#fail("it sets items from an odd number of values");
           }
           const map = this.#dict(this.#top());
+          this.#changing(map, "SETITEMS");
+          this.#addRefs(items.length);
           for (let i = 0; i < items.length; i += 2) {
             map.set(key(items[i]!), items[i + 1]!);
           }
@@ -688,7 +853,8 @@ class Unpickler {
         }
         case Op.INST: {
           const cls = this.#global(this.#line(), this.#line());
-          this.#push(this.#call(cls, Object.freeze(this.#popMark())));
+          const items = this.#popMark();
+          this.#push(this.#call(cls, this.#made(Object.freeze(items), items.length), "INST"));
           break;
         }
         case Op.OBJ: {
@@ -696,14 +862,15 @@ class Unpickler {
           if (items.length === 0) {
             throw this.#fail("it has an OBJ without a class");
           }
-          this.#push(this.#call(items[0]!, Object.freeze(items.slice(1))));
+          const args = this.#made(Object.freeze(items.slice(1)), items.length - 1);
+          this.#push(this.#call(items[0]!, args, "OBJ"));
           break;
         }
         case Op.REDUCE:
         case Op.NEWOBJ: {
           const args = this.#pop();
           const fn = this.#pop();
-          this.#push(this.#call(fn, args));
+          this.#push(this.#call(fn, args, op === Op.REDUCE ? "REDUCE" : "NEWOBJ"));
           break;
         }
         case Op.NEWOBJ_EX: {
@@ -713,19 +880,43 @@ class Unpickler {
           if (!(kwargs instanceof Map) || kwargs.size !== 0) {
             throw this.#fail("it has a NEWOBJ_EX with keyword arguments");
           }
-          this.#push(this.#call(cls, args));
+          this.#push(this.#call(cls, args, "NEWOBJ_EX"));
           break;
         }
         case Op.BUILD: {
+          // BUILD calls the object's __setstate__ or sets its attributes: for
+          // a tensor, set_ (other storage, offset, size or stride) or
+          // requires_grad. Only an OrderedDict (a state dict's `_metadata`)
+          // may have attributes; the reader checks they hold no tensor.
           const state = this.#pop();
           const target = this.#top();
-          if (target instanceof PyCall) target.state = state;
-          else if (!(target instanceof Map)) {
+          if (target instanceof PyCall) {
             throw this.#fail(
-              "it sets the state of something that is not an object",
+              `it changes the object built by ${target.fn.qualified} (at byte ${target.offset}) with BUILD, which would call its __setstate__ (for a tensor: set_ to another storage, offset, size or stride)`,
             );
           }
-          // An OrderedDict's state (e.g. a state dict's `_metadata`) is dropped.
+          if (target instanceof PyOrderedDict) {
+            // Python takes a dict, or a (dict, slots dict) pair.
+            const parts = Array.isArray(state) && Object.isFrozen(state) && state.length === 2
+              ? state as readonly PyValue[]
+              : [state];
+            if (!parts.every((x) => x === null || x instanceof Map)) {
+              throw this.#fail(
+                "it sets attributes of an OrderedDict (BUILD) from something that is not a dict",
+              );
+            }
+            this.#changing(target, "BUILD");
+            this.#addRefs(1);
+            target.states.push(state);
+          } else if (target instanceof Map) {
+            throw this.#fail(
+              "it sets attributes of a plain dict with BUILD (a dict has none: torch.load fails too)",
+            );
+          } else {
+            throw this.#fail(
+              "it sets the state (BUILD) of something that is not an object",
+            );
+          }
           break;
         }
         case Op.BINPERSID:
@@ -765,7 +956,10 @@ class Unpickler {
   }
 
   #text(n: number): string {
-    const raw = this.#take(n);
+    return this.#decode(this.#take(n));
+  }
+
+  #decode(raw: Uint8Array): string {
     try {
       return utf8.decode(raw);
     } catch {
@@ -816,7 +1010,7 @@ class Unpickler {
     );
   }
 
-  // Protocol 0 STRING: a quoted Python 2 str literal, decoded as latin-1.
+  // Protocol 0 STRING: a quoted Python 2 str literal, as latin-1 (one char a byte).
   #pyStringLiteral(text: string): string {
     const q = text[0];
     if (
@@ -860,8 +1054,12 @@ class Unpickler {
   }
 }
 
-/** Dict keys: numbers that are safe integers stay numbers, so 1 and 1n match. */
+/**
+ * Dict keys as Python compares them: safe integers are numbers, so 1 and 1n
+ * match, and True and False are 1 and 0 (`{1: a, True: b}` has one key).
+ */
 function key(k: PyValue): PyValue {
+  if (typeof k === "boolean") return k ? 1 : 0;
   return typeof k === "bigint" ? small(k) : k;
 }
 
@@ -870,6 +1068,12 @@ function small(v: bigint): number | bigint {
       v <= BigInt(Number.MAX_SAFE_INTEGER)
     ? Number(v)
     : v;
+}
+
+function bytesOf(latin1Text: string): Uint8Array {
+  const out = new Uint8Array(latin1Text.length);
+  for (let i = 0; i < out.length; i++) out[i] = latin1Text.charCodeAt(i);
+  return out;
 }
 
 function latin1(bytes: Uint8Array): string {

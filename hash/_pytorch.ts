@@ -1,7 +1,12 @@
 // PyTorch checkpoints: the zip format of `torch.save` (PyTorch ≥ 1.6) and the
 // older "legacy" format (a series of pickles followed by raw storages). Both
 // are read with the restricted unpickler of `_pickle.ts`, which never runs
-// code; the pickled calls that rebuild tensors are interpreted here.
+// code; the pickled calls that rebuild tensors are interpreted here. Every
+// tensor reachable from the pickle's root is listed, named by its path
+// (`optimizer.state.0.exp_avg`), or the file is refused: a tensor torch.load
+// would read is never left out, and one this reader cannot read exactly as
+// torch does (a subclass, a sparse or quantized tensor, a tensor changed after
+// it is built) is refused by name.
 import {
   ModelFormatError,
   type ModelFormatErrorCode,
@@ -11,7 +16,9 @@ import {
   NeedMoreInput,
   PyCall,
   PyGlobal,
+  PyOrderedDict,
   type PyPersistent,
+  PySet,
   type PyValue,
   TORCH_DTYPES,
   unpickle,
@@ -35,6 +42,41 @@ const SMALL_PICKLE = 64;
 const MAX_GATHER_SPAN = 1 << 30;
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
+// Bounds on the walk from the pickle's root to its tensors. Real checkpoints
+// nest a few levels and share little (tied weights), so these only stop
+// hostile files from turning a small pickle into a lot of work.
+/** Containers nested from the root to a tensor. */
+const MAX_DEPTH = 64;
+/** Values visited: a container reached by several paths is walked once per path. */
+const MAX_VISITS = 1 << 24;
+/** Tensors (paths to a tensor) in one checkpoint; real ones have thousands. */
+const MAX_TENSORS = 1 << 18;
+/** UTF-16 code units of all tensor names together. */
+const MAX_NAME_CHARS = 1 << 24;
+/** Dimensions of one tensor. */
+const MAX_RANK = 64;
+// The bytes read from the file and hashed for all the tensors that view one
+// storage stay below this many times the storage's size (and at least
+// VIEW_WORK_FLOOR bytes' worth): many names for one storage, or broadcast and
+// strided views of it, cannot make a small file cost much more to hash.
+const VIEW_WORK_FACTOR = 16;
+const VIEW_WORK_FLOOR = 64;
+/** The name of a tensor that is the pickle's root (`torch.save(tensor)`), as for a `.npy` file. */
+const ROOT_NAME = "array";
+/** Element types that may require gradients (torch.load fails for others). */
+const GRAD_DTYPES = new Set<DType>([
+  "F64",
+  "F32",
+  "F16",
+  "BF16",
+  "F8_E4M3",
+  "F8_E5M2",
+  "F8_E4M3FNUZ",
+  "F8_E5M2FNUZ",
+  "F8_E8M0",
+  "C64",
+  "C128",
+]);
 
 const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
   DoubleStorage: "F64",
@@ -53,6 +95,12 @@ const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
   UntypedStorage: "U8",
 };
 
+/** A storage as stored in the file; the storages of legacy views share one. */
+interface StoredBytes {
+  readonly key: string;
+  readonly byteLength: number;
+}
+
 /** A storage named by a persistent id: a byte range read lazily. */
 class Storage implements PyPersistent {
   readonly persistent = true as const;
@@ -67,6 +115,10 @@ class Storage implements PyPersistent {
       offset: number,
       length: number,
     ) => AsyncIterable<Uint8Array>,
+    /** The stored bytes this storage is (or is a view of), for the work bound. */
+    readonly stored: StoredBytes,
+    /** Bytes handled to read `length` bytes at `offset` (a deflated entry inflates from its start). */
+    readonly cost: (offset: number, length: number) => number = (_, length) => length,
   ) {}
 }
 
@@ -180,6 +232,8 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
       dtype,
       byteLength,
       zipStorageReader(ctx, entry, () => storage.views),
+      { key, byteLength },
+      entry.method === 0 ? undefined : inflateCost(entry.size),
     );
     storages.set(key, storage);
     return storage;
@@ -192,7 +246,7 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
     baseOffset,
     persistentLoad,
   });
-  return stateDictTensors(ctx, value);
+  return new Walk(ctx).run(value);
 }
 
 function zipStorageReader(
@@ -257,6 +311,20 @@ function zipStorageReader(
       "bad-zip",
       `Cannot read storage "${entry.name}": it ended before byte ${offset + length}`,
     );
+  };
+}
+
+/**
+ * Bytes handled per view of a deflated storage: the first view pays for
+ * inflating the entry (the reader shares one inflation between the views
+ * of a pass), every view for the bytes it hashes.
+ */
+function inflateCost(size: number): (offset: number, length: number) => number {
+  let paid = false;
+  return (_offset, length) => {
+    const cost = paid ? length : size + length;
+    paid = true;
+    return cost;
   };
 }
 
@@ -335,7 +403,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
   // Root storages by key; their data offsets are known only after the key list.
   const roots = new Map<
     string,
-    { dtype: DType; numel: number; data?: number }
+    { dtype: DType; numel: number; stored: StoredBytes; data?: number }
   >();
   const views = new Map<string, Storage>();
   const rootReader =
@@ -352,9 +420,11 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
   const persistentLoad = (pid: PyValue, offset: number): PyValue => {
     const { key, dtype, numel, rest } = parseStorageId(ctx, pid, 6, offset);
     const es = DTYPE_SIZES[dtype];
-    const root = roots.get(key);
-    if (root === undefined) roots.set(key, { dtype, numel });
-    else if (root.dtype !== dtype || root.numel !== numel) {
+    let root = roots.get(key);
+    if (root === undefined) {
+      root = { dtype, numel, stored: { key, byteLength: numel * es } };
+      roots.set(key, root);
+    } else if (root.dtype !== dtype || root.numel !== numel) {
       throw ctx.error(
         "bad-pickle",
         `Cannot read PyTorch checkpoint: storage "${key}" is declared twice with different types or sizes`,
@@ -366,7 +436,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       const id = `\0root:${key}`;
       let storage = views.get(id);
       if (storage === undefined) {
-        storage = new Storage(key, dtype, numel * es, rootReader(key));
+        storage = new Storage(key, dtype, numel * es, rootReader(key), root.stored);
         views.set(id, storage);
       }
       return storage;
@@ -392,6 +462,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       dtype,
       viewSize * es,
       (o, l) => read(viewOffset * es + o, l),
+      root.stored,
     );
     views.set(viewKey, storage);
     return storage;
@@ -450,7 +521,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       );
     }
   }
-  return stateDictTensors(ctx, main.value);
+  return new Walk(ctx).run(main.value);
 }
 
 /**
@@ -551,7 +622,7 @@ function readU64(b: Uint8Array): number {
 }
 
 function describe(v: PyValue): string {
-  if (typeof v === "bigint") return `0x${v.toString(16)}`;
+  if (typeof v === "bigint") return v > 0xffffffffn ? `0x${v.toString(16)}` : String(v);
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   if (typeof v === "string") return JSON.stringify(v.slice(0, 40));
   if (v === null) return "None";
@@ -560,124 +631,361 @@ function describe(v: PyValue): string {
   return "an object";
 }
 
-/** The tensors of a state dict, in dict order; other values are skipped. */
-function stateDictTensors(ctx: Context, value: PyValue): Tensor[] {
-  if (!(value instanceof Map)) {
-    throw ctx.error(
-      "bad-pickle",
-      `Cannot read PyTorch checkpoint: expected a state dict (a dict of tensors), found ${
-        describe(value)
-      }`,
-    );
+/** A dict key as a name segment: a str as is, an int in decimal; else undefined. */
+function segment(k: PyValue): string | undefined {
+  if (typeof k === "string") return k;
+  // 1.0 and True are the int 1 as dict keys; String(-0) is "0".
+  if (typeof k === "number") return Number.isSafeInteger(k) ? String(k) : undefined;
+  if (typeof k === "bigint") return k.toString();
+  return undefined;
+}
+
+function isEmptyDict(v: PyValue | undefined): boolean {
+  return v === null || v === undefined ||
+    (v instanceof Map && v.size === 0 && !(v instanceof PyOrderedDict && v.states.length > 0));
+}
+
+/** Why a tensor found where the walk is would have no name (computed on failure). */
+type Unnamed = () => string;
+
+/**
+ * Walks the unpickled objects from the root and lists every tensor, named by
+ * its path: dict keys (str as is, int in decimal) and list or tuple indices,
+ * joined with ".". A tensor that is the root is named {@linkcode ROOT_NAME}.
+ * Refused: a tensor without such a path (under a key of another type, in a
+ * set, in an OrderedDict's attributes, as a dict key), two paths with one
+ * name, a container inside itself, a storage outside a tensor, and any call
+ * that is not a tensor this reader reads exactly as torch.load does.
+ */
+class Walk {
+  readonly #ctx: Context;
+  readonly #tensors: Tensor[] = [];
+  readonly #names = new Set<string>();
+  readonly #path: string[] = [];
+  readonly #open = new Set<object>();
+  // Containers already walked that hold no tensor: walking them again (from
+  // another path) would find none, so they are skipped.
+  readonly #tensorFree = new WeakSet<object>();
+  readonly #work = new Map<StoredBytes, number>();
+  #visits = 0;
+  #nameChars = 0;
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
   }
-  const tensors: Tensor[] = [];
-  const names = new Set<string>();
-  for (const [k, v] of value) {
-    const view = tensorView(ctx, v, 0);
-    if (view === undefined) continue;
+
+  run(root: PyValue): Tensor[] {
+    this.#visit(root, undefined);
+    return this.#tensors;
+  }
+
+  #fail(
+    message: string,
+    offset?: number,
+    code: ModelFormatErrorCode = "bad-pickle",
+  ): ModelFormatError {
+    return this.#ctx.error(code, `Cannot read PyTorch checkpoint: ${message}`, offset);
+  }
+
+  /** Where the walk is (or was, `depth` segments deep), for messages. */
+  #at(depth = this.#path.length): string {
+    if (depth === 0) return "the root";
+    const name = this.#path.slice(0, depth).join(".");
+    return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
+  }
+
+  /** `unnamed`, when set, says why a tensor found here would have no name. */
+  #visit(v: PyValue, unnamed: Unnamed | undefined): void {
+    if (++this.#visits > MAX_VISITS) {
+      throw this.#fail(
+        `reaching every tensor visits more than ${MAX_VISITS} values (its containers are shared by too many paths)`,
+        undefined,
+        "too-large",
+      );
+    }
+    if (v === null || typeof v !== "object" || v instanceof Uint8Array || v instanceof PyGlobal) {
+      return;
+    }
+    if (v instanceof PyCall) return this.#call(v, unnamed);
+    if (v instanceof Storage) {
+      throw this.#fail(
+        `storage "${v.key}" is not part of a tensor at ${this.#at()} (torch.load would return the bare storage)`,
+      );
+    }
+    if (!(Array.isArray(v) || v instanceof Map || v instanceof PySet)) {
+      throw this.#fail(`an unexpected value at ${this.#at()}`);
+    }
+    if (this.#tensorFree.has(v)) return;
+    if (this.#open.has(v)) {
+      throw this.#fail(`the container at ${this.#at()} contains itself`);
+    }
+    if (this.#open.size >= MAX_DEPTH) {
+      throw this.#fail(
+        `containers nest more than ${MAX_DEPTH} deep at ${this.#at()}`,
+        undefined,
+        "too-large",
+      );
+    }
+    this.#open.add(v);
+    const before = this.#tensors.length;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        this.#path.push(String(i));
+        this.#visit(v[i]!, unnamed);
+        this.#path.pop();
+      }
+    } else if (v instanceof Map) {
+      const depth = this.#path.length;
+      for (const [k, x] of v) {
+        if (typeof k === "object" && k !== null) {
+          this.#visit(k, unnamed ?? (() => `used as a dict key at ${this.#at(depth)}`));
+        }
+        const seg = segment(k);
+        if (seg === undefined) {
+          this.#visit(
+            x,
+            unnamed ??
+              (() =>
+                `under the key ${describe(k)} at ${
+                  this.#at(depth)
+                } (only str and int keys name a tensor)`),
+          );
+          continue;
+        }
+        this.#path.push(seg);
+        this.#visit(x, unnamed);
+        this.#path.pop();
+      }
+      if (v instanceof PyOrderedDict) {
+        const why: Unnamed = () =>
+          `in the attributes that BUILD gives the OrderedDict at ${this.#at(depth)}`;
+        for (const state of v.states) this.#visit(state, unnamed ?? why);
+      }
+    } else {
+      const depth = this.#path.length;
+      const why: Unnamed = () =>
+        `in a set at ${this.#at(depth)} (a set has no order to name it by)`;
+      for (const x of v.items) this.#visit(x, unnamed ?? why);
+    }
+    this.#open.delete(v);
+    if (this.#tensors.length === before) this.#tensorFree.add(v);
+  }
+
+  #call(call: PyCall, unnamed: Unnamed | undefined): void {
+    if (call.fn.qualified === "torch.device") {
+      if (!call.args.every((a) => typeof a === "string" || typeof a === "number")) {
+        throw this.#fail(
+          `torch.device at ${this.#at()} is called with unexpected arguments`,
+          call.offset,
+        );
+      }
+      return;
+    }
+    const view = this.#view(call, 0);
+    if (unnamed !== undefined) {
+      throw this.#fail(`a tensor (built by ${call.fn.qualified}) is ${unnamed()}`, call.offset);
+    }
+    const name = this.#path.length === 0 ? ROOT_NAME : this.#path.join(".");
+    if (this.#names.has(name)) {
+      throw this.#fail(
+        `the tensor name ${
+          JSON.stringify(name)
+        } is used twice (two paths join to it; dict keys may contain ".")`,
+        call.offset,
+      );
+    }
+    this.#nameChars += name.length;
+    if (this.#tensors.length >= MAX_TENSORS || this.#nameChars > MAX_NAME_CHARS) {
+      throw this.#fail(
+        `it has more than ${MAX_TENSORS} tensors, or their names are longer than ${MAX_NAME_CHARS} characters together`,
+        call.offset,
+        "too-large",
+      );
+    }
+    this.#names.add(name);
+    const { tensor, cost } = makeTensor(this.#ctx, name, view);
+    const stored = view.storage.stored;
+    const work = (this.#work.get(stored) ?? 0) + cost;
+    const limit = VIEW_WORK_FACTOR * Math.max(stored.byteLength, VIEW_WORK_FLOOR);
+    if (work > limit) {
+      throw this.#fail(
+        `the tensors that view storage "${stored.key}" (${stored.byteLength} bytes) need more than ${limit} bytes read and hashed (${VIEW_WORK_FACTOR} times the storage's size), at ${this.#at()}: too many names for it, or views that repeat its elements`,
+        call.offset,
+        "too-large",
+      );
+    }
+    this.#work.set(stored, work);
+    this.#tensors.push(tensor);
+  }
+
+  /** Interprets a tensor-building call, or refuses it saying why. */
+  #view(call: PyCall, depth: number): View {
+    const fn = call.fn.qualified;
+    const args = call.args;
+    const fail = (what: string) =>
+      this.#fail(`the tensor at ${this.#at()} is built by ${fn} ${what}`, call.offset);
+    if (depth > 4) throw fail("inside more than 4 other tensor wrappers");
+    const inner = (v: PyValue | undefined): View => {
+      if (!(v instanceof PyCall)) throw fail("with data that is not a tensor");
+      return this.#view(v, depth + 1);
+    };
+    switch (fn) {
+      case "torch._utils._rebuild_tensor":
+        if (args.length !== 4) throw fail(`with ${args.length} arguments (expected 4)`);
+        return this.#dense(fail, args, undefined);
+      case "torch._utils._rebuild_tensor_v2": {
+        // (storage, offset, size, stride, requires_grad, backward_hooks[, metadata])
+        if (args.length !== 6 && args.length !== 7) {
+          throw fail(`with ${args.length} arguments (expected 6, or 7 with metadata)`);
+        }
+        const view = this.#dense(fail, args, undefined);
+        this.#gradAndHooks(fail, view.dtype, args[4], args[5]);
+        if (!isEmptyDict(args[6])) {
+          throw fail(
+            "with tensor metadata (the conj and neg bits of torch ≥ 2.0, which change its values)",
+          );
+        }
+        return view;
+      }
+      case "torch._utils._rebuild_tensor_v3": {
+        // (storage, offset, size, stride, requires_grad, backward_hooks, dtype[, metadata])
+        if (args.length !== 7 && args.length !== 8) {
+          throw fail(`with ${args.length} arguments (expected 7, or 8 with metadata)`);
+        }
+        const d = args[6];
+        const dtype = d instanceof PyGlobal && d.module === "torch"
+          ? TORCH_DTYPES[d.name]
+          : undefined;
+        if (dtype === undefined) throw fail("with a dtype that is not a torch dtype");
+        const view = this.#dense(fail, args, dtype as DType);
+        this.#gradAndHooks(fail, view.dtype, args[4], args[5]);
+        if (!isEmptyDict(args[7])) {
+          throw fail(
+            "with tensor metadata (the conj and neg bits of torch ≥ 2.0, which change its values)",
+          );
+        }
+        return view;
+      }
+      case "torch._utils._rebuild_parameter": {
+        // Parameter(data, requires_grad): its data is the tensor.
+        if (args.length !== 3) throw fail(`with ${args.length} arguments (expected 3)`);
+        const view = inner(args[0]);
+        this.#gradAndHooks(fail, view.dtype, args[1], args[2]);
+        return view;
+      }
+      case "torch.nn.parameter.Parameter": {
+        if (args.length === 0 || args[0] === null) {
+          throw fail("without data (torch.load would make an empty tensor of its default dtype)");
+        }
+        if (args.length > 2) {
+          throw fail(`with ${args.length} arguments (expected data, requires_grad)`);
+        }
+        const view = inner(args[0]);
+        this.#gradAndHooks(fail, view.dtype, args[1] ?? true, null);
+        return view;
+      }
+      case "torch._utils._rebuild_parameter_with_state":
+        throw fail(
+          "(torch ≥ 2.0 writes it for a Parameter with Python attributes, which torch.load sets on it and which can replace its data)",
+        );
+      case "torch._tensor._rebuild_from_type_v2": {
+        // (func, type, args, state): for type torch.Tensor, torch.load returns
+        // func(*args) and ignores the state; for any other type it converts
+        // the tensor and sets the state's attributes on it.
+        const [func, type, funcArgs] = args;
+        if (args.length !== 4) throw fail(`with ${args.length} arguments (expected 4)`);
+        if (
+          !(type instanceof PyGlobal) ||
+          (type.qualified !== "torch.Tensor" && type.qualified !== "torch._tensor.Tensor")
+        ) {
+          throw fail(
+            `with the type ${
+              type instanceof PyGlobal ? type.qualified : describe(type ?? null)
+            } (only torch.Tensor is read: a subclass's attributes can change the tensor)`,
+          );
+        }
+        if (!(func instanceof PyGlobal) || !Array.isArray(funcArgs)) {
+          throw fail("with a function or arguments that are not a global and a tuple");
+        }
+        return this.#view(new PyCall(func, funcArgs as readonly PyValue[], call.offset), depth + 1);
+      }
+      case "torch.Tensor":
+      case "torch._tensor.Tensor":
+        throw fail(
+          "directly (a tensor made from Python values, or by the legacy set_ path), which is not read",
+        );
+      default:
+        throw this.#fail(
+          `the value at ${this.#at()} is made by calling ${fn}, which is neither a tensor nor a plain value`,
+          call.offset,
+        );
+    }
+  }
+
+  /** requires_grad changes no byte, but torch.load fails for integer tensors; hooks must be empty. */
+  #gradAndHooks(
+    fail: (what: string) => ModelFormatError,
+    dtype: DType,
+    requiresGrad: PyValue | undefined,
+    hooks: PyValue | undefined,
+  ): void {
+    if (typeof requiresGrad !== "boolean") throw fail("with a requires_grad that is not a bool");
+    if (requiresGrad && !GRAD_DTYPES.has(dtype)) {
+      throw fail(
+        `with requires_grad=True on ${dtype} elements (torch.load fails: only floating point and complex tensors can require gradients)`,
+      );
+    }
+    if (!isEmptyDict(hooks)) {
+      throw fail(
+        "with backward hooks (torch.load sets them on the tensor, and they can hold more tensors)",
+      );
+    }
+  }
+
+  /** `(storage, offset, size, stride, …)` as a view of the storage. */
+  #dense(
+    fail: (what: string) => ModelFormatError,
+    args: readonly PyValue[],
+    dtype: DType | undefined,
+  ): View {
+    const [storage, offset, shape, stride] = args;
+    if (!(storage instanceof Storage)) {
+      throw fail("with a first argument that is not a storage");
+    }
+    if (!isCount(offset)) {
+      throw fail("with a storage offset that is not a non-negative integer");
+    }
+    if (!Array.isArray(shape) || !shape.every(isCount)) {
+      throw fail("with a size that is not a tuple of non-negative integers");
+    }
+    if (shape.length > MAX_RANK) {
+      throw fail(`with ${shape.length} dimensions (at most ${MAX_RANK} are read)`);
+    }
     if (
-      typeof k !== "string" && typeof k !== "number" && typeof k !== "bigint"
+      !Array.isArray(stride) || stride.length !== shape.length ||
+      !stride.every(isCount)
     ) {
-      throw ctx.error(
-        "bad-pickle",
-        `Cannot read PyTorch checkpoint: a tensor's key is ${describe(k)}, not a string`,
-      );
+      throw fail("with a stride that does not match its size");
     }
-    const name = String(k);
-    if (names.has(name)) {
-      throw ctx.error(
-        "bad-pickle",
-        `Cannot read PyTorch checkpoint: the name "${name}" is used twice`,
-      );
-    }
-    names.add(name);
-    tensors.push(makeTensor(ctx, name, view));
+    return {
+      storage,
+      dtype: dtype ?? storage.dtype,
+      offset,
+      shape: [...shape] as number[],
+      stride: [...stride] as number[],
+    };
   }
-  if (tensors.length === 0 && value.size > 0) {
-    // Refuse rather than hash nothing: nested checkpoints are not read.
-    throw ctx.error(
-      "bad-pickle",
-      `Cannot read PyTorch checkpoint: its top-level dict has ${value.size} entries but no tensors (nested state dicts are not supported)`,
-    );
-  }
-  return tensors;
 }
 
-const REBUILD_TENSOR = new Set([
-  "torch._utils._rebuild_tensor",
-  "torch._utils._rebuild_tensor_v2",
-  "torch._utils._rebuild_tensor_v3",
-]);
-
-/** Interprets a pickled tensor-rebuild call; undefined for non-tensors. */
-function tensorView(
+/**
+ * The tensor a view reads, and its cost: the bytes read from the file for it
+ * plus the bytes hashed.
+ */
+function makeTensor(
   ctx: Context,
-  value: PyValue,
-  depth: number,
-): View | undefined {
-  if (!(value instanceof PyCall) || depth > 4) return undefined;
-  const fn = value.fn.qualified;
-  const args = value.args;
-  const fail = (what: string) =>
-    ctx.error(
-      "bad-pickle",
-      `Cannot read PyTorch checkpoint: ${fn} is called with ${what}`,
-    );
-  if (
-    fn === "torch._utils._rebuild_parameter" ||
-    fn === "torch._utils._rebuild_parameter_with_state"
-  ) {
-    const inner = tensorView(ctx, args[0] ?? null, depth + 1);
-    if (inner === undefined) throw fail("something that is not a tensor");
-    return inner;
-  }
-  if (fn === "torch._tensor._rebuild_from_type_v2") {
-    const [func, , funcArgs] = args;
-    if (!(func instanceof PyGlobal) || !Array.isArray(funcArgs)) {
-      throw fail("unexpected arguments");
-    }
-    const inner = tensorView(
-      ctx,
-      new PyCall(func, funcArgs as PyValue[]),
-      depth + 1,
-    );
-    if (inner === undefined) throw fail("something that is not a tensor");
-    return inner;
-  }
-  if (!REBUILD_TENSOR.has(fn)) return undefined;
-  const [storage, offset, shape, stride] = args;
-  if (!(storage instanceof Storage)) {
-    throw fail("a first argument that is not a storage");
-  }
-  let dtype = storage.dtype;
-  if (fn === "torch._utils._rebuild_tensor_v3") {
-    const d = args[6];
-    const name = d instanceof PyGlobal && d.module === "torch" ? TORCH_DTYPES[d.name] : undefined;
-    if (name === undefined) throw fail("a dtype that is not a torch dtype");
-    dtype = name as DType;
-  }
-  if (!isCount(offset)) {
-    throw fail("a storage offset that is not a non-negative integer");
-  }
-  if (!Array.isArray(shape) || !shape.every(isCount)) {
-    throw fail("a size that is not a tuple of non-negative integers");
-  }
-  if (
-    !Array.isArray(stride) || stride.length !== shape.length ||
-    !stride.every(isCount)
-  ) {
-    throw fail("a stride that does not match its size");
-  }
-  return {
-    storage,
-    dtype,
-    offset,
-    shape: [...shape] as number[],
-    stride: [...stride] as number[],
-  };
-}
-
-function makeTensor(ctx: Context, name: string, view: View): Tensor {
+  name: string,
+  view: View,
+): { tensor: Tensor; cost: number } {
   const es = DTYPE_SIZES[view.dtype];
   const tooBig = () =>
     ctx.error(
@@ -720,7 +1028,10 @@ function makeTensor(ctx: Context, name: string, view: View): Tensor {
     );
   }
   const shape = [...view.shape];
-  return {
+  const read = byteLength === 0
+    ? 0
+    : view.storage.cost(first * es, contiguous ? byteLength : spanBytes);
+  const tensor: Tensor = {
     name,
     dtype: view.dtype,
     shape,
@@ -731,6 +1042,7 @@ function makeTensor(ctx: Context, name: string, view: View): Tensor {
       return gathered(view, es, first, spanBytes, byteLength);
     },
   };
+  return { tensor, cost: read + byteLength };
 }
 
 async function* empty(): AsyncGenerator<Uint8Array> {}

@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
 import { readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
-import { NeedMoreInput, PyCall, type PyValue, unpickle } from "../../hash/_pickle.ts";
+import {
+  NeedMoreInput,
+  PyCall,
+  PyOrderedDict,
+  type PyValue,
+  unpickle,
+} from "../../hash/_pickle.ts";
 import { readEntry, readZipDirectory } from "../../hash/_zip.ts";
 import { BLOCK_BYTES, type ByteSource, bytesSource } from "../../hash/_source.ts";
 import { ForbiddenGlobalError, ModelFormatError } from "../../hash/errors.ts";
@@ -239,7 +245,9 @@ class Pickle {
   }
   str(s: string): this {
     const e = new TextEncoder().encode(s);
-    return this.op(0x58).u32(e.length).op(...e);
+    this.op(0x58).u32(e.length);
+    for (const v of e) this.b.push(v);
+    return this;
   }
   int(n: number): this {
     if (n < 256) return this.op(0x4b, n);
@@ -677,21 +685,6 @@ Deno.test("pytorch: malformed checkpoints are refused with precise codes", async
       "bad-pickle",
     ],
     [
-      "top-level list",
-      new Pickle().op(0x80, 2, 0x5d, 0x2e).bytes(),
-      storage,
-      "bad-pickle",
-    ],
-    [
-      "nested only",
-      stateDict([[
-        "state_dict",
-        (p) => p.op(0x7d, 0x28).str("w").op(...ok()(new Pickle()).b, 0x75),
-      ]]),
-      storage,
-      "bad-pickle",
-    ],
-    [
       "no STOP",
       stateDict([["w", ok()]]).subarray(0, 50),
       storage,
@@ -724,8 +717,21 @@ Deno.test("pytorch: malformed checkpoints are refused with precise codes", async
     }],
   });
   assert.equal((await readPytorchZip(little)).length, 1);
-  // An empty state dict is fine.
+  // An empty state dict is fine, and so is a root without tensors.
   assert.deepEqual(await readPytorchZip(torchZip(stateDict([]), {})), []);
+  assert.deepEqual(
+    await readPytorchZip(torchZip(new Pickle().op(0x80, 2, 0x5d, 0x2e).bytes(), {})),
+    [],
+  );
+  // A state dict inside a dict is read, its tensors named by their path.
+  const nested = await readPytorchZip(torchZip(
+    stateDict([[
+      "state_dict",
+      (p) => p.op(0x7d, 0x28).str("w").op(...ok()(new Pickle()).b, 0x75),
+    ]]),
+    storage,
+  ));
+  assert.deepEqual(nested.map((t) => [t.name, t.shape]), [["state_dict.w", [10]]]);
 });
 
 // --- Legacy, hand-made ----------------------------------------------------------
@@ -963,6 +969,518 @@ Deno.test("pickle: malformed input is refused without large allocations", () => 
         partial: true,
       }),
     (e) => e instanceof NeedMoreInput,
+  );
+});
+
+// --- Objects changed after they are built -------------------------------------
+
+const tooLargeOrBad = (code: string, ...says: string[]) => (e: unknown) =>
+  e instanceof ModelFormatError && e.code === code &&
+  says.every((s) => e.message.includes(s));
+
+Deno.test("pickle: BUILD on a call's result is refused, naming the call; an OrderedDict keeps its BUILD states", () => {
+  const built = (
+    fn: [string, string],
+    state: number[],
+  ) => [...new Pickle().global(...fn).op(0x29, 0x52).b, ...state, 0x62, 0x2e];
+  for (
+    const fn of [
+      ["torch._utils", "_rebuild_tensor_v2"],
+      ["torch._utils", "_rebuild_parameter"],
+      ["torch", "Tensor"],
+      ["torch.nn.parameter", "Parameter"],
+      ["torch", "device"],
+    ] as [string, string][]
+  ) {
+    assert.throws(
+      () => run(built(fn, [0x4e])),
+      tooLargeOrBad("bad-pickle", "BUILD", `${fn[0]}.${fn[1]}`),
+      fn.join("."),
+    );
+  }
+  // A state dict's _metadata: kept for the reader to check, twice if BUILD is.
+  const od = run(built(["collections", "OrderedDict"], [0x7d, 0x62, 0x7d]));
+  assert.ok(od instanceof PyOrderedDict);
+  assert.equal(od.states.length, 2);
+  // (dict, slots) pairs are what Python takes too; anything else is refused.
+  assert.ok(
+    run(built(["collections", "OrderedDict"], [0x4e, 0x7d, 0x86])) instanceof PyOrderedDict,
+  );
+  assert.throws(
+    () => run(built(["collections", "OrderedDict"], [0x4b, 5])),
+    tooLargeOrBad("bad-pickle", "BUILD"),
+  );
+  // A plain dict has no attributes: Python fails, and so do we.
+  assert.throws(
+    () => run([0x7d, 0x7d, 0x62, 0x2e]),
+    tooLargeOrBad("bad-pickle", "BUILD", "plain dict"),
+  );
+});
+
+Deno.test("pickle: a container cannot change after a call has read it", () => {
+  const v2 = new Pickle().global("torch._utils", "_rebuild_tensor_v2").b;
+  // list L (memo 0); _rebuild_tensor_v2((L,)); then an append to L.
+  const after = (nested: boolean, change: number[]) => [
+    0x5d,
+    0x71,
+    0,
+    0x30, // EMPTY_LIST, BINPUT 0, POP
+    ...v2,
+    0x28,
+    ...(nested ? [0x28, 0x68, 0, 0x74] : [0x68, 0]), // L or (L,)
+    0x74,
+    0x52,
+    0x30, // TUPLE, REDUCE, POP
+    0x68,
+    0,
+    ...change,
+    0x2e,
+  ];
+  for (const nested of [false, true]) {
+    assert.throws(
+      () => run(after(nested, [0x4e, 0x61])),
+      tooLargeOrBad("bad-pickle", "APPEND", "after passing it to torch._utils._rebuild_tensor_v2"),
+    );
+    assert.throws(
+      () => run(after(nested, [0x28, 0x4e, 0x65])),
+      tooLargeOrBad("bad-pickle", "APPENDS"),
+    );
+  }
+  // A dict inside the arguments, changed later.
+  assert.throws(
+    () =>
+      run([
+        0x7d,
+        0x71,
+        0,
+        0x30,
+        ...v2,
+        0x68,
+        0,
+        0x85,
+        0x52,
+        0x30,
+        0x68,
+        0,
+        0x4b,
+        1,
+        0x4b,
+        2,
+        0x73,
+        0x2e,
+      ]),
+    tooLargeOrBad("bad-pickle", "SETITEM"),
+  );
+  // Before the call, or for a list no call has read, changes are fine; a
+  // set (or OrderedDict, torch.Size) copies its argument at the call.
+  assert.deepEqual(run([0x5d, 0x4e, 0x61, 0x2e]), [null]);
+  const set = run([
+    0x5d,
+    0x71,
+    0,
+    0x4b,
+    1,
+    0x61,
+    0x30,
+    ...new Pickle().global("builtins", "set").b,
+    0x68,
+    0,
+    0x85,
+    0x52,
+    0x30,
+    0x68,
+    0,
+    0x4b,
+    2,
+    0x61,
+    0x2e,
+  ]);
+  assert.deepEqual(set, [1, 2]);
+});
+
+Deno.test("pickle: NEWOBJ instantiates only classes, and REDUCE takes only a tuple, as in Python", () => {
+  const g = (m: string, n: string) => new Pickle().global(m, n).b;
+  assert.throws(
+    () => run([...g("torch._utils", "_rebuild_tensor_v2"), 0x29, 0x81, 0x2e]),
+    tooLargeOrBad("bad-pickle", "NEWOBJ", "not a class"),
+  );
+  // OrderedDict.__new__ and set.__new__ ignore their arguments: refused.
+  assert.throws(
+    () => run([...g("collections", "OrderedDict"), 0x5d, 0x85, 0x81, 0x2e]),
+    tooLargeOrBad("bad-pickle", "OrderedDict", "NEWOBJ"),
+  );
+  assert.throws(
+    () => run([...g("builtins", "set"), 0x5d, 0x4b, 1, 0x61, 0x85, 0x81, 0x2e]),
+    tooLargeOrBad("bad-pickle", "set", "NEWOBJ"),
+  );
+  assert.ok(run([...g("collections", "OrderedDict"), 0x29, 0x81, 0x2e]) instanceof PyOrderedDict);
+  assert.ok(run([...g("torch.nn.parameter", "Parameter"), 0x29, 0x81, 0x2e]) instanceof PyCall);
+  // REDUCE with a list of arguments: C pickle refuses it.
+  assert.throws(
+    () => run([...g("torch._utils", "_rebuild_tensor_v2"), 0x5d, 0x52, 0x2e]),
+    tooLargeOrBad("bad-pickle", "not a tuple"),
+  );
+  // torch.Size holds integers only.
+  assert.throws(
+    () => run([...g("torch", "Size"), 0x4e, 0x85, 0x85, 0x52, 0x2e]),
+    tooLargeOrBad("bad-pickle", "torch.Size"),
+  );
+});
+
+Deno.test("pickle: Python 2 strings decode as UTF-8 like torch.load; True and False are the dict keys 1 and 0", () => {
+  assert.equal(run([0x55, 2, 0xc3, 0xa9, 0x2e]), "é"); // SHORT_BINSTRING
+  assert.equal(run([0x54, 2, 0, 0, 0, 0xc3, 0xa9, 0x2e]), "é"); // BINSTRING
+  assert.equal(run([...new TextEncoder().encode("S'\\xc3\\xa9'\n"), 0x2e]), "é"); // STRING
+  assert.throws(() => run([0x55, 1, 0xff, 0x2e]), tooLargeOrBad("bad-pickle", "UTF-8"));
+  const d = run([0x7d, 0x28, 0x88, 0x4b, 7, 0x89, 0x4b, 8, 0x4b, 1, 0x4b, 9, 0x75, 0x2e]);
+  assert.deepEqual([...(d as Map<PyValue, PyValue>)], [[1, 9], [0, 8]]);
+});
+
+Deno.test("pickle: copies count against the bounds, references do not (a 240 KB pickle stays small)", () => {
+  // L holds itself 120,000 times (memo references: cheap), then set(L) is
+  // called 300 times: each call copies L's 120,000 references.
+  const p = new Pickle().op(0x80, 2, 0x5d, 0x71, 0, 0x28);
+  for (let i = 0; i < 120_000; i++) p.op(0x68, 0);
+  p.op(0x65).global("builtins", "set").op(0x71, 1, 0x30, 0x68, 0, 0x85, 0x71, 2, 0x30);
+  const head = p.bytes();
+  assert.equal(unpickle(new Uint8Array([...head, 0x2e]), 0, opts).end, head.length + 1);
+  for (let i = 0; i < 300; i++) p.op(0x68, 1, 0x68, 2, 0x52, 0x30);
+  const bomb = p.op(0x2e).bytes();
+  assert.ok(bomb.length < 250_000);
+  const t0 = performance.now();
+  assert.throws(() => unpickle(bomb, 0, opts), tooLargeOrBad("too-large", "references"));
+  assert.ok(performance.now() - t0 < 5000);
+  // _codecs.encode of one 100 KB string, ten times: more bytes than the pickle.
+  const text = "\xe9".repeat(100_000);
+  const q = new Pickle().op(0x80, 2).str(text).op(0x71, 0, 0x30)
+    .global("_codecs", "encode").op(0x71, 1, 0x30, 0x5d, 0x28);
+  for (let i = 0; i < 10; i++) q.op(0x68, 1, 0x68, 0).str("latin1").op(0x86, 0x52);
+  assert.throws(
+    () => run(q.op(0x65, 0x2e).bytes()),
+    tooLargeOrBad("too-large", "_codecs.encode"),
+  );
+});
+
+// --- Every tensor reachable from the root, by path -----------------------------
+
+type E = (p: Pickle) => void;
+const S = (s: string): E => (p) => p.str(s);
+const I = (n: number): E => (p) => p.int(n);
+const dict = (...kv: [E, E][]): E => (p) => {
+  p.op(0x7d, 0x28);
+  for (const [k, v] of kv) {
+    k(p);
+    v(p);
+  }
+  p.op(0x75);
+};
+const list = (...xs: E[]): E => (p) => {
+  p.op(0x5d, 0x28);
+  xs.forEach((x) => x(p));
+  p.op(0x65);
+};
+const tuple = (...xs: E[]): E => (p) => {
+  p.op(0x28);
+  xs.forEach((x) => x(p));
+  p.op(0x74);
+};
+const raw = (...ops: number[]): E => (p) => p.op(...ops);
+const T = (spec: Partial<TensorSpec> = {}): E => (p) =>
+  emitTensor(p, { key: "0", numel: 10, shape: [10], ...spec });
+const pickleOf = (root: E): Uint8Array => {
+  const p = new Pickle().op(0x80, 2);
+  root(p);
+  return p.op(0x2e).bytes();
+};
+const readRoot = (root: E, storages: Record<string, Uint8Array> = { "0": f32(10) }) =>
+  readPytorchZip(torchZip(pickleOf(root), storages));
+
+Deno.test("pytorch: every tensor reachable from the root is listed, named by its path", async () => {
+  const tensors = await readRoot(dict(
+    [S("model"), dict([S("encoder.weight"), T({ shape: [2, 5] })], [S("bias"), T({ shape: [3] })])],
+    [
+      S("optimizer"),
+      dict(
+        [
+          S("state"),
+          dict([I(0), dict([S("step"), I(3)], [S("exp_avg"), T({ offset: 4, shape: [6] })])]),
+        ],
+        // A tuple shared by two param groups: walked once per path, no tensor.
+        [
+          S("param_groups"),
+          list(
+            dict([
+              S("betas"),
+              raw(0x47, 0x3f, 0xec, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcd, 0x85, 0x71, 90),
+            ]),
+            dict([S("betas"), raw(0x68, 90)]),
+          ),
+        ],
+      ),
+    ],
+    [S("layers"), list(T({ shape: [1] }), tuple(T({ shape: [2] }), list(T({ shape: [] }))))],
+    [raw(0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1), T({ shape: [4] })], // the key 2**64
+    [raw(0x88), T({ shape: [5] })], // the key True, which is 1
+    [S("epoch"), I(3)],
+    [S("device"), (p) => p.global("torch", "device").str("cpu").op(0x85, 0x52)],
+    [S("dtype"), (p) => p.global("torch", "float32")],
+  ));
+  assert.deepEqual(tensors.map((t) => [t.name, t.shape]), [
+    ["model.encoder.weight", [2, 5]],
+    ["model.bias", [3]],
+    ["optimizer.state.0.exp_avg", [6]],
+    ["layers.0", [1]],
+    ["layers.1.0", [2]],
+    ["layers.1.1.0", []],
+    ["18446744073709551616", [4]],
+    ["1", [5]],
+  ]);
+  // A tensor that is the root is named like a .npy file's array.
+  const root = await readRoot(T({ shape: [2] }));
+  assert.deepEqual(root.map((t) => t.name), ["array"]);
+  // Parameters and tensors wrapped by _rebuild_from_type_v2(…, torch.Tensor, …) are the tensor.
+  const wrapped = await readRoot(dict(
+    [S("p"), (p) => {
+      p.global("torch.nn.parameter", "Parameter");
+      T({ shape: [3] })(p);
+      p.op(0x85, 0x81); // NEWOBJ Parameter(t): requires_grad defaults to True
+    }],
+    [S("f"), (p) => {
+      p.global("torch._tensor", "_rebuild_from_type_v2").op(0x28);
+      p.global("torch._utils", "_rebuild_tensor_v2").global("torch", "Tensor");
+      p.op(0x28, 0x28).str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(10)
+        .op(0x74, 0x51).int(1).ints([2]).ints([1]).op(0x89).global("collections", "OrderedDict")
+        .op(0x29, 0x52, 0x74, 0x7d, 0x74, 0x52);
+    }],
+  ));
+  assert.deepEqual(wrapped.map((t) => [t.name, t.shape]), [["p", [3]], ["f", [2]]]);
+  assert.deepEqual(await tensorBytes(wrapped[1]!), f32(10).subarray(4, 12));
+});
+
+Deno.test("pytorch: tensors without a name, and calls that are not tensors, are refused", async () => {
+  const cases: [string, E, string, string[]][] = [
+    ["float key", dict([raw(0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0), T()]), "bad-pickle", [
+      "1.5",
+      "key",
+    ]],
+    ["None key", dict([raw(0x4e), T()]), "bad-pickle", ["None"]],
+    ["tuple key", dict([S("a"), dict([tuple(I(1)), T()])]), "bad-pickle", ['"a"', "key"]],
+    ["tensor in a tuple key", dict([tuple(T()), I(1)]), "bad-pickle", ["dict key"]],
+    [
+      "set",
+      dict([S("s"), (p) => {
+        p.op(0x8f, 0x28);
+        T()(p);
+        p.op(0x90);
+      }]),
+      "bad-pickle",
+      ['"s"', "set"],
+    ],
+    [
+      "frozenset",
+      dict([S("s"), (p) => {
+        p.op(0x28);
+        T()(p);
+        p.op(0x91);
+      }]),
+      "bad-pickle",
+      ["set"],
+    ],
+    ["collision", dict([S("a.b"), T()], [S("a"), dict([S("b"), T()])]), "bad-pickle", [
+      '"a.b"',
+      "twice",
+    ]],
+    ["int and str key", dict([S("0"), T()], [I(0), T()]), "bad-pickle", ['"0"', "twice"]],
+    [
+      "cycle",
+      (p) => {
+        p.op(0x5d, 0x71, 7, 0x68, 7, 0x61); // L = []; L.append(L)
+        T()(p);
+        p.op(0x61);
+      },
+      "bad-pickle",
+      ["contains itself"],
+    ],
+    [
+      "bare storage",
+      dict([S("s"), (p) => {
+        p.op(0x28).str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(10).op(
+          0x74,
+          0x51,
+        );
+      }]),
+      "bad-pickle",
+      ['storage "0"', '"s"'],
+    ],
+    [
+      "storage class call",
+      dict([S("s"), (p) => p.global("torch", "FloatStorage").op(0x29, 0x52)]),
+      "bad-pickle",
+      [
+        "torch.FloatStorage",
+      ],
+    ],
+    [
+      "torch.Tensor()",
+      dict([S("t"), (p) => p.global("torch", "Tensor").op(0x29, 0x52)]),
+      "bad-pickle",
+      [
+        '"t"',
+        "torch.Tensor",
+      ],
+    ],
+    [
+      "device with a tensor",
+      dict([S("d"), (p) => {
+        p.global("torch", "device");
+        T()(p);
+        p.op(0x85, 0x52);
+      }]),
+      "bad-pickle",
+      ["torch.device"],
+    ],
+    [
+      "parameter of a non-tensor",
+      dict([S("p"), (p) => {
+        p.global("torch._utils", "_rebuild_parameter").int(3).op(0x89, 0x7d, 0x87, 0x52);
+      }]),
+      "bad-pickle",
+      ['"p"', "not a tensor"],
+    ],
+    [
+      "parameter of integers (requires_grad defaults to True)",
+      dict([S("p"), (p) => {
+        p.global("torch.nn.parameter", "Parameter");
+        T({ cls: "LongStorage", numel: 3, shape: [3] })(p);
+        p.op(0x85, 0x81);
+      }]),
+      "bad-pickle",
+      ["requires_grad", "I64"],
+    ],
+    [
+      "v2 with 5 arguments",
+      dict([S("w"), (p) => {
+        p.global("torch._utils", "_rebuild_tensor_v2").op(0x28, 0x28).str("storage").global(
+          "torch",
+          "FloatStorage",
+        )
+          .str("0").str("cpu").int(10).op(0x74, 0x51).int(0).ints([1]).ints([1]).op(
+            0x89,
+            0x74,
+            0x52,
+          );
+      }]),
+      "bad-pickle",
+      ["5 arguments"],
+    ],
+  ];
+  for (const [label, root, code, says] of cases) {
+    await assert.rejects(
+      readRoot(root, { "0": f32(10), "1": f32(10) }),
+      tooLargeOrBad(code, ...says),
+      label,
+    );
+  }
+});
+
+// --- Work bounded by the file's size ---------------------------------------------
+
+Deno.test("pytorch: many names or views of one storage are refused before any storage is read", async () => {
+  const n = 1 << 14; // a 64 KiB storage
+  const storage = f32(n);
+  // 1,000 names for one tensor (a memo reference each): 128 MB to hash.
+  const names = (count: number): E => (p) => {
+    p.op(0x7d, 0x28).str("w0");
+    T({ numel: n, shape: [n] })(p);
+    p.op(0x71, 200);
+    for (let i = 1; i < count; i++) p.str(`w${i}`).op(0x68, 200);
+    p.op(0x75);
+  };
+  const zip = buildZip([
+    { name: "model/data.pkl", data: pickleOf(names(1000)) },
+    { name: "model/data/0", data: storage },
+  ]);
+  const entry = (await readZipDirectory(bytesSource(zip))).find((e) => e.name === "model/data/0")!;
+  const storageAt = findData(zip, entry.localHeaderOffset);
+  const source = recording(zip);
+  await assert.rejects(
+    readPytorchZip(source),
+    tooLargeOrBad("too-large", 'storage "0"', "16 times"),
+  );
+  // (The first read is the end-record search over the file's last 64 KiB.)
+  assert.ok(
+    source.reads.slice(1).every(([o, l]) =>
+      o + l <= storageAt || o >= storageAt + storage.byteLength
+    ),
+    JSON.stringify(source.reads),
+  );
+  // A few names (tied weights) are fine.
+  assert.equal((await readRoot(names(8), { "0": storage })).length, 8);
+  // A strided view that touches the whole storage to gather 2 elements, 20 times.
+  const strided: E = (p) => {
+    p.op(0x7d, 0x28).str("s0");
+    T({ numel: n, shape: [2], stride: [n - 1] })(p);
+    p.op(0x71, 200);
+    for (let i = 1; i < 20; i++) p.str(`s${i}`).op(0x68, 200);
+    p.op(0x75);
+  };
+  await assert.rejects(
+    readRoot(strided, { "0": storage }),
+    tooLargeOrBad("too-large", 'storage "0"'),
+  );
+  // A broadcast view (stride 0) of 2^20 elements from one element.
+  await assert.rejects(
+    readRoot(dict([S("b"), T({ numel: 1, shape: [1 << 20], stride: [0] })]), { "0": f32(1) }),
+    tooLargeOrBad("too-large", 'storage "0"'),
+  );
+  // Tiny views at the end of a deflated storage: one inflation is shared by them all.
+  const tail: E = (p) => {
+    p.op(0x7d, 0x28).str("t0");
+    T({ numel: n, offset: n - 1, shape: [1] })(p);
+    p.op(0x71, 200);
+    for (let i = 1; i < 20; i++) p.str(`t${i}`).op(0x68, 200);
+    p.op(0x75);
+  };
+  assert.equal((await readPytorchZip(torchZip(pickleOf(tail), { "0": storage }))).length, 20);
+  const deflated = await readPytorchZip(
+    torchZip(pickleOf(tail), { "0": storage }, { deflate: true }),
+  );
+  assert.equal(deflated.length, 20);
+});
+
+Deno.test("pytorch: shared containers, deep nesting and high ranks stay bounded", async () => {
+  // L0 = [t]; L(i) = [L(i-1), L(i-1)]: 2^40 paths to t in a few hundred bytes.
+  const doubling = (leaf: E): E => (p) => {
+    p.op(0x5d);
+    leaf(p);
+    p.op(0x61, 0x71, 0, 0x30);
+    for (let i = 1; i <= 40; i++) p.op(0x5d, 0x28, 0x68, i - 1, 0x68, i - 1, 0x65, 0x71, i, 0x30);
+    p.op(0x68, 40);
+  };
+  const withW = (x: E) => dict([S("w"), T()], [S("x"), x]);
+  await assert.rejects(
+    readRoot(withW(doubling(T({ shape: [1] })))),
+    tooLargeOrBad("too-large", 'storage "0"'),
+  );
+  const t0 = performance.now();
+  await assert.rejects(
+    readRoot(withW(doubling(T({ shape: [0] })))),
+    tooLargeOrBad("too-large", "tensors"),
+  );
+  assert.ok(performance.now() - t0 < 10_000);
+  // Without a tensor below, a shared container is walked once.
+  assert.deepEqual((await readRoot(withW(doubling(I(1))))).map((t) => t.name), ["w"]);
+  // 70 nested lists.
+  const deep: E = (p) => {
+    for (let i = 0; i < 70; i++) p.op(0x5d);
+    T()(p);
+    for (let i = 0; i < 70; i++) p.op(0x61);
+  };
+  await assert.rejects(readRoot(withW(deep)), tooLargeOrBad("too-large", "64 deep"));
+  // 65 dimensions.
+  await assert.rejects(
+    readRoot(dict([S("r"), T({ numel: 1, shape: new Array(65).fill(1) })])),
+    tooLargeOrBad("bad-pickle", "65 dimensions"),
   );
 });
 
