@@ -3,7 +3,7 @@
 // opens. The guard's core (_guard.ts) has no file system and runs in
 // browsers; the Node/Deno entry point hands it this.
 import { copyFile, lstat, mkdir, open, rename, rm, stat, writeFile } from "node:fs/promises";
-import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import { sha256Hex } from "../hash/_digest.ts";
 import { BLOCK_BYTES } from "../hash/_source.ts";
 import { readEvidenceFile } from "../sign/_read_fs.ts";
