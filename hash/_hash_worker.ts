@@ -1,62 +1,59 @@
-// Worker side of `_leaves.ts`: SHA-256 per tensor. A tensor arrives either as
-// chunks (hashed in arrival order, each buffer handed back for reuse) or as a
-// file range, which the worker reads itself into one reused block.
-import { createSha256, type Hasher } from "./_digest.ts";
-import { BLOCK_BYTES as BLOCK, type FileRange } from "./_source.ts";
+// Worker side of `_leaves.ts`: SHA-256 per tensor. A tensor arrives as chunks
+// (hashed in arrival order, each buffer handed back for reuse); or the worker
+// is given a part of a local file (spans in file order), which it sweeps
+// itself, sending back only the digests.
+import { createSha256, type Hasher, sha256Factory, SMALL_INPUT } from "./_digest.ts";
+import { BLOCK_BYTES as BLOCK } from "./_source.ts";
+import { sweep } from "./_sweep.ts";
 
 const hashers = new Map<number, Hasher>();
-let block: Uint8Array | undefined;
 let queue: Promise<void> = Promise.resolve();
 const scope = self as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;
   postMessage(m: unknown, transfer?: Transferable[]): void;
 };
 
-async function hashRange(tensor: number, range: FileRange): Promise<void> {
-  // One open per tensor: cheap next to hashing it, and nothing stays open
-  // when the worker is terminated.
-  const { open } = await import("node:fs/promises");
-  const fh = await open(range.path, "r");
-  block ??= new Uint8Array(BLOCK);
-  const h = await createSha256();
-  const end = range.offset + range.length;
+/** Sweeps a part of a local file (spans in file order) and sends back their digests. */
+async function hashSweep(part: { path: string; offsets: number[]; lengths: number[] }) {
+  // Loaded here, not at the top: browsers run this worker for chunks only.
+  const { fileSource } = await import("./_source_fs.ts");
+  const source = await fileSource(part.path);
   try {
-    for (let at = range.offset; at < end;) {
-      const want = Math.min(BLOCK, end - at);
-      const { bytesRead } = await fh.read(block, 0, want, at);
-      if (bytesRead === 0) {
-        throw new Error(
-          `${range.path}: Cannot read ${
-            end - at
-          } bytes at offset ${at}: the file ended (was it truncated while being hashed?)`,
-        );
+    const newHasher = await sha256Factory(part.lengths.some((n) => n <= SMALL_INPUT));
+    const out = new Uint8Array(32 * part.offsets.length);
+    const items = part.offsets.map((offset, i) => ({ offset, length: part.lengths[i]! }));
+    let hasher: Hasher | undefined;
+    let read = 0;
+    await sweep(source, items, (item, bytes, last) => {
+      hasher ??= newHasher(items[item]!.length);
+      hasher.update(bytes);
+      read += bytes.byteLength;
+      if (read >= BLOCK) {
+        scope.postMessage({ read });
+        read = 0;
       }
-      h.update(block.subarray(0, bytesRead));
-      at += bytesRead;
-      scope.postMessage({ read: bytesRead });
-    }
+      if (last) {
+        out.set(hasher.digest(), 32 * item);
+        hasher = undefined;
+      }
+    });
+    if (read > 0) scope.postMessage({ read });
+    scope.postMessage({ digests: out }, [out.buffer]);
+  } catch (err) {
+    scope.postMessage({ error: (err as Error).message });
   } finally {
-    await fh.close();
+    await source.close();
   }
-  const digest = h.digest();
-  scope.postMessage({ tensor, digest }, [digest.buffer as ArrayBuffer]);
 }
 
 scope.onmessage = (e: MessageEvent) => {
-  const { tensor, chunk, range } = e.data as {
+  const { tensor, chunk, sweep: part } = e.data as {
     tensor: number;
     chunk?: Uint8Array;
-    range?: FileRange;
+    sweep?: { path: string; offsets: number[]; lengths: number[] };
   };
   queue = queue.then(async () => {
-    if (range) {
-      try {
-        await hashRange(tensor, range);
-      } catch (err) {
-        scope.postMessage({ error: (err as Error).message });
-      }
-      return;
-    }
+    if (part) return await hashSweep(part);
     let h = hashers.get(tensor);
     if (!h) {
       h = await createSha256();

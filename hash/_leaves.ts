@@ -1,9 +1,24 @@
 // Per-tensor SHA-256 leaf digests, on the main thread or spread over workers.
 // Reads run one chunk ahead of hashing so that I/O and hashing overlap.
-import { createSha256 } from "./_digest.ts";
-import { adoptBlock, fileRangeOf, isPooled, recycle, trimPool } from "./_source.ts";
+import { createSha256, type Hasher, sha256Factory } from "./_digest.ts";
+import { adoptBlock, type ByteSource, isPooled, recycle, trimPool } from "./_source.ts";
+import { spanOf, sweep } from "./_sweep.ts";
 import { ModelFormatError } from "./errors.ts";
 import type { Tensor } from "./types.ts";
+
+/** The 32-byte leaves of `n` tensors, in one buffer (no object per tensor). */
+export class Leaves {
+  readonly bytes: Uint8Array;
+  constructor(readonly count: number) {
+    this.bytes = new Uint8Array(32 * count);
+  }
+  set(i: number, digest: Uint8Array): void {
+    this.bytes.set(digest, 32 * i);
+  }
+  get(i: number): Uint8Array {
+    return this.bytes.subarray(32 * i, 32 * i + 32);
+  }
+}
 
 /** Options shared by the leaf hashers. */
 export interface LeafOptions {
@@ -49,27 +64,147 @@ export async function* readAhead<T>(it: AsyncIterable<T>): AsyncGenerator<T> {
 
 /**
  * SHA-256 of every tensor's C-order bytes, in the order the tensors come.
- * An array of tensors (random access) is spread over `workers` lanes, each
- * reading its own tensors; an async iterable (a stream) is hashed in order on
- * the calling thread.
+ * Tensors whose bytes lie verbatim in their source (spans) are read in long
+ * sequential runs ({@linkcode sweep}): on the calling thread, or, with
+ * `workers` lanes and a local file, split into contiguous parts, one per
+ * worker, that read the file themselves. Other tensors of an array are spread
+ * over the lanes one at a time; an async iterable (a stream) is hashed in
+ * order on the calling thread.
  */
 export async function tensorLeaves(
   tensors: Tensor[] | AsyncIterable<Tensor>,
   options: LeafOptions,
-): Promise<{ tensors: Tensor[]; leaves: Uint8Array[] }> {
+): Promise<{ tensors: Tensor[]; leaves: Leaves }> {
   try {
-    if (
-      Array.isArray(tensors) && options.workers > 1 &&
-      typeof Worker !== "undefined"
-    ) {
-      return { tensors, leaves: await onWorkers(tensors, options) };
+    if (!Array.isArray(tensors)) {
+      const seen: Tensor[] = [];
+      const list = await onMain(readAhead(events(tensors, seen)), options);
+      const leaves = new Leaves(seen.length);
+      list.forEach((d, i) => leaves.set(i, d));
+      return { tensors: seen, leaves };
     }
-    const seen: Tensor[] = [];
-    const leaves = await onMain(readAhead(events(tensors, seen)), options);
-    return { tensors: seen, leaves };
+    const leaves = new Leaves(tensors.length);
+    const useWorkers = options.workers > 1 && typeof Worker !== "undefined";
+    const newHasher = await sha256Factory();
+    // Spans by source, in file order; the rest one by one.
+    const bySource = new Map<ByteSource, { index: number; offset: number; length: number }[]>();
+    const rest: number[] = [];
+    tensors.forEach((t, index) => {
+      const span = spanOf(t);
+      if (span === undefined) return rest.push(index);
+      if (span.length === 0) {
+        leaves.set(index, newHasher(0).digest());
+        return;
+      }
+      let list = bySource.get(span.source);
+      if (!list) bySource.set(span.source, list = []);
+      list.push({ index, offset: span.offset, length: span.length });
+    });
+    const jobs: Promise<void>[] = [];
+    for (const [source, items] of bySource) {
+      items.sort((a, b) => a.offset - b.offset);
+      if (useWorkers && source.path !== undefined) {
+        jobs.push(onSweepWorkers(source.path, items, leaves, options));
+      } else {
+        await sweepLeaves(source, items, leaves, newHasher, options);
+      }
+    }
+    if (rest.length > 0) {
+      const others = rest.map((i) => tensors[i]!);
+      if (useWorkers) {
+        jobs.push(
+          onWorkers(others, options).then((l) => l.forEach((d, k) => leaves.set(rest[k]!, d))),
+        );
+      } else {
+        const l = await onMain(readAhead(events(others, [])), options);
+        l.forEach((d, k) => leaves.set(rest[k]!, d));
+      }
+    }
+    await Promise.all(jobs);
+    return { tensors, leaves };
   } finally {
     trimPool();
   }
+}
+
+/** Leaves of spanned tensors on the calling thread, one sweep of their source. */
+async function sweepLeaves(
+  source: ByteSource,
+  items: { index: number; offset: number; length: number }[],
+  leaves: Leaves,
+  newHasher: (size?: number) => Hasher,
+  { onBytes, signal }: LeafOptions,
+): Promise<void> {
+  let hasher: Hasher | undefined;
+  await sweep(source, items, (item, bytes, last) => {
+    signal?.throwIfAborted();
+    hasher ??= newHasher(items[item]!.length);
+    hasher.update(bytes);
+    onBytes?.(bytes.byteLength);
+    if (last) {
+      leaves.set(items[item]!.index, hasher.digest());
+      hasher = undefined;
+    }
+  });
+}
+
+/**
+ * Leaves of spanned tensors of a local file on workers: the tensors, in file
+ * order, are cut into contiguous parts of about equal bytes, one per lane; each
+ * worker sweeps its part of the file itself and sends back only digests.
+ */
+async function onSweepWorkers(
+  path: string,
+  items: { index: number; offset: number; length: number }[],
+  leaves: Leaves,
+  { workers, onBytes, signal }: LeafOptions,
+): Promise<void> {
+  const total = items.reduce((n, it) => n + it.length, 0);
+  const parts: (typeof items)[] = [];
+  let part: typeof items = [];
+  let bytes = 0;
+  for (const it of items) {
+    part.push(it);
+    bytes += it.length;
+    if (bytes >= (total * (parts.length + 1)) / workers && parts.length < workers - 1) {
+      parts.push(part);
+      part = [];
+    }
+  }
+  if (part.length > 0) parts.push(part);
+  await Promise.all(parts.map(async (p) => {
+    const worker = new Worker(new URL("./_hash_worker.ts", import.meta.url), { type: "module" });
+    try {
+      const digests = await new Promise<Uint8Array>((resolve, reject) => {
+        const abort = () => reject(signal?.reason);
+        signal?.addEventListener("abort", abort, { once: true });
+        worker.onmessage = (m: MessageEvent) => {
+          const { read, digests, error } = m.data as {
+            read?: number;
+            digests?: Uint8Array;
+            error?: string;
+          };
+          if (read !== undefined) onBytes?.(read);
+          if (error !== undefined) reject(new ModelFormatError("truncated", error));
+          if (digests !== undefined) resolve(digests);
+        };
+        worker.onerror = (e: ErrorEvent) => {
+          e.preventDefault();
+          reject(new Error(`Cannot hash tensors: a worker failed: ${e.message}`));
+        };
+        worker.postMessage({
+          sweep: {
+            path,
+            offsets: p.map((it) => it.offset),
+            lengths: p.map((it) => it.length),
+          },
+        });
+      });
+      p.forEach((it, k) => leaves.set(it.index, digests.subarray(32 * k, 32 * k + 32)));
+    } finally {
+      worker.terminate();
+    }
+  }));
 }
 
 async function onMain(
@@ -156,14 +291,6 @@ class Lane {
   ): Promise<Uint8Array> {
     let digest: Uint8Array | undefined;
     this.#digests.set(index, (d) => (digest = d));
-    const range = fileRangeOf(tensor);
-    if (range) {
-      // The bytes lie verbatim in a local file: the worker reads them itself
-      // into one reused block; nothing crosses threads but the digest.
-      this.#worker.postMessage({ tensor: index, range });
-      await this.#until(() => digest !== undefined);
-      return digest!;
-    }
     // No read-ahead here: the next chunk is read while the worker hashes the
     // previous one, which is all the overlap a lane needs.
     for await (const chunk of tensor.chunks()) {

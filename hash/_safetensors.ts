@@ -2,13 +2,8 @@
 // data section. Tensors must tile the data section exactly: no overlaps, no
 // gaps, nothing past the end (a gap could hide bytes a different parser reads).
 import { ModelFormatError } from "./errors.ts";
-import {
-  BLOCK_BYTES,
-  type ByteSource,
-  rangeChunks,
-  setFileRange,
-  type StreamReader,
-} from "./_source.ts";
+import { BLOCK_BYTES, type ByteSource, rangeChunks, type StreamReader } from "./_source.ts";
+import { SPAN, type Span } from "./_sweep.ts";
 
 export { rangeChunks };
 import { DTYPE_SIZES } from "./types.ts";
@@ -80,6 +75,80 @@ function fail(file: string, message: string, offset = 8): never {
   });
 }
 
+/** UTF-8 to text, strictly (a lenient decoder is several times faster, and ASCII is valid UTF-8). */
+function decode(bytes: Uint8Array): string {
+  return new TextDecoder("utf-8", { fatal: !isAscii(bytes) }).decode(bytes);
+}
+
+/** Headers from this size on are parsed in pieces (see {@linkcode piecewise}). */
+const PIECEWISE_BYTES = 1 << 20;
+/** The size of each piece. */
+export const PIECE_BYTES = 64 << 10;
+
+/**
+ * The members of a large header's top-level object, parsed a few hundred at
+ * a time: JSON.parse over the whole header holds every entry twice at once
+ * (a 15 MB header of 200,000 tensors took 200 MB), while pieces die young.
+ * The header is cut at the commas that separate top-level members (depth 1,
+ * outside strings), which JSON's grammar makes unambiguous; a later member
+ * with the same name replaces an earlier one, as JSON.parse does. Anything
+ * unusual (no object, an empty member, unbalanced brackets, a piece that does
+ * not parse) returns `undefined`, and the caller parses the header whole,
+ * which yields JSON.parse's own verdict.
+ */
+export function piecewise(json: Uint8Array): Map<string, unknown> | undefined {
+  const ws = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+  let first = 0;
+  while (first < json.length && ws(json[first]!)) first++;
+  let last = json.length - 1;
+  while (last >= 0 && ws(json[last]!)) last--;
+  if (json[first] !== 0x7b || json[last] !== 0x7d) return undefined;
+  const cuts: number[] = [];
+  let depth = 0;
+  for (let i = first; i <= last; i++) {
+    const c = json[i]!;
+    if (c === 0x22) {
+      // A string: skip to its closing quote (escapes skip one character).
+      for (i++; i <= last && json[i] !== 0x22; i++) if (json[i] === 0x5c) i++;
+      if (i > last) return undefined;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) {
+      if (--depth === 0 && i !== last) return undefined;
+    } else if (c === 0x2c && depth === 1) cuts.push(i);
+  }
+  if (depth !== 0) return undefined;
+  cuts.push(last);
+  const members = new Map<string, unknown>();
+  let from = first + 1;
+  let at = from;
+  for (const cut of cuts) {
+    // Every member between two commas must have content.
+    let k = at;
+    while (k < cut && ws(json[k]!)) k++;
+    if (k === cut) return undefined;
+    at = cut + 1;
+    if (cut - from < PIECE_BYTES && cut !== last) continue;
+    let piece: unknown;
+    try {
+      piece = JSON.parse(`{${decode(json.subarray(from, cut))}}`);
+    } catch {
+      return undefined;
+    }
+    for (const name in piece as Record<string, unknown>) {
+      if (!Object.hasOwn(piece as object, name)) continue;
+      members.delete(name);
+      members.set(name, (piece as Record<string, unknown>)[name]);
+    }
+    from = cut + 1;
+  }
+  return members;
+}
+
+function isAscii(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! > 0x7f) return false;
+  return true;
+}
+
 function isCount(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
@@ -93,30 +162,35 @@ export function parseHeader(
   file: string,
   dataLength?: number,
 ): SafetensorsHeader {
-  let text: string;
-  let raw: unknown;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(json);
-    raw = JSON.parse(text);
-  } catch (e) {
-    fail(
-      file,
-      `Cannot parse safetensors header: expected ${json.byteLength} bytes of UTF-8 JSON, found invalid ${
-        e instanceof SyntaxError ? `JSON (${e.message})` : "UTF-8"
-      }`,
-    );
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    fail(file, "Cannot parse safetensors header: expected a JSON object");
+  const members = json.byteLength >= PIECEWISE_BYTES ? piecewise(json) : undefined;
+  let object: Record<string, unknown> | Map<string, unknown>;
+  if (members !== undefined) object = members;
+  else {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(decode(json));
+    } catch (e) {
+      fail(
+        file,
+        `Cannot parse safetensors header: expected ${json.byteLength} bytes of UTF-8 JSON, found invalid ${
+          e instanceof SyntaxError ? `JSON (${e.message})` : "UTF-8"
+        }`,
+      );
+    }
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      fail(file, "Cannot parse safetensors header: expected a JSON object");
+    }
+    object = raw as Record<string, unknown>;
   }
   let metadata: Record<string, string> | undefined;
   const entries: SafetensorsEntry[] = [];
-  for (const [name, value] of Object.entries(raw)) {
-    if (name === "__metadata__") {
-      metadata = parseMetadataObject(value, file);
-      continue;
-    }
-    entries.push(parseEntry(name, value, file));
+  const each = (name: string, value: unknown) => {
+    if (name === "__metadata__") metadata = parseMetadataObject(value, file);
+    else entries.push(parseEntry(name, value, file));
+  };
+  if (object instanceof Map) object.forEach((value, name) => each(name, value));
+  else {
+    for (const name in object) if (Object.hasOwn(object, name)) each(name, object[name]);
   }
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let at = 0;
@@ -242,6 +316,31 @@ export async function readHeader(
   return parseHeader(json, source.name, source.size - 8 - n);
 }
 
+/** A tensor of a random-access safetensors file (a class: no closure per tensor). */
+class SafetensorsTensor implements Tensor {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: number[];
+  readonly byteLength: number;
+  readonly #source: ByteSource;
+  readonly #offset: number;
+  constructor(e: SafetensorsEntry, source: ByteSource, base: number) {
+    this.name = e.name;
+    this.dtype = e.dtype;
+    this.shape = e.shape;
+    this.byteLength = e.end - e.begin;
+    this.#source = source;
+    this.#offset = base + e.begin;
+  }
+  chunks(): AsyncIterable<Uint8Array> {
+    return rangeChunks(this.#source, this.#offset, this.byteLength);
+  }
+  /** The bytes lie verbatim in the file (made on demand: no object per tensor kept). */
+  get [SPAN](): Span {
+    return { source: this.#source, offset: this.#offset, length: this.byteLength };
+  }
+}
+
 /** The tensors of a random-access safetensors file, in file order. */
 export async function readSafetensors(
   source: ByteSource,
@@ -250,23 +349,7 @@ export async function readSafetensors(
 > {
   const header = await readHeader(source);
   const base = 8 + header.headerLength;
-  const tensors = header.entries.map((e): Tensor => {
-    const t: Tensor = {
-      name: e.name,
-      dtype: e.dtype,
-      shape: e.shape,
-      byteLength: e.end - e.begin,
-      chunks: () => rangeChunks(source, base + e.begin, e.end - e.begin),
-    };
-    if (source.path !== undefined) {
-      setFileRange(t, {
-        path: source.path,
-        offset: base + e.begin,
-        length: e.end - e.begin,
-      });
-    }
-    return t;
-  });
+  const tensors = header.entries.map((e): Tensor => new SafetensorsTensor(e, source, base));
   return { tensors, metadata: header.metadata };
 }
 

@@ -80,25 +80,6 @@ export function adoptBlock(buffer: ArrayBuffer): void {
   }
 }
 
-/** Where a tensor's C-order bytes lie verbatim in a local file. */
-export interface FileRange {
-  path: string;
-  offset: number;
-  length: number;
-}
-
-const fileRanges = new WeakMap<object, FileRange>();
-
-/** Records that `tensor`'s bytes are exactly `range` of a local file. */
-export function setFileRange(tensor: object, range: FileRange): void {
-  fileRanges.set(tensor, range);
-}
-
-/** The file range recorded for `tensor`, if any. */
-export function fileRangeOf(tensor: object): FileRange | undefined {
-  return fileRanges.get(tensor);
-}
-
 /** Streams `length` bytes at `offset` of `source` in reads of at most one block. */
 export async function* rangeChunks(
   source: ByteSource,

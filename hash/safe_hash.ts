@@ -9,12 +9,14 @@ import { bytesSource, inputName, isPathLike, responseBody, StreamReader } from "
 import { detectFormat } from "./detect_format.ts";
 import { readSafetensorsStream } from "./_safetensors.ts";
 import { readAhead, tensorLeaves } from "./_leaves.ts";
+import { spanOf, sweep } from "./_sweep.ts";
 import {
   compareCodePoints,
   createBlake2b,
-  createSha256,
   createXxh64,
-  type Hasher,
+  fromHex,
+  sha256Ready,
+  sha256Sync,
   toHex,
 } from "./_digest.ts";
 import type { DType, ModelFormat, ModelInput, Tensor } from "./types.ts";
@@ -130,7 +132,12 @@ export interface HashManifest {
 }
 
 const V1 = "safemodels-v1";
-const AUTO_WORKER_BYTES = 64 << 20;
+/**
+ * Inputs from this size on are hashed on worker lanes by default. Starting a
+ * worker costs about 100 ms here, what one core hashes of 170 MB in that
+ * time: below ~350 MB, two lanes would finish later than one.
+ */
+const AUTO_WORKER_BYTES = 384 << 20;
 
 /**
  * Hashes a model's tensors, independently of the file format: the same
@@ -169,7 +176,7 @@ export async function safeHash(
   options: SafeHashOptions = {},
 ): Promise<string> {
   const algorithm = options.algorithm ?? V1;
-  if (algorithm === V1) return (await hashManifest(input, options)).hash;
+  if (algorithm === V1) return (await v1(input, options, false)).hash;
   if (algorithm !== "seed-xxh64" && algorithm !== "seed-blake2b160") {
     throw new TypeError(
       `Cannot hash model: unknown algorithm ${
@@ -182,15 +189,30 @@ export async function safeHash(
   let digest: Uint8Array;
   try {
     const hasher = algorithm === "seed-xxh64" ? await createXxh64() : await createBlake2b(160);
-    const sorted = [...model.tensors].sort((a, b) => compareCodePoints(a.name, b.name));
+    const sorted = sortedByName(model.tensors).map((i) => model.tensors[i]!);
     checkUnique(sorted, model.file);
     const progress = progressReporter(options, total(sorted));
-    for (const t of sorted) {
-      for await (const chunk of readAhead(t.chunks())) {
-        options.signal?.throwIfAborted();
-        hasher.update(chunk);
-        progress(chunk.byteLength);
+    const feed = (bytes: Uint8Array) => {
+      options.signal?.throwIfAborted();
+      hasher.update(bytes);
+      progress(bytes.byteLength);
+    };
+    // In name order: tensors lying in their source are read in runs (one
+    // sweep for each stretch of them); others chunk by chunk.
+    for (let i = 0; i < sorted.length;) {
+      const first = spanOf(sorted[i]!);
+      if (first === undefined) {
+        for await (const chunk of readAhead(sorted[i]!.chunks())) feed(chunk);
+        i++;
+        continue;
       }
+      const items: { offset: number; length: number }[] = [];
+      for (; i < sorted.length; i++) {
+        const span = spanOf(sorted[i]!);
+        if (span === undefined || span.source !== first.source) break;
+        if (span.length > 0) items.push(span);
+      }
+      await sweep(first.source, items, (_, bytes) => feed(bytes));
     }
     digest = hasher.digest();
   } finally {
@@ -236,11 +258,20 @@ export async function hashManifest(
       }`,
     );
   }
+  return await v1(input, options, true);
+}
+
+/** The `safemodels-v1` hash, with its per-tensor entries or not. */
+async function v1(
+  input: ModelInput,
+  options: SafeHashOptions,
+  withEntries: boolean,
+): Promise<HashManifest> {
   const streamed = await openStreamed(input, options);
-  if (streamed) return await manifestOf(streamed, options);
+  if (streamed) return await manifestOf(streamed, options, withEntries);
   const model = await openModel(input, options);
   try {
-    return await manifestOf(model, options);
+    return await manifestOf(model, options, withEntries);
   } finally {
     await model.close();
   }
@@ -255,6 +286,7 @@ interface TensorSet {
 async function manifestOf(
   set: TensorSet,
   options: SafeHashOptions,
+  withEntries = true,
 ): Promise<HashManifest> {
   const known = Array.isArray(set.tensors) ? total(set.tensors) : undefined;
   const workers = options.workers ??
@@ -267,18 +299,94 @@ async function manifestOf(
     onBytes,
     ...(options.signal ? { signal: options.signal } : {}),
   });
-  const entries: ManifestTensor[] = tensors.map((t, i) => ({
-    name: t.name,
-    dtype: t.dtype,
-    shape: [...t.shape],
-    sha256: toHex(leaves[i]!),
+  await sha256Ready();
+  const order = sortedByName(tensors);
+  checkUnique(order.map((i) => tensors[i]!), set.file);
+  const hash = rootOf(order.map((i) => {
+    const t = tensors[i]!;
+    return { name: t.name, dtype: t.dtype, shape: t.shape, leaf: leaves.get(i) };
   }));
   return {
     algorithm: V1,
-    hash: await hashFromManifest(entries, set.file),
+    hash,
     format: set.format,
-    tensors: entries.sort((a, b) => compareCodePoints(a.name, b.name)),
+    // safeHash wants the root only: no hex leaf per tensor.
+    tensors: withEntries
+      ? order.map((i) => {
+        const t = tensors[i]!;
+        return { name: t.name, dtype: t.dtype, shape: [...t.shape], sha256: toHex(leaves.get(i)) };
+      })
+      : [],
   };
+}
+
+function isAsciiText(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** Indices of `items` sorted by name in code-point order. */
+function sortedByName(items: readonly { name: string }[]): number[] {
+  const order = items.map((_, i) => i);
+  // Without surrogates, UTF-16 order is code-point order: the fast comparison.
+  const plain = items.every((t) => !/[\uD800-\uDFFF]/.test(t.name));
+  return plain
+    ? order.sort((a, b) => {
+      const x = items[a]!.name;
+      const y = items[b]!.name;
+      return x < y ? -1 : x > y ? 1 : 0;
+    })
+    : order.sort((a, b) => compareCodePoints(items[a]!.name, items[b]!.name));
+}
+
+/**
+ * The `safemodels-v1` root over leaves already sorted by name and checked
+ * unique: the whole preimage is laid out in one buffer and hashed once.
+ */
+function rootOf(
+  sorted: readonly { name: string; dtype: string; shape: readonly number[]; leaf: Uint8Array }[],
+): string {
+  const enc = new TextEncoder();
+  // ASCII names (nearly all) are copied as they are: no encoder call per name.
+  const names = sorted.map((t) => isAsciiText(t.name) ? t.name : enc.encode(t.name));
+  const prefix = enc.encode(`${V1}\n`);
+  let size = prefix.byteLength + 8;
+  sorted.forEach((t, i) => {
+    const name = names[i]!;
+    const nameBytes = typeof name === "string" ? name.length : name.byteLength;
+    size += 4 + nameBytes + 1 + t.dtype.length + 4 + 8 * t.shape.length + 32;
+  });
+  const buf = new Uint8Array(size);
+  const view = new DataView(buf.buffer);
+  buf.set(prefix, 0);
+  let at = prefix.byteLength;
+  view.setBigUint64(at, BigInt(sorted.length), true);
+  at += 8;
+  sorted.forEach((t, i) => {
+    const name = names[i]!;
+    if (typeof name === "string") {
+      view.setUint32(at, name.length, true);
+      at += 4;
+      for (let c = 0; c < name.length; c++) buf[at++] = name.charCodeAt(c);
+    } else {
+      view.setUint32(at, name.byteLength, true);
+      buf.set(name, at + 4);
+      at += 4 + name.byteLength;
+    }
+    buf[at++] = t.dtype.length;
+    for (let c = 0; c < t.dtype.length; c++) buf[at++] = t.dtype.charCodeAt(c);
+    view.setUint32(at, t.shape.length, true);
+    at += 4;
+    for (const d of t.shape) {
+      // Dimensions are safe integers: two 32-bit halves, no BigInt per value.
+      view.setUint32(at, d % 0x1_0000_0000, true);
+      view.setUint32(at + 4, Math.floor(d / 0x1_0000_0000), true);
+      at += 8;
+    }
+    buf.set(t.leaf, at);
+    at += 32;
+  });
+  return `${V1}:${toHex(sha256Sync(buf))}`;
 }
 
 /**
@@ -313,40 +421,21 @@ export async function hashFromManifest(
   tensors: readonly ManifestTensor[],
   file = "<manifest>",
 ): Promise<string> {
-  const sorted = [...tensors].sort((a, b) => compareCodePoints(a.name, b.name));
+  await sha256Ready();
+  const order = sortedByName(tensors);
+  const sorted = order.map((i) => tensors[i]!);
   checkUnique(sorted, file);
-  const h: Hasher = await createSha256();
-  const enc = new TextEncoder();
-  const u32 = (n: number) => {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, n, true);
-    return b;
-  };
-  const u64 = (n: number) => {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
-    return b;
-  };
-  h.update(enc.encode(`${V1}\n`));
-  h.update(u64(sorted.length));
-  for (const t of sorted) {
-    if (!/^[0-9a-f]{64}$/.test(t.sha256)) {
+  return rootOf(sorted.map((t) => {
+    const leaf = /^[0-9a-f]{64}$/.test(t.sha256) ? fromHex(t.sha256, 32) : undefined;
+    if (leaf === undefined) {
       throw new TypeError(
         `Cannot hash manifest: tensor "${t.name}" has sha256 ${
           JSON.stringify(t.sha256)
         }, expected 64 lower-case hex digits`,
       );
     }
-    const name = enc.encode(t.name);
-    h.update(u32(name.byteLength));
-    h.update(name);
-    h.update(new Uint8Array([t.dtype.length]));
-    h.update(enc.encode(t.dtype));
-    h.update(u32(t.shape.length));
-    for (const d of t.shape) h.update(u64(d));
-    h.update(Uint8Array.from(t.sha256.match(/../g)!, (x) => parseInt(x, 16)));
-  }
-  return `${V1}:${toHex(h.digest())}`;
+    return { name: t.name, dtype: t.dtype, shape: t.shape, leaf };
+  }));
 }
 
 function checkUnique(sorted: readonly { name: string }[], file: string): void {

@@ -180,3 +180,61 @@ Deno.test("openModel() fuzz: mutated safetensors headers parse or throw ModelFor
   assert.ok(runs >= 1000, `only ${runs} runs`);
   assert.ok(parsed > 0 && parsed < runs, `parsed ${parsed} of ${runs}`);
 });
+
+Deno.test("parseHeader: a large header parsed in pieces reads exactly what JSON.parse reads, or falls back to it (seeded)", async () => {
+  const { piecewise, PIECE_BYTES } = await import("../../hash/_safetensors.ts");
+  const next = prng(0x5afe);
+  const pick = <T>(xs: T[]) => xs[Math.floor(next() * xs.length)]!;
+  const names = [
+    "w",
+    "a.b",
+    "\\u0041x",
+    "é",
+    '\\"q',
+    "__proto__",
+    "constructor",
+    "𝄞",
+    "x,y",
+    "{z}",
+    "[0]",
+  ];
+  const ws = ["", " ", "\n", "\t ", "\r\n"];
+  const member = (i: number) => {
+    const name = next() < 0.05 ? pick(names) : `layer.${i}.${pick(names)}`;
+    const value = next() < 0.05
+      ? pick(['"s,t{r}"', "[1,[2,{}]]", '{"a":"}","b":[","]}', "null", "1e3"])
+      : `{${pick(ws)}"dtype":"F32","shape":[${i % 7}],"data_offsets":[0,${4 * (i % 7)}]}`;
+    return `${pick(ws)}"${name}"${pick(ws)}:${pick(ws)}${value}${pick(ws)}`;
+  };
+  const members = Array.from({ length: 3 * (PIECE_BYTES / 64) }, (_, i) => member(i));
+  const base = `{${members.join(",")}}`;
+  const enc = new TextEncoder();
+  let agreed = 0;
+  for (let n = 0; n < 200; n++) {
+    let text = base;
+    // A few mutations: delete, duplicate or insert characters that matter to a splitter.
+    for (let k = 0, c = Math.floor(next() * 3); k < c; k++) {
+      const at = Math.floor(next() * text.length);
+      const op = next();
+      text = op < 0.3
+        ? text.slice(0, at) + text.slice(at + 1)
+        : op < 0.6
+        ? text.slice(0, at) + pick([",", '"', "\\", "{", "}", "[", "]", ":", " "]) + text.slice(at)
+        : text.slice(0, at) + text.slice(at, at + 40) + text.slice(at);
+    }
+    const bytes = enc.encode(text);
+    let whole: Map<string, unknown> | undefined;
+    try {
+      const raw = JSON.parse(text);
+      if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) {
+        whole = new Map(Object.entries(raw));
+      }
+    } catch { /* invalid JSON: piecewise must not accept it */ }
+    const pieces = piecewise(bytes);
+    if (pieces === undefined) continue;
+    assert.ok(whole !== undefined, `mutant ${n}: pieces accepted what JSON.parse refuses`);
+    assert.deepEqual(new Map([...pieces].sort()), new Map([...whole].sort()), `mutant ${n}`);
+    agreed++;
+  }
+  assert.ok(agreed > 20, `only ${agreed} mutants were read in pieces`);
+});
