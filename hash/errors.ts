@@ -29,7 +29,8 @@ export type ModelFormatErrorCode =
   | "forbidden-global"
   | "bad-zip"
   | "bad-protobuf"
-  | "bad-external-data";
+  | "bad-external-data"
+  | "bad-index";
 
 /**
  * Options for {@linkcode ModelFormatError}.

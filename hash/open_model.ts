@@ -58,6 +58,11 @@ export interface OpenedModel extends AsyncDisposable {
   readonly tensors: Tensor[];
   /** The safetensors `__metadata__`, for safetensors files that have it. */
   readonly metadata: Record<string, string> | undefined;
+  /**
+   * For a folder or a sharded checkpoint's index: the files read, relative
+   * to the folder (the index first, then its shards).
+   */
+  readonly files?: string[];
   /** Releases open files. Idempotent. */
   close(): Promise<void>;
 }
@@ -100,6 +105,26 @@ export async function openModel(
   input: ModelInput,
   options: OpenModelOptions = {},
 ): Promise<OpenedModel> {
+  if (isPathLike(input)) {
+    const { toPath } = await import("./_source_fs.ts");
+    const path = toPath(input);
+    const sharded = await import("./_sharded_fs.ts");
+    if (await sharded.isFolderModel(path)) {
+      const m = await sharded.openFolderModel(path, async (file) => {
+        const one = await openModelSource(await openSource(file), file, options);
+        return { name: file, tensors: one.tensors, format: one.format, close: () => one.close() };
+      });
+      return {
+        file: m.file,
+        format: m.format,
+        tensors: m.tensors,
+        metadata: undefined,
+        files: m.files,
+        close: m.close,
+        [Symbol.asyncDispose]: m.close,
+      };
+    }
+  }
   return await openModelSource(await openSource(input), input, options);
 }
 

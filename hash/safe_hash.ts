@@ -10,6 +10,7 @@ import { detectFormat } from "./detect_format.ts";
 import { readSafetensorsStream } from "./_safetensors.ts";
 import { readAhead, tensorLeaves } from "./_leaves.ts";
 import { spanOf, sweep } from "./_sweep.ts";
+import { shardOf } from "./_shards.ts";
 import {
   compareCodePoints,
   createBlake2b,
@@ -77,11 +78,16 @@ export interface SafeHashOptions extends OpenModelOptions {
   /**
    * Workers hashing tensors in parallel (`"safemodels-v1"` only; tensors are
    * the unit of parallelism). `0` hashes on the calling thread.
-   * @default {navigator.hardwareConcurrency for 64 MiB of tensors or more where `Worker` exists, else 0}
+   * @default {navigator.hardwareConcurrency for 384 MiB of tensors or more where `Worker` exists, else 0}
    */
   workers?: number;
   /** Called as bytes are hashed (at most once per 8 MiB chunk). */
   onProgress?: (progress: HashProgress) => void;
+  /**
+   * Called, before hashing, with the files a folder or a sharded
+   * checkpoint's index is read from (relative to the model's folder).
+   */
+  onFiles?: (files: string[]) => void;
   /** Stops the hash between chunks. */
   signal?: AbortSignal;
 }
@@ -107,6 +113,8 @@ export interface ManifestTensor {
   shape: number[];
   /** Hex SHA-256 of the tensor's bytes in logical C order, little-endian. */
   sha256: string;
+  /** The shard the tensor came from (sharded checkpoints only), relative to the model's folder. */
+  file?: string;
 }
 
 /**
@@ -129,6 +137,11 @@ export interface HashManifest {
   format: ModelFormat;
   /** Every tensor, sorted by name in Unicode code-point order. */
   tensors: ManifestTensor[];
+  /**
+   * For a folder or a sharded checkpoint: the files hashed, relative to the
+   * model's folder (the index first, then its shards).
+   */
+  files?: string[];
 }
 
 const V1 = "safemodels-v1";
@@ -186,6 +199,7 @@ export async function safeHash(
   }
   // try/finally rather than `await using`, which Node before 24 cannot parse.
   const model = await openModel(input, options);
+  if (model.files) options.onFiles?.(model.files);
   let digest: Uint8Array;
   try {
     const hasher = algorithm === "seed-xxh64" ? await createXxh64() : await createBlake2b(160);
@@ -270,6 +284,7 @@ async function v1(
   const streamed = await openStreamed(input, options);
   if (streamed) return await manifestOf(streamed, options, withEntries);
   const model = await openModel(input, options);
+  if (model.files) options.onFiles?.(model.files);
   try {
     return await manifestOf(model, options, withEntries);
   } finally {
@@ -281,6 +296,7 @@ interface TensorSet {
   file: string;
   format: ModelFormat;
   tensors: Tensor[] | AsyncIterable<Tensor>;
+  files?: string[] | undefined;
 }
 
 async function manifestOf(
@@ -314,9 +330,17 @@ async function manifestOf(
     tensors: withEntries
       ? order.map((i) => {
         const t = tensors[i]!;
-        return { name: t.name, dtype: t.dtype, shape: [...t.shape], sha256: toHex(leaves.get(i)) };
+        const shard = shardOf(t);
+        return {
+          name: t.name,
+          dtype: t.dtype,
+          shape: [...t.shape],
+          sha256: toHex(leaves.get(i)),
+          ...(shard !== undefined ? { file: shard } : {}),
+        };
       })
       : [],
+    ...(set.files !== undefined ? { files: set.files } : {}),
   };
 }
 

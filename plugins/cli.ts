@@ -34,8 +34,9 @@ import { updateMeta } from "../meta/update_meta.ts";
 const USAGE = `Usage: safemodels <command> [options]
 
 Commands:
-  hash <files...> [--algorithm A] [--format F] [--workers N] [--json]
-      Tensor hash of each model file. A: safemodels-v1 (default), seed-xxh64, seed-blake2b160.
+  hash <files or folders...> [--algorithm A] [--format F] [--workers N] [--json]
+      Tensor hash of each model file, folder or sharded checkpoint (*.index.json: one hash
+      over all shards). A: safemodels-v1 (default), seed-xxh64, seed-blake2b160.
   digest <files...> [--algorithm sha256|blake2b|blake3] [--json]
       Digest of each file's bytes.
   meta get <file>
@@ -209,18 +210,24 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
       );
     }
   }
-  const results: { file: string; algorithm: string; hash: string }[] = [];
+  const results: { file: string; algorithm: string; hash: string; files?: string[] }[] = [];
   for (const file of positionals as string[]) {
     const bar = progressBar(io, file);
+    let files: string[] | undefined;
     const hash = await safeHash(file, {
       algorithm,
       ...(format ? { format } : {}),
       ...(workers !== undefined ? { workers } : {}),
       onProgress: (p: HashProgress) => bar(p.bytes, p.totalBytes),
+      onFiles: (f) => (files = f),
     });
     bar.done();
-    results.push({ file, algorithm, hash });
-    if (!values.json) io.out(`${hash}  ${file}`);
+    results.push({ file, algorithm, hash, ...(files ? { files } : {}) });
+    if (!values.json) {
+      // A folder or index: say which files were read (to stderr, so stdout stays one line a model).
+      io.out(`${hash}  ${file}`);
+      if (files) io.err(`  read ${files.join(", ")}`);
+    }
   }
   if (values.json) io.out(JSON.stringify(results, null, 2));
   return 0;
