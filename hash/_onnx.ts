@@ -198,6 +198,17 @@ export interface TensorRecord {
   hasSegment: boolean;
 }
 
+/** Main-graph initializers among the tensors {@linkcode readOnnx} returned. */
+const mainInitializers = new WeakSet<Tensor>();
+
+/**
+ * Whether `tensor` (from {@linkcode readOnnx}) is an initializer of the main
+ * graph, the only tensors the seed project's hashes read from ONNX files.
+ */
+export function isMainInitializer(tensor: Tensor): boolean {
+  return mainInitializers.has(tensor);
+}
+
 /**
  * Reads the initializers of an ONNX model as tensors, in file order.
  *
@@ -225,6 +236,7 @@ export async function readOnnx(
       );
     }
     names.add(tensor.name);
+    mainInitializers.add(tensor);
     tensors.push(tensor);
   }
   return tensors;

@@ -182,7 +182,11 @@ export async function safeHash(
   let digest: Uint8Array;
   try {
     const hasher = algorithm === "seed-xxh64" ? await createXxh64() : await createBlake2b(160);
-    const sorted = [...model.tensors].sort((a, b) => compareCodePoints(a.name, b.name));
+    // The seed project read an ONNX model's main-graph initializers only.
+    const tensors = model.format === "onnx"
+      ? model.tensors.filter((await import("./_onnx.ts")).isMainInitializer)
+      : model.tensors;
+    const sorted = [...tensors].sort((a, b) => compareCodePoints(a.name, b.name));
     checkUnique(sorted, model.file);
     const progress = progressReporter(options, total(sorted));
     for (const t of sorted) {
