@@ -135,8 +135,8 @@ const AUTO_WORKER_BYTES = 64 << 20;
 /**
  * Hashes a model's tensors, independently of the file format: the same
  * weights give the same hash as safetensors, PyTorch (zip or legacy), NumPy
- * `.npz` or ONNX initializers (when the names match). The seed project's
- * `safe_hash`.
+ * `.npz` or ONNX (when the names match and the ONNX graph holds no
+ * constants; see the README). The seed project's `safe_hash`.
  *
  * The default `"safemodels-v1"` result is self-describing
  * (`safemodels-v1:<64 hex digits>`) and changes when any tensor is renamed,
