@@ -155,8 +155,8 @@ const AUTO_WORKER_BYTES = 384 << 20;
 /**
  * Hashes a model's tensors, independently of the file format: the same
  * weights give the same hash as safetensors, PyTorch (zip or legacy), NumPy
- * `.npz` or ONNX initializers (when the names match). The seed project's
- * `safe_hash`.
+ * `.npz` or ONNX (when the names match and the ONNX graph holds no
+ * constants; see the README). The seed project's `safe_hash`.
  *
  * The default `"safemodels-v1"` result is self-describing
  * (`safemodels-v1:<64 hex digits>`) and changes when any tensor is renamed,
@@ -203,7 +203,11 @@ export async function safeHash(
   let digest: Uint8Array;
   try {
     const hasher = algorithm === "seed-xxh64" ? await createXxh64() : await createBlake2b(160);
-    const sorted = sortedByName(model.tensors).map((i) => model.tensors[i]!);
+    // The seed project read an ONNX model's main-graph initializers only.
+    const tensors = model.format === "onnx"
+      ? model.tensors.filter((await import("./_onnx.ts")).isMainInitializer)
+      : model.tensors;
+    const sorted = sortedByName(tensors).map((i) => tensors[i]!);
     checkUnique(sorted, model.file);
     const progress = progressReporter(options, total(sorted));
     const feed = (bytes: Uint8Array) => {

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { readOnnx, readOnnxMetadataProps, resolveExternalLocation } from "../../hash/_onnx.ts";
+import {
+  isMainInitializer,
+  readOnnx,
+  readOnnxMetadataProps,
+  resolveExternalLocation,
+} from "../../hash/_onnx.ts";
 import { ModelFormatError } from "../../hash/errors.ts";
 import { BLOCK_BYTES, type ByteSource, bytesSource } from "../../hash/_source.ts";
 import { fileSource } from "../../hash/_source_fs.ts";
@@ -120,7 +125,7 @@ async function readAll(bytes: Uint8Array, options = {}): Promise<Tensor[]> {
 
 // --- Tests ---
 
-Deno.test("onnx: tiny-bert initializers match the safetensors weights", async () => {
+Deno.test("onnx: tiny-bert initializers match the safetensors weights, and its Constant nodes are read too", async () => {
   const st = await Deno.readFile(safetensorsUrl);
   const headerLen = Number(new DataView(st.buffer).getBigUint64(0, true));
   const header = JSON.parse(
@@ -133,7 +138,8 @@ Deno.test("onnx: tiny-bert initializers match the safetensors weights", async ()
 
   const source = await fileSource(onnxUrl);
   try {
-    const tensors = await readOnnx(source);
+    const all = await readOnnx(source);
+    const tensors = all.filter(isMainInitializer);
     assert.deepEqual(
       tensors.map((t) => [t.name, t.dtype, t.shape, t.byteLength]),
       [
@@ -141,6 +147,16 @@ Deno.test("onnx: tiny-bert initializers match the safetensors weights", async ()
         ["token_type_embeddings.weight", "F32", [2, 8], 64],
         ["LayerNorm.weight", "F32", [8], 32],
         ["LayerNorm.bias", "F32", [8], 32],
+      ],
+    );
+    // The graph's three Constant nodes, named by their outputs.
+    const constants = all.filter((t) => !isMainInitializer(t));
+    assert.deepEqual(
+      await Promise.all(constants.map(async (t) => [t.name, t.dtype, t.shape, await bytesOf(t)])),
+      [
+        ["/LayerNorm/Constant_output_0", "F32", [], le(Float32Array, [2])],
+        ["/LayerNorm/Constant_1_output_0", "F32", [], le(Float32Array, [1e-5])],
+        ["/Constant_output_0", "I64", [1], new Uint8Array(new BigInt64Array([-1n]).buffer)],
       ],
     );
     const matched: string[] = [];
@@ -481,11 +497,11 @@ Deno.test("onnx: malformed and unsupported models are refused", async () => {
     "bad-protobuf",
     "no data",
   );
-  // Sparse initializers, groups, bad varints, wrong wire types, no graph.
+  // Sparse initializers without values, groups, bad varints, wrong wire types, no graph.
   await rejectsWith(
     readAll(cat(len(7, len(15, [])))),
-    "unsupported-dtype",
-    "sparse",
+    "bad-protobuf",
+    "sparse initializer",
   );
   await rejectsWith(readAll(cat(key(3, 3))), "bad-protobuf", "groups");
   await rejectsWith(
@@ -507,6 +523,274 @@ Deno.test("onnx: malformed and unsupported models are refused", async () => {
     "bad-protobuf",
     "varint",
   );
+});
+
+// --- Graph constants: a NodeProto and AttributeProto encoder. ---
+
+const FLOAT = 1, INT = 2, TENSOR = 4, GRAPH = 5, FLOATS = 6, INTS = 7, TENSORS = 9, GRAPHS = 10;
+const SPARSE_TENSOR = 11;
+
+/** An AttributeProto: name, type and value fields. */
+const attr = (name: string, type: number | undefined, ...fields: Part[]) =>
+  cat(str(1, name), ...(type === undefined ? [] : [vint(20, type)]), ...fields);
+const f32 = (field: number, x: number) => cat(key(field, 5), le(Float32Array, [x]));
+
+/** A NodeProto, as a GraphProto `node` field. */
+function node(op: string, outputs: string[], attrs: Uint8Array[], domain?: string): Uint8Array {
+  return len(1, nodeProto(op, outputs, attrs, domain));
+}
+
+/** A NodeProto's bytes. */
+function nodeProto(
+  op: string,
+  outputs: string[],
+  attrs: Uint8Array[],
+  domain?: string,
+): Uint8Array {
+  return cat(
+    ...outputs.map((o) => str(2, o)),
+    str(4, op),
+    ...(domain === undefined ? [] : [str(7, domain)]),
+    ...attrs.map((a) => len(5, a)),
+  );
+}
+
+/** A GraphProto's fields (nodes, `len(5, tensor)` initializers, `len(15, sparse)`). */
+const graph = (...fields: Part[]) => cat(str(2, "g"), ...fields);
+/** A ModelProto around a graph's fields. */
+const graphModel = (...fields: Part[]) => cat(vint(1, 8), len(7, graph(...fields)));
+/** A SparseTensorProto: values, indices, dims. */
+const sparse = (values: Uint8Array, indices: Uint8Array, dims: number[]) =>
+  cat(len(1, values), len(2, indices), packed(3, dims));
+const i64 = (values: (number | bigint)[]) =>
+  new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer);
+
+async function listing(bytes: Uint8Array): Promise<[string, string, number[], Uint8Array][]> {
+  const out: [string, string, number[], Uint8Array][] = [];
+  for (const t of await readOnnx(bytesSource(bytes))) {
+    out.push([t.name, t.dtype, t.shape, await bytesOf(t)]);
+  }
+  return out;
+}
+
+Deno.test("readOnnx() reads every kind of Constant, packed or not, named by its output", async () => {
+  const bytes = graphModel(
+    node("Constant", ["t"], [
+      attr("value", TENSOR, len(5, tensor("ignored", 1, [2], len(4, le(Float32Array, [1, 2]))))),
+    ]),
+    node("Constant", ["f"], [attr("value_float", FLOAT, f32(2, -0.5))]),
+    node("Constant", ["fs"], [
+      attr("value_floats", FLOATS, f32(7, 1), len(7, le(Float32Array, [2, 3]))),
+    ]),
+    node("Constant", ["i"], [attr("value_int", INT, vint(3, -7))]),
+    node("Constant", ["is"], [attr("value_ints", INTS, packed(8, [-1, 300]), vint(8, 2n ** 62n))]),
+    node("Constant", ["none"], [attr("value_ints", INTS)]),
+    node(
+      "Constant",
+      ["d"],
+      [attr("value", TENSOR, len(5, tensor("", 7, [1], packed(7, [5]))))],
+      "ai.onnx",
+    ),
+    // A Constant of another domain is an ordinary node: its attribute is named by the scheme.
+    node(
+      "Constant",
+      ["x"],
+      [attr("value", TENSOR, len(5, tensor("", 2, [1], len(9, [9]))))],
+      "com.example",
+    ),
+  );
+  assert.deepEqual(await listing(bytes), [
+    ["t", "F32", [2], le(Float32Array, [1, 2])],
+    ["f", "F32", [], le(Float32Array, [-0.5])],
+    ["fs", "F32", [3], le(Float32Array, [1, 2, 3])],
+    ["i", "I64", [], i64([-7])],
+    ["is", "I64", [3], i64([-1, 300, 2n ** 62n])],
+    ["none", "I64", [0], new Uint8Array(0)],
+    ["d", "I64", [1], i64([5])],
+    ["x:value", "U8", [1], Uint8Array.from([9])],
+  ]);
+});
+
+Deno.test("readOnnx() names attribute tensors and subgraph tensors by node output, attribute and index", async () => {
+  const t = (x: number) => tensor("ignored", 2, [1], len(9, [x]));
+  const body = (x: number) =>
+    graph(node("Constant", ["c"], [attr("value", TENSOR, len(5, t(x)))]), len(5, t(x + 1)));
+  const bytes = graphModel(
+    len(5, t(1)), // an initializer named "ignored"
+    node("ConstantOfShape", ["", "y"], [attr("value", TENSOR, len(5, t(2)))]),
+    node("Custom", ["z"], [attr("ts", TENSORS, len(10, t(3)), len(10, t(4)))]),
+    node("If", ["out"], [
+      attr("then_branch", GRAPH, len(6, body(5))),
+      attr("else_branch", GRAPH, len(6, body(7))),
+    ]),
+    node("Custom", ["w"], [attr("gs", GRAPHS, len(11, body(9)), len(11, body(11)))]),
+    node("Custom", ["v"], [
+      attr("sp", SPARSE_TENSOR, len(22, sparse(t(13), tensor("", 7, [1], len(9, i64([2]))), [3]))),
+    ]),
+  );
+  assert.deepEqual((await listing(bytes)).map(([n, , s, b]) => [n, s, [...b]]), [
+    ["ignored", [1], [1]],
+    ["y:value", [1], [2]],
+    ["z:ts.0", [1], [3]],
+    ["z:ts.1", [1], [4]],
+    ["out:then_branch/c", [1], [5]],
+    ["out:then_branch/ignored", [1], [6]],
+    ["out:else_branch/c", [1], [7]],
+    ["out:else_branch/ignored", [1], [8]],
+    ["w:gs.0/c", [1], [9]],
+    ["w:gs.0/ignored", [1], [10]],
+    ["w:gs.1/c", [1], [11]],
+    ["w:gs.1/ignored", [1], [12]],
+    ["v:sp:values", [1], [13]],
+    ["v:sp:indices", [1], [...i64([2])]],
+    ["v:sp:shape", [1], [...i64([3])]],
+  ]);
+});
+
+Deno.test("readOnnx() refuses Constants and attributes that loaders could read differently", async () => {
+  const t = len(5, tensor("", 1, [1], len(4, le(Float32Array, [7]))));
+  const cases: [Uint8Array, string, string][] = [
+    // protobuf merges a repeated message field; we do not guess the merge.
+    [node("Constant", ["c"], [attr("value", TENSOR, t, t)]), "bad-protobuf", "t appears twice"],
+    [
+      node("Constant", ["c"], [attr("value_float", FLOAT, f32(2, 1), f32(2, 2))]),
+      "bad-protobuf",
+      "f appears twice",
+    ],
+    [
+      node("Constant", ["c"], [attr("value", TENSOR, t), attr("value", TENSOR, t)]),
+      "bad-protobuf",
+      "2 attributes",
+    ],
+    [node("Constant", ["c"], []), "bad-protobuf", "0 attributes"],
+    [node("Constant", ["c", "d"], [attr("value", TENSOR, t)]), "bad-protobuf", "2 outputs"],
+    [node("Constant", [""], [attr("value", TENSOR, t)]), "bad-protobuf", "unnamed"],
+    [node("Constant", ["c"], [attr("value", undefined, t)]), "bad-protobuf", "type is missing"],
+    [node("Constant", ["c"], [attr("value", FLOAT, t)]), "bad-protobuf", "type is FLOAT"],
+    [node("Constant", ["c"], [attr("value_float", FLOAT)]), "bad-protobuf", "holds no value"],
+    [
+      node("Constant", ["c"], [attr("value_float", FLOAT, len(2, le(Float32Array, [1])))]),
+      "bad-protobuf",
+      "wire type",
+    ],
+    [node("Constant", ["c"], [attr("bogus", TENSOR, t)]), "bad-protobuf", '"bogus"'],
+    [
+      node("Constant", ["c"], [attr("value_string", 3, str(4, "s"))]),
+      "unsupported-dtype",
+      "string",
+    ],
+    [
+      node("Gemm", ["y"], [attr("w", TENSORS, t)]),
+      "bad-protobuf",
+      "type is TENSORS but it holds t",
+    ],
+    [node("Gemm", ["y"], [attr("w", TENSOR, t, f32(2, 1))]), "bad-protobuf", "holds t and f"],
+    [node("Gemm", [], [attr("w", TENSOR, t)]), "bad-protobuf", "no output"],
+    [node("Gemm", ["y"], [attr("", TENSOR, t)]), "bad-protobuf", "no name"],
+  ];
+  for (const [n, code, text] of cases) await rejectsWith(readAll(graphModel(n)), code, text);
+  // A Constant output and an attribute tensor that take an initializer's name.
+  await rejectsWith(
+    readAll(
+      graphModel(
+        len(5, tensor("y:w", 1, [1], len(4, le(Float32Array, [1])))),
+        node("Gemm", ["y"], [attr("w", TENSOR, t)]),
+      ),
+    ),
+    "bad-protobuf",
+    "twice",
+  );
+  // Model-local functions and training graphs.
+  const fn = (...fields: Part[]) =>
+    cat(vint(1, 8), len(7, graph()), len(25, str(1, "F"), ...fields));
+  await rejectsWith(
+    readAll(fn(len(7, nodeProto("Constant", ["k"], [attr("value", TENSOR, t)])))),
+    "unsupported-dtype",
+    'function "F"',
+  );
+  await rejectsWith(readAll(fn(len(11, attr("d", TENSOR, t)))), "unsupported-dtype", "default");
+  assert.deepEqual(await listing(fn(len(7, nodeProto("Add", ["y"], [])))), []);
+  await rejectsWith(
+    readAll(cat(len(7, graph()), len(20, []))),
+    "unsupported-dtype",
+    "training_info",
+  );
+});
+
+Deno.test("readOnnx() bounds subgraph depth, tensor count and name length", async () => {
+  let g = graph();
+  for (let i = 0; i < 70; i++) {
+    g = graph(node("If", ["o"], [attr("then_branch", GRAPH, len(6, g))]));
+  }
+  await rejectsWith(readAll(cat(len(7, g))), "too-large", "nested more than 64");
+  // One long output name repeated by many attribute tensors.
+  const empty = len(10, tensor("", 1, [0]));
+  const names = graphModel(
+    node("Custom", ["y".repeat(1 << 20)], [attr("a", TENSORS, ...Array(20).fill(empty))]),
+  );
+  await rejectsWith(readAll(names), "too-large", "names");
+  // 2^20 + 1 empty TensorProtos (two bytes each: tag 10, length 0), refused while listing.
+  const tensorsField = new Uint8Array(((1 << 20) + 1) * 2);
+  for (let i = 0; i < tensorsField.byteLength; i += 2) tensorsField[i] = 0x52;
+  const many = graphModel(node("Custom", ["y"], [attr("a", TENSORS, tensorsField)]));
+  await rejectsWith(readOnnx(bytesSource(many)), "too-large", "tensors");
+});
+
+Deno.test("readOnnx() reads sparse tensors in canonical form, across chunk boundaries", async () => {
+  // 200 000 values at coordinates of a [100, 100, 100] tensor: 4.8 MB of
+  // indices, so rows of 24 bytes straddle the 4 MiB read blocks.
+  const n = 200_000;
+  const coords = new BigInt64Array(n * 3);
+  const linear = new BigInt64Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = i * 5;
+    linear[i] = BigInt(at);
+    coords.set([
+      BigInt(Math.floor(at / 10_000)),
+      BigInt(Math.floor(at / 100) % 100),
+      BigInt(at % 100),
+    ], i * 3);
+  }
+  const values = new Float32Array(n).map((_, i) => i);
+  const sp = (indices: Uint8Array, shape: number[]) =>
+    sparse(
+      tensor("S", 1, [n], len(9, new Uint8Array(values.buffer))),
+      tensor("", 7, shape, len(9, indices)),
+      [100, 100, 100],
+    );
+  const coo = await listing(graphModel(len(15, sp(new Uint8Array(coords.buffer), [n, 3]))));
+  const lin = await listing(graphModel(len(15, sp(new Uint8Array(linear.buffer), [n]))));
+  assert.deepEqual(coo, lin);
+  assert.deepEqual(coo.map(([name, dtype, shape]) => [name, dtype, shape]), [
+    ["S:values", "F32", [n]],
+    ["S:indices", "I64", [n]],
+    ["S:shape", "I64", [3]],
+  ]);
+  assert.deepEqual(coo[1]![3], new Uint8Array(linear.buffer));
+  assert.deepEqual(coo[2]![3], i64([100, 100, 100]));
+  // Refused: indices of another type or shape, values not 1-D, a dense shape past 2^53.
+  const v = tensor("S", 1, [2], len(4, le(Float32Array, [1, 2])));
+  const bad: [Uint8Array, string, string][] = [
+    [sparse(v, tensor("", 6, [2], packed(5, [0, 1])), [4]), "bad-protobuf", "expected I64 [2]"],
+    [
+      sparse(v, tensor("", 7, [2, 2], packed(7, [0, 1, 0, 1])), [4]),
+      "bad-protobuf",
+      "expected I64 [2] or [2, 1]",
+    ],
+    [
+      sparse(
+        tensor("S", 1, [1, 2], len(4, le(Float32Array, [1, 2]))),
+        tensor("", 7, [2], packed(7, [0, 1])),
+        [4],
+      ),
+      "bad-protobuf",
+      "one dimension",
+    ],
+    [sparse(v, tensor("", 7, [2], packed(7, [0, -1])), [4]), "bad-protobuf", "out of range"],
+    [sparse(v, tensor("", 7, [2], packed(7, [0, 1])), [2 ** 30, 2 ** 30]), "too-large", "2^53"],
+    [cat(len(1, v)), "bad-protobuf", "no indices"],
+  ];
+  for (const [s, code, text] of bad) await rejectsWith(readAll(graphModel(len(15, s))), code, text);
 });
 
 Deno.test("onnx: metadata_props entries with their byte ranges", async () => {
@@ -633,6 +917,36 @@ Deno.test("onnx: seeded mutation fuzz over tiny-bert and a typed-field model", a
   const [runs2, parsed2] = await fuzz(typed, 0x0badf00d, 1000);
   assert.ok(runs2 > 1000, `only ${runs2} mutants`);
   assert.ok(parsed2 > 0, "no mutant parsed");
+});
+
+Deno.test("onnx: seeded mutation fuzz over graph constants, subgraphs and sparse tensors", async () => {
+  const t = (x: number) => tensor("", 1, [1], len(4, le(Float32Array, [x])));
+  const bytes = graphModel(
+    len(5, tensor("w", 1, [1], len(4, le(Float32Array, [1])))),
+    node("Constant", ["c"], [attr("value", TENSOR, len(5, t(2)))]),
+    node("Constant", ["fs"], [attr("value_floats", FLOATS, len(7, le(Float32Array, [3, 4])))]),
+    node("Constant", ["is"], [attr("value_ints", INTS, packed(8, [-1, 300]))]),
+    node("If", ["o"], [
+      attr(
+        "then_branch",
+        GRAPH,
+        len(6, graph(node("Constant", ["k"], [attr("value_int", INT, vint(3, 5))]))),
+      ),
+    ]),
+    node("Custom", ["y"], [attr("ts", TENSORS, len(10, t(6)), len(10, t(7)))]),
+    len(
+      15,
+      sparse(
+        tensor("S", 1, [2], len(4, le(Float32Array, [8, 9]))),
+        tensor("", 7, [2, 2], packed(7, [0, 1, 1, 0])),
+        [2, 2],
+      ),
+    ),
+  );
+  assert.equal((await readAll(bytes)).length, 10);
+  const [runs, parsed] = await fuzz(bytes, 0x5ca1ab1e, 1000);
+  assert.ok(runs > 1000, `only ${runs} mutants`);
+  assert.ok(parsed > 0, "no mutant parsed");
 });
 
 /** The chunk sizes expected for `total` bytes read in blocks. */

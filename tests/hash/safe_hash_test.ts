@@ -75,7 +75,9 @@ Deno.test("safeHash() gives one hash per weights across safetensors, PyTorch zip
   }
   assert.equal(mixed.size, 1);
   const tiny = new Set<string>();
-  for (const f of BERT_FILES) tiny.add(await safeHash(fixture(f)));
+  // Not tiny-bert's ONNX: its graph also holds Constant nodes, which its hash
+  // binds (tests/hash/onnx_oracle_test.ts compares the leaves).
+  for (const f of BERT_FILES.slice(0, 2)) tiny.add(await safeHash(fixture(f)));
   assert.equal(tiny.size, 1);
   assert.notDeepEqual([...mixed], [...tiny]);
   // npz lacks the bf16 tensor, so its hash differs.
