@@ -571,7 +571,7 @@ Deno.test("rewriteMetadata: a cancelled stream closes the file", async () => {
     await reader.read();
     await reader.read();
     if (Deno.build.os === "linux") {
-      assert.equal(await openFdsOf(path), 1, "the probe sees the file");
+      assert.ok(await openFdsOf(path) >= 1, "the probe sees the file");
     }
     await reader.cancel();
     assert.equal(await openFdsOf(path), 0, "the file was left open");
@@ -584,7 +584,7 @@ Deno.test("rewriteMetadata: a file cut short while streaming errors and is close
     const dataStart = await writeLargeFile(path, 12);
     const stream = await rewriteMetadata(path, { a: "b" });
     if (Deno.build.os === "linux") {
-      assert.equal(await openFdsOf(path), 1, "the probe sees the file");
+      assert.ok(await openFdsOf(path) >= 1, "the probe sees the file");
     }
     await Deno.truncate(path, dataStart + (6 << 20));
     await assert.rejects(
