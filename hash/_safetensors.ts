@@ -86,23 +86,26 @@ const PIECEWISE_BYTES = 1 << 20;
 export const PIECE_BYTES = 64 << 10;
 
 /**
- * The members of a large header's top-level object, parsed a few hundred at
- * a time: JSON.parse over the whole header holds every entry twice at once
- * (a 15 MB header of 200,000 tensors took 200 MB), while pieces die young.
+ * Visits the members of a large header's top-level object in order, parsed
+ * a few hundred at a time: JSON.parse over the whole header holds every
+ * entry at once as objects, while pieces die young.
  * The header is cut at the commas that separate top-level members (depth 1,
- * outside strings), which JSON's grammar makes unambiguous; a later member
- * with the same name replaces an earlier one, as JSON.parse does. Anything
- * unusual (no object, an empty member, unbalanced brackets, a piece that does
- * not parse) returns `undefined`, and the caller parses the header whole,
- * which yields JSON.parse's own verdict.
+ * outside strings), which JSON's grammar makes unambiguous. Anything unusual
+ * (no object, an empty member, unbalanced brackets, a piece that does not
+ * parse) returns `false`, possibly after visiting some members: the caller
+ * then forgets them and parses the header whole, which yields JSON.parse's
+ * own verdict.
  */
-export function piecewise(json: Uint8Array): Map<string, unknown> | undefined {
+export function piecewise(
+  json: Uint8Array,
+  visit: (name: string, value: unknown) => void,
+): boolean {
   const ws = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
   let first = 0;
   while (first < json.length && ws(json[first]!)) first++;
   let last = json.length - 1;
   while (last >= 0 && ws(json[last]!)) last--;
-  if (json[first] !== 0x7b || json[last] !== 0x7d) return undefined;
+  if (json[first] !== 0x7b || json[last] !== 0x7d) return false;
   const cuts: number[] = [];
   let depth = 0;
   for (let i = first; i <= last; i++) {
@@ -110,38 +113,37 @@ export function piecewise(json: Uint8Array): Map<string, unknown> | undefined {
     if (c === 0x22) {
       // A string: skip to its closing quote (escapes skip one character).
       for (i++; i <= last && json[i] !== 0x22; i++) if (json[i] === 0x5c) i++;
-      if (i > last) return undefined;
+      if (i > last) return false;
     } else if (c === 0x7b || c === 0x5b) depth++;
     else if (c === 0x7d || c === 0x5d) {
-      if (--depth === 0 && i !== last) return undefined;
+      if (--depth === 0 && i !== last) return false;
     } else if (c === 0x2c && depth === 1) cuts.push(i);
   }
-  if (depth !== 0) return undefined;
+  if (depth !== 0) return false;
   cuts.push(last);
-  const members = new Map<string, unknown>();
   let from = first + 1;
   let at = from;
   for (const cut of cuts) {
     // Every member between two commas must have content.
     let k = at;
     while (k < cut && ws(json[k]!)) k++;
-    if (k === cut) return undefined;
+    if (k === cut) return false;
     at = cut + 1;
     if (cut - from < PIECE_BYTES && cut !== last) continue;
     let piece: unknown;
     try {
       piece = JSON.parse(`{${decode(json.subarray(from, cut))}}`);
     } catch {
-      return undefined;
+      return false;
     }
     for (const name in piece as Record<string, unknown>) {
-      if (!Object.hasOwn(piece as object, name)) continue;
-      members.delete(name);
-      members.set(name, (piece as Record<string, unknown>)[name]);
+      if (Object.hasOwn(piece as object, name)) {
+        visit(name, (piece as Record<string, unknown>)[name]);
+      }
     }
     from = cut + 1;
   }
-  return members;
+  return true;
 }
 
 function isAscii(bytes: Uint8Array): boolean {
@@ -162,10 +164,25 @@ export function parseHeader(
   file: string,
   dataLength?: number,
 ): SafetensorsHeader {
-  const members = json.byteLength >= PIECEWISE_BYTES ? piecewise(json) : undefined;
-  let object: Record<string, unknown> | Map<string, unknown>;
-  if (members !== undefined) object = members;
-  else {
+  // Each member read (and checked) as it is parsed; a later member of the
+  // same name replaces an earlier one in its place, as in JSON.parse. A
+  // malformed entry is kept as its error, so a valid later duplicate wins.
+  type Read = SafetensorsEntry | { metadata: Record<string, string> } | ModelFormatError;
+  let found = new Map<string, Read>();
+  const visit = (name: string, value: unknown) => {
+    let read: Read;
+    try {
+      read = name === "__metadata__"
+        ? { metadata: parseMetadataObject(value, file) }
+        : parseEntry(name, value, file);
+    } catch (e) {
+      if (!(e instanceof ModelFormatError)) throw e;
+      read = e;
+    }
+    found.set(name, read);
+  };
+  if (json.byteLength < PIECEWISE_BYTES || !piecewise(json, visit)) {
+    found = new Map();
     let raw: unknown;
     try {
       raw = JSON.parse(decode(json));
@@ -180,18 +197,17 @@ export function parseHeader(
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
       fail(file, "Cannot parse safetensors header: expected a JSON object");
     }
-    object = raw as Record<string, unknown>;
+    const object = raw as Record<string, unknown>;
+    for (const name in object) if (Object.hasOwn(object, name)) visit(name, object[name]);
   }
   let metadata: Record<string, string> | undefined;
   const entries: SafetensorsEntry[] = [];
-  const each = (name: string, value: unknown) => {
-    if (name === "__metadata__") metadata = parseMetadataObject(value, file);
-    else entries.push(parseEntry(name, value, file));
-  };
-  if (object instanceof Map) object.forEach((value, name) => each(name, value));
-  else {
-    for (const name in object) if (Object.hasOwn(object, name)) each(name, object[name]);
+  for (const read of found.values()) {
+    if (read instanceof ModelFormatError) throw read;
+    if ("metadata" in read) metadata = read.metadata;
+    else entries.push(read);
   }
+  found.clear();
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let at = 0;
   for (const e of entries) {

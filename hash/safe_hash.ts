@@ -322,10 +322,11 @@ async function manifestOf(
   await sha256Ready();
   const order = sortedByName(tensors);
   checkUnique(order.map((i) => tensors[i]!), set.file);
-  const hash = rootOf(order.map((i) => {
-    const t = tensors[i]!;
-    return { name: t.name, dtype: t.dtype, shape: t.shape, leaf: leaves.get(i) };
-  }));
+  const hash = rootOf(
+    order.length,
+    (k) => tensors[order[k]!]!,
+    (k, into, at) => into.set(leaves.bytes.subarray(32 * order[k]!, 32 * order[k]! + 32), at),
+  );
   return {
     algorithm: V1,
     hash,
@@ -368,38 +369,48 @@ function sortedByName(items: readonly { name: string }[]): number[] {
 }
 
 /**
- * The `safemodels-v1` root over leaves already sorted by name and checked
- * unique: the whole preimage is laid out in one buffer and hashed once.
+ * The `safemodels-v1` root over `n` tensors already sorted by name and
+ * checked unique, the i-th given by `tensor(i)` and its leaf written by
+ * `leaf(i, into, at)`: the whole preimage is laid out in one buffer and
+ * hashed once, with no object per tensor.
  */
 function rootOf(
-  sorted: readonly { name: string; dtype: string; shape: readonly number[]; leaf: Uint8Array }[],
+  n: number,
+  tensor: (i: number) => { name: string; dtype: string; shape: readonly number[] },
+  leaf: (i: number, into: Uint8Array, at: number) => void,
 ): string {
   const enc = new TextEncoder();
-  // ASCII names (nearly all) are copied as they are: no encoder call per name.
-  const names = sorted.map((t) => isAsciiText(t.name) ? t.name : enc.encode(t.name));
   const prefix = enc.encode(`${V1}\n`);
+  // Non-ASCII names (rare) are encoded once; ASCII ones are copied as they are.
+  const encoded = new Map<number, Uint8Array>();
   let size = prefix.byteLength + 8;
-  sorted.forEach((t, i) => {
-    const name = names[i]!;
-    const nameBytes = typeof name === "string" ? name.length : name.byteLength;
+  for (let i = 0; i < n; i++) {
+    const t = tensor(i);
+    let nameBytes = t.name.length;
+    if (!isAsciiText(t.name)) {
+      const e = enc.encode(t.name);
+      encoded.set(i, e);
+      nameBytes = e.byteLength;
+    }
     size += 4 + nameBytes + 1 + t.dtype.length + 4 + 8 * t.shape.length + 32;
-  });
+  }
   const buf = new Uint8Array(size);
   const view = new DataView(buf.buffer);
   buf.set(prefix, 0);
   let at = prefix.byteLength;
-  view.setBigUint64(at, BigInt(sorted.length), true);
+  view.setBigUint64(at, BigInt(n), true);
   at += 8;
-  sorted.forEach((t, i) => {
-    const name = names[i]!;
-    if (typeof name === "string") {
-      view.setUint32(at, name.length, true);
+  for (let i = 0; i < n; i++) {
+    const t = tensor(i);
+    const e = encoded.get(i);
+    if (e === undefined) {
+      view.setUint32(at, t.name.length, true);
       at += 4;
-      for (let c = 0; c < name.length; c++) buf[at++] = name.charCodeAt(c);
+      for (let c = 0; c < t.name.length; c++) buf[at++] = t.name.charCodeAt(c);
     } else {
-      view.setUint32(at, name.byteLength, true);
-      buf.set(name, at + 4);
-      at += 4 + name.byteLength;
+      view.setUint32(at, e.byteLength, true);
+      buf.set(e, at + 4);
+      at += 4 + e.byteLength;
     }
     buf[at++] = t.dtype.length;
     for (let c = 0; c < t.dtype.length; c++) buf[at++] = t.dtype.charCodeAt(c);
@@ -411,9 +422,9 @@ function rootOf(
       view.setUint32(at + 4, Math.floor(d / 0x1_0000_0000), true);
       at += 8;
     }
-    buf.set(t.leaf, at);
+    leaf(i, buf, at);
     at += 32;
-  });
+  }
   return `${V1}:${toHex(sha256Sync(buf))}`;
 }
 
@@ -453,7 +464,7 @@ export async function hashFromManifest(
   const order = sortedByName(tensors);
   const sorted = order.map((i) => tensors[i]!);
   checkUnique(sorted, file);
-  return rootOf(sorted.map((t) => {
+  const leaves = sorted.map((t) => {
     const leaf = /^[0-9a-f]{64}$/.test(t.sha256) ? fromHex(t.sha256, 32) : undefined;
     if (leaf === undefined) {
       throw new TypeError(
@@ -462,8 +473,9 @@ export async function hashFromManifest(
         }, expected 64 lower-case hex digits`,
       );
     }
-    return { name: t.name, dtype: t.dtype, shape: t.shape, leaf };
-  }));
+    return leaf;
+  });
+  return rootOf(sorted.length, (i) => sorted[i]!, (i, into, at) => into.set(leaves[i]!, at));
 }
 
 function checkUnique(sorted: readonly { name: string }[], file: string): void {
