@@ -187,6 +187,7 @@ async function policyFrom(values: {
 async function sign(args: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parse(args, {
     key: { type: "string" },
+    "key-password-file": { type: "string" },
     cert: { type: "string" },
     chain: { type: "string", multiple: true },
     "identity-token": { type: "string" },
@@ -203,12 +204,20 @@ async function sign(args: string[], io: CliIO): Promise<number> {
   const target = positionals[0]!;
   let signer: Signer;
   if (values.key && values.cert) throw new UsageError("give --key or --cert, not both");
-  if (values.key) signer = keySigner(await read(values.key));
+  if (values.key) {
+    const pem = await read(values.key);
+    signer = keySigner(pem, await keyPassword(pem, values["key-password-file"], io));
+  }
   else if (values.cert) {
     if (!values.chain?.length) {
       throw new UsageError("--cert needs --chain (the leaf certificate first)");
     }
-    signer = certificateSigner(await read(values.cert), await Promise.all(values.chain.map(read)));
+    const pem = await read(values.cert);
+    signer = certificateSigner(
+      pem,
+      await Promise.all(values.chain.map(read)),
+      await keyPassword(pem, values["key-password-file"], io),
+    );
   } else {
     signer = sigstoreSigner({
       ...(values["identity-token"] ? { identityToken: values["identity-token"] } : {}),
@@ -238,6 +247,55 @@ async function sign(args: string[], io: CliIO): Promise<number> {
   });
   io.out(`Signed ${target} (${signature ?? (isFile ? `${target}.sig` : `${target}/model.sig`)})`);
   return 0;
+}
+
+/**
+ * The password of an encrypted private key: from `--key-password-file`, else
+ * `SAFEMODELS_KEY_PASSWORD`, else asked on the terminal (not echoed).
+ */
+async function keyPassword(
+  pem: string,
+  file: string | undefined,
+  io: CliIO,
+): Promise<{ password?: string }> {
+  if (!pem.includes("ENCRYPTED PRIVATE KEY")) return {};
+  if (file !== undefined) return { password: (await read(file)).replace(/\r?\n$/, "") };
+  let fromEnv: string | undefined;
+  try {
+    fromEnv = Deno.env.get("SAFEMODELS_KEY_PASSWORD");
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotCapable)) throw e;
+    throw new UsageError(
+      "the private key is encrypted: reading SAFEMODELS_KEY_PASSWORD needs --allow-env=SAFEMODELS_KEY_PASSWORD (or give --key-password-file)",
+    );
+  }
+  if (fromEnv !== undefined) return { password: fromEnv };
+  if (!Deno.stdin.isTerminal()) {
+    throw new UsageError(
+      "the private key is encrypted: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
+    );
+  }
+  io.err("Password for the private key: ");
+  return { password: await readHidden() };
+}
+
+/** A line from the terminal without echoing it. */
+async function readHidden(): Promise<string> {
+  Deno.stdin.setRaw(true);
+  const chars: number[] = [];
+  const buf = new Uint8Array(1);
+  try {
+    for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null || buf[0] === 0x0d || buf[0] === 0x0a) break;
+      if (buf[0] === 0x03) throw new UsageError("interrupted");
+      if (buf[0] === 0x7f || buf[0] === 0x08) chars.pop();
+      else chars.push(buf[0]!);
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+  }
+  return new TextDecoder().decode(new Uint8Array(chars));
 }
 
 /**

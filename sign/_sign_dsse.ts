@@ -32,8 +32,11 @@ export function p1363ToDer(signature: Uint8Array): Uint8Array<ArrayBuffer> {
     ...derInteger(signature.subarray(0, half)),
     ...derInteger(signature.subarray(half)),
   ];
-  // P-256 and P-384 signatures stay under 128 bytes: short-form lengths.
-  return new Uint8Array([0x30, body.length, ...body]);
+  // P-256 and P-384 signatures stay under 128 bytes (short-form length);
+  // P-521's can reach 139 (one length byte after 0x81).
+  return new Uint8Array(
+    body.length < 0x80 ? [0x30, body.length, ...body] : [0x30, 0x81, body.length, ...body],
+  );
 }
 
 /**

@@ -8,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { X509Certificate } from "@sigstore/core";
 import { base64Encode, loadEcPrivateKey, pemBlocks } from "./_pem.ts";
+import type { KeySignerOptions } from "./key_signer.ts";
 import { signDsseBundle } from "./_sign_dsse.ts";
 import type { Signer } from "./types.ts";
 
@@ -39,17 +40,23 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * console.log(bundle.verificationMaterial.x509CertificateChain);
  * ```
  *
- * @param privateKeyPem PEM text holding a PKCS#8 (`PRIVATE KEY`) or SEC1
- * (`EC PRIVATE KEY`) unencrypted EC private key.
+ * @param privateKeyPem PEM text holding a PKCS#8 (`PRIVATE KEY`), encrypted
+ * PKCS#8 (`ENCRYPTED PRIVATE KEY`, with `options.password`) or SEC1
+ * (`EC PRIVATE KEY`) EC private key on P-256, P-384 or P-521.
  * @param chainPems PEM texts, the signing (leaf) certificate first, then its
  * intermediates; a text may hold several `CERTIFICATE` blocks, taken in order.
+ * @param options The password of an encrypted key.
  * @returns A {@linkcode Signer} whose `sign` resolves to the bundle.
  * @throws {TypeError} The key is not a usable EC private key, the chain is
  * empty or holds something other than certificates, a certificate cannot be
  * parsed, or the leaf certificate's public key is not the private key's.
  */
-export function certificateSigner(privateKeyPem: string, chainPems: string[]): Signer {
-  const key = loadEcPrivateKey(privateKeyPem, WHAT);
+export function certificateSigner(
+  privateKeyPem: string,
+  chainPems: string[],
+  options: KeySignerOptions = {},
+): Signer {
+  const key = loadEcPrivateKey(privateKeyPem, WHAT, options.password);
   if (!Array.isArray(chainPems)) {
     throw new TypeError(`Cannot create ${WHAT}: expected an array of PEM certificates`);
   }

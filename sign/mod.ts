@@ -74,6 +74,7 @@ export type { SignModelOptions } from "./sign_model.ts";
 export { verifyModel } from "./verify_model.ts";
 export type { VerifiedModel, VerifyModelOptions } from "./verify_model.ts";
 export { keySigner } from "./key_signer.ts";
+export type { KeySignerOptions } from "./key_signer.ts";
 export { certificateSigner } from "./certificate_signer.ts";
 export { DEFAULT_FULCIO_URL, DEFAULT_REKOR_URL, sigstoreSigner } from "./sigstore_signer.ts";
 export type { SigstoreSignerOptions } from "./sigstore_signer.ts";

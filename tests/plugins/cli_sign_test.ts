@@ -361,3 +361,50 @@ Deno.test("cli check: the policy's models[name].version is the version asked for
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("cli sign: an encrypted key's password comes from --key-password-file or SAFEMODELS_KEY_PASSWORD", async () => {
+  const { generateKeyPairSync } = await import("node:crypto");
+  const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
+  try {
+    await Deno.remove(`${dir}/model.sig`);
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "secp521r1" });
+    const key = `${dir}.key.pem`;
+    const pub = `${dir}.pub.pem`;
+    const pw = `${dir}.pw`;
+    await Deno.writeTextFile(
+      key,
+      privateKey.export({
+        type: "pkcs8",
+        format: "pem",
+        cipher: "aes-256-cbc",
+        passphrase: "s3cret",
+      }) as string,
+    );
+    await Deno.writeTextFile(pub, publicKey.export({ type: "spki", format: "pem" }) as string);
+    await Deno.writeTextFile(pw, "s3cret\n");
+    const base = ["sign", dir, "--key", key, "--ignore", "ignore-me"];
+    if (!Deno.stdin.isTerminal()) {
+      // Without a terminal to ask on, the CLI says where a password can come from.
+      const noPassword = capture();
+      assert.equal(await main(base, noPassword.io), 2);
+      assert.match(noPassword.err.join(), /encrypted.*--key-password-file/);
+    }
+    const a = capture();
+    assert.equal(await main([...base, "--key-password-file", pw], a.io), 0, a.err.join());
+    assert.equal(
+      await main(["verify", dir, "--key", pub, "--ignore", "ignore-me"], capture().io),
+      0,
+    );
+    Deno.env.set("SAFEMODELS_KEY_PASSWORD", "wrong");
+    try {
+      const b = capture();
+      assert.equal(await main(base, b.io), 2);
+      assert.match(b.err.join(), /wrong password/);
+    } finally {
+      Deno.env.delete("SAFEMODELS_KEY_PASSWORD");
+    }
+    for (const f of [key, pub, pw]) await Deno.remove(f);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -239,7 +239,7 @@ Deno.test("keySigner: fresh P-256 PKCS#8 key signs with SHA-256", async () => {
 });
 
 Deno.test("keySigner: refuses keys it cannot use", async () => {
-  const p521 = generateKeyPairSync("ec", { namedCurve: "secp521r1" }).privateKey
+  const k1 = generateKeyPairSync("ec", { namedCurve: "secp256k1" }).privateKey
     .export({ type: "pkcs8", format: "pem" }) as string;
   const ed = generateKeyPairSync("ed25519").privateKey.export({
     type: "pkcs8",
@@ -250,7 +250,7 @@ Deno.test("keySigner: refuses keys it cannot use", async () => {
     [read("keys/signing-key-pub.pem"), /found "PUBLIC KEY"/],
     ["not a key", /found none/],
     ["-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", /could not be parsed/],
-    [p521, /expected curve P-256 or P-384, found secp521r1/],
+    [k1, /expected curve P-256, P-384 or P-521, found secp256k1/],
     [ed, /expected an EC key/],
   ];
   for (const [pem, message] of cases) {
@@ -620,4 +620,43 @@ Deno.test("verifyBundle accepts what the three signers produce", async () => {
     assert.deepEqual(keyless.payload, PAYLOAD);
     await assert.rejects(verifyBundle(tamper(bundle), { trustedRoot: local.trustedRoot }));
   });
+});
+
+Deno.test("keySigner(): P-521 keys (SHA-512) and encrypted PKCS#8 keys sign bundles that verify", async () => {
+  const { keySigner, certificateSigner } = await import("../../sign/mod.ts");
+  const { verifyBundle } = await import("../../sign/_verify_bundle.ts");
+  const { generateKeyPairSync } = await import("node:crypto");
+  const payload = new TextEncoder().encode('{"x":1}');
+  for (let round = 0; round < 8; round++) {
+    // Several keys: some P-521 signatures need a long-form DER length.
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "secp521r1" });
+    const pem = privateKey.export({ type: "pkcs8", format: "pem" }) as string;
+    const pub = publicKey.export({ type: "spki", format: "pem" }) as string;
+    const bundle = await keySigner(pem).sign(payload, "application/vnd.in-toto+json");
+    const v = await verifyBundle(bundle, { publicKeys: [pub] });
+    assert.equal(v.signer.kind, "key");
+  }
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const encrypted = privateKey.export({
+    type: "pkcs8",
+    format: "pem",
+    cipher: "aes-256-cbc",
+    passphrase: "hunter2",
+  }) as string;
+  assert.match(encrypted, /ENCRYPTED PRIVATE KEY/);
+  assert.throws(
+    () => keySigner(encrypted),
+    (e) => e instanceof TypeError && /encrypted/.test(e.message),
+  );
+  assert.throws(
+    () => keySigner(encrypted, { password: "wrong" }),
+    (e) => e instanceof TypeError && /wrong password/.test(e.message),
+  );
+  const bundle = await keySigner(encrypted, { password: "hunter2" }).sign(
+    payload,
+    "application/vnd.in-toto+json",
+  );
+  const pub = publicKey.export({ type: "spki", format: "pem" }) as string;
+  assert.equal((await verifyBundle(bundle, { publicKeys: [pub] })).signer.kind, "key");
+  assert.throws(() => certificateSigner(encrypted, []), /encrypted/);
 });
