@@ -1,4 +1,4 @@
-import { openSource, responseBody } from "./_source.ts";
+import { openSource, recycle, responseBody } from "./_source.ts";
 import { rangeChunks } from "./_safetensors.ts";
 import { readAhead } from "./_leaves.ts";
 import { createBlake2b, createBlake3, createSha256, type Hasher, toHex } from "./_digest.ts";
@@ -84,6 +84,9 @@ export async function fileDigest(
       options.signal?.throwIfAborted();
       hasher.update(chunk);
       bytes += chunk.byteLength;
+      // The block goes back to the pool (thousands of small files would
+      // otherwise each allocate a fresh 4 MiB block).
+      recycle(chunk);
       options.onProgress?.(bytes);
     }
   };

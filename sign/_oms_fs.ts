@@ -39,6 +39,9 @@ export interface HashModelFolderOptions {
   onProgress?: (bytes: number) => void;
 }
 
+/** Files hashed at once. */
+const CONCURRENT_FILES = 8;
+
 /** Strips `./` prefixes and trailing slashes so `"./ignore-me/"` matches `ignore-me`. */
 function normalizeRelative(path: string): string {
   let p = path.replaceAll("\\", "/");
@@ -83,17 +86,16 @@ export async function hashModelFolder(
   const allowSymlinks = options.allowSymlinks ?? false;
   const root = path.length > 1 ? path.replace(/[\\/]+$/, "") : path;
   let done = 0;
+  // Progress sums the bytes of every file, however many are hashed at once.
   const hash = async (file: string): Promise<string> => {
-    const base = done;
     let last = 0;
-    const digest = await fileDigest(file, {
+    return await fileDigest(file, {
       onProgress: (bytes) => {
+        done += bytes - last;
         last = bytes;
-        options.onProgress?.(base + bytes);
+        options.onProgress?.(done);
       },
     });
-    done = base + last;
-    return digest;
   };
 
   const fs = await import("node:fs/promises");
@@ -157,10 +159,20 @@ export async function hashModelFolder(
   }
 
   names.sort(comparePaths);
-  const resources: OmsResource[] = [];
-  for (const name of [...new Set(names)]) {
-    resources.push({ name, algorithm: "sha256", digest: await hash(`${root}/${name}`) });
-  }
+  const unique = [...new Set(names)];
+  // Several files at once: their reads overlap (a model of thousands of small
+  // files is bound by opening and reading them, not by hashing).
+  const resources: OmsResource[] = new Array(unique.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENT_FILES, unique.length) }, async () => {
+      while (next < unique.length) {
+        const i = next++;
+        const name = unique[i]!;
+        resources[i] = { name, algorithm: "sha256", digest: await hash(`${root}/${name}`) };
+      }
+    }),
+  );
   return resources;
 }
 
