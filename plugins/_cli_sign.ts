@@ -207,8 +207,7 @@ async function sign(args: string[], io: CliIO): Promise<number> {
   if (values.key) {
     const pem = await read(values.key);
     signer = keySigner(pem, await keyPassword(pem, values["key-password-file"], io));
-  }
-  else if (values.cert) {
+  } else if (values.cert) {
     if (!values.chain?.length) {
       throw new UsageError("--cert needs --chain (the leaf certificate first)");
     }
