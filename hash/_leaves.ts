@@ -127,6 +127,36 @@ export async function tensorLeaves(
   }
 }
 
+/**
+ * SHA-256 of byte ranges of one source (OMS shards, say), in one sweep: on
+ * the calling thread, or cut into contiguous parts over `workers` lanes when
+ * the source is a local file. Results follow `items`' order.
+ */
+export async function spanDigests(
+  source: ByteSource,
+  items: readonly { offset: number; length: number }[],
+  options: LeafOptions,
+): Promise<Uint8Array[]> {
+  try {
+    const leaves = new Leaves(items.length);
+    const indexed = items.map((it, index) => ({ index, offset: it.offset, length: it.length }))
+      .filter((it) => it.length > 0)
+      .sort((a, b) => a.offset - b.offset);
+    const newHasher = await sha256Factory();
+    for (let i = 0; i < items.length; i++) {
+      if (items[i]!.length === 0) leaves.set(i, newHasher(0).digest());
+    }
+    if (options.workers > 1 && typeof Worker !== "undefined" && source.path !== undefined) {
+      await onSweepWorkers(source.path, indexed, leaves, options);
+    } else {
+      await sweepLeaves(source, indexed, leaves, newHasher, options);
+    }
+    return items.map((_, i) => leaves.get(i).slice());
+  } finally {
+    trimPool();
+  }
+}
+
 /** Leaves of spanned tensors on the calling thread, one sweep of their source. */
 async function sweepLeaves(
   source: ByteSource,

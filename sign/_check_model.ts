@@ -21,6 +21,7 @@ import type { Lockfile } from "./lockfile.ts";
 import type { TrustPolicy } from "./policy.ts";
 import { comparePaths, type OmsStatement, unsafePathReason } from "./_oms.ts";
 import { hashModelFolder } from "./_oms_fs.ts";
+import { measure, workersFor } from "./_oms_digest.ts";
 import { MAX_EVIDENCE_BYTES } from "./_json.ts";
 import { readEvidenceFile } from "./_read_fs.ts";
 import { omsFinding, onnxFinding, pinFinding, safetensorsFinding } from "./_findings.ts";
@@ -168,6 +169,28 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
   const pins = pinFinding(options.lockfile, lockName, lockVersion, options.frozen ?? false);
 
   const where = (file: string) => (isDir ? join(root, file) : root);
+  // A model.sig made with another hash or with shards: measure each file so.
+  const measured = new Map<string, Record<string, string>>();
+  if (oms.$case === "verified") {
+    const labels = new Set<string>();
+    for (const value of oms.resources.values()) labels.add(value.slice(0, value.indexOf(":")));
+    if (oms.shardLabel !== undefined) labels.add(oms.shardLabel);
+    labels.delete("sha256");
+    if (labels.size > 0) {
+      for (const { file } of present) {
+        const source = await openSource(where(file));
+        try {
+          const digests: Record<string, string> = {};
+          for (const label of labels) {
+            digests[label] = await measure(label, source, { workers: workersFor(source.size) });
+          }
+          measured.set(file, digests);
+        } finally {
+          await source.close();
+        }
+      }
+    }
+  }
   const files: FileCheck[] = present.map(({ file, digest, linked }) => ({
     file,
     digest,
@@ -176,6 +199,7 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
       file,
       linked,
       digest,
+      digests: measured.get(file),
       oms,
       embedded: embedded.get(file),
       pins,

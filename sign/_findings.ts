@@ -10,7 +10,13 @@ import { type PolicyError, VerificationError } from "./errors.ts";
 import { type EmbeddedFinding, type OmsFinding, type PinFinding, refusal } from "./evidence.ts";
 import type { Lockfile } from "./lockfile.ts";
 import type { TrustPolicy } from "./policy.ts";
-import { OMS_PAYLOAD_TYPE, type OmsStatement, parseStatement } from "./_oms.ts";
+import {
+  expectations,
+  OMS_PAYLOAD_TYPE,
+  type OmsStatement,
+  parseStatement,
+  shardAlgorithm,
+} from "./_oms.ts";
 import { checkJsonBounds, MAX_EMBEDDED_BYTES, MAX_EVIDENCE_BYTES, tooLarge } from "./_json.ts";
 import type { SignedTextVerifier } from "./_signed_text.ts";
 import { IN_TOTO_PAYLOAD_TYPE, type ModelClaim, parseClaim } from "./_statement.ts";
@@ -35,19 +41,17 @@ export async function omsFinding(
     checkJsonBounds(text, "the signature", MAX_EVIDENCE_BYTES, where);
     const { payload, signer } = await verify(text, policy, OMS_PAYLOAD_TYPE, { file: where });
     const statement = await parseStatement(payload, where);
-    const resources = new Map<string, string>();
-    for (const r of statement.resources) {
-      const name = r.name === "." && singleFile !== undefined ? singleFile : r.name;
-      resources.set(name, `${r.algorithm}:${r.digest}`);
-    }
     return {
       finding: {
         $case: "verified",
         signer,
         modelName: statement.subjectName,
-        resources,
+        resources: expectations(statement, singleFile),
         where,
         allowSymlinks: statement.allowSymlinks,
+        ...(statement.method === "shards"
+          ? { shardLabel: shardAlgorithm(statement.hashType, statement.shardSize!) }
+          : {}),
       },
       statement,
     };

@@ -89,5 +89,5 @@ export async function readBoundedText(
     all.set(p, at);
     at += p.byteLength;
   }
-  return new TextDecoder().decode(all);
+  return new TextDecoder("utf-8", { ignoreBOM: true }).decode(all);
 }

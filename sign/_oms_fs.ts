@@ -22,7 +22,7 @@ export interface HashModelFolderOptions {
    * apply to folders (a single-file model ignores nothing).
    */
   ignorePaths?: string[];
-  /** The signature file, skipped (model-relative). @default {"model.sig"} */
+  /** The signature file, skipped (model-relative; `""`: none). @default {"model.sig"} */
   signatureFile?: string;
   /** Skip `.git`, `.gitattributes`, `.github` and `.gitignore`. @default {true} */
   ignoreGitPaths?: boolean;
@@ -152,8 +152,10 @@ export async function hashModelFolder(
     const ignored = new Set<string>();
     for (const p of options.ignorePaths ?? []) ignored.add(normalizeRelative(p));
     const sig = options.signatureFile ?? "model.sig";
-    // A signature path inside the folder is accepted too.
-    ignored.add(normalizeRelative(sig.startsWith(`${root}/`) ? sig.slice(root.length + 1) : sig));
+    // A signature path inside the folder is accepted too; "" skips nothing.
+    if (sig !== "") {
+      ignored.add(normalizeRelative(sig.startsWith(`${root}/`) ? sig.slice(root.length + 1) : sig));
+    }
     if (options.ignoreGitPaths ?? true) { for (const p of OMS_GIT_PATHS) ignored.add(p); }
     await walk(root, "", ignored, allowSymlinks, names, options.links);
   }

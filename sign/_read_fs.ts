@@ -48,7 +48,7 @@ export async function readEvidenceFile(
       grown.set(buf.subarray(0, bytesRead), bytes.byteLength);
       bytes = grown;
     }
-    return new TextDecoder().decode(bytes);
+    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
   } catch (e) {
     if (e instanceof EvidenceError) throw e;
     throw unreadable(e, path, what);

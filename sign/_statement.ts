@@ -62,7 +62,7 @@ export function parseClaim(payload: Uint8Array, file?: string): ModelClaim {
     predicate?: { name?: unknown; version?: unknown; hash?: unknown };
   };
   try {
-    s = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+    s = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(payload));
   } catch (cause) {
     throw new VerificationError("bad-statement", "Cannot read signed statement: it is not JSON", {
       ...opts,

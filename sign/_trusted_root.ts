@@ -27,7 +27,7 @@ export async function publicGoodTrustedRoot(): Promise<unknown> {
   if (bytes === undefined) {
     throw new Error("Cannot load the public-good trusted root: not found in @sigstore/tuf seeds");
   }
-  return JSON.parse(new TextDecoder().decode(bytes));
+  return JSON.parse(new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes));
 }
 
 const END_OF_TIME = new Date(8640000000000000);

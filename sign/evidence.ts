@@ -102,10 +102,23 @@ export type OmsFinding =
     $case: "verified";
     /** Who signed. */
     signer: VerifiedSigner;
-    /** The model name the statement records (`model_signing` writes the folder's name). */
-    modelName: string;
-    /** Every signed file: model-relative path to `"sha256:<hex>"`. */
+    /**
+     * The model name the statement records (`model_signing` writes the
+     * folder's name); `undefined` for the v0.2 format, which records none.
+     */
+    modelName: string | undefined;
+    /**
+     * Every signed file: model-relative path to what its content must hash
+     * to, `"<hash>:<hex>"` (`sha256`, `blake2b`, `blake3`), or for a sharded
+     * statement `"<hash>-sharded-<N>:<start>-<end>=<hex>;…"`.
+     */
     resources: ReadonlyMap<string, string>;
+    /**
+     * For a sharded statement, its label (`"<hash>-sharded-<N>"`): an empty
+     * file has no shard, so it is not listed, and matches when its shards are
+     * none.
+     */
+    shardLabel?: string | undefined;
     /** Where the signature was read, for messages. */
     where: string;
     /** Whether the signer followed symbolic links (`allow_symlinks`). @default {false} */
@@ -165,6 +178,12 @@ export interface FileQuestion {
    * speaks about the file.
    */
   digest?: string | undefined;
+  /**
+   * The file's content measured as a `model.sig` with another hash or shards
+   * expects it, keyed by label (`"blake2b"`, `"sha256-sharded-8"`), each
+   * value spelled as in {@linkcode OmsFinding} resources.
+   */
+  digests?: Readonly<Record<string, string>> | undefined;
   /** The model root's `model.sig`. */
   oms: OmsFinding;
   /** The file's embedded signature; omitted for files that cannot carry one. */
@@ -314,7 +333,10 @@ export function decideFile(q: FileQuestion): Verdict {
   const oms = q.oms;
   if (oms.$case === "refused") return refuse(oms.error, "oms");
   if (oms.$case === "verified") {
-    if (q.model.name !== undefined && !sameModelName(q.model.name, oms.modelName, true)) {
+    if (
+      q.model.name !== undefined && oms.modelName !== undefined &&
+      !sameModelName(q.model.name, oms.modelName, true)
+    ) {
       return refuse(
         new PolicyError(
           "wrong-model",
@@ -324,8 +346,24 @@ export function decideFile(q: FileQuestion): Verdict {
         "oms",
       );
     }
+    const measured = (label: string, why: string): string => {
+      if (label === "sha256") return needDigest(why);
+      const value = q.digests?.[label];
+      if (value === undefined) {
+        throw new TypeError(
+          `Cannot decide on ${shown}: ${why} expects a ${label} digest, but none was given`,
+        );
+      }
+      return value;
+    };
     const signed = oms.resources.get(q.file);
     if (signed === undefined) {
+      // A sharded statement lists no shard for an empty file.
+      if (
+        oms.shardLabel !== undefined && measured(oms.shardLabel, oms.where) === `${oms.shardLabel}:`
+      ) {
+        return accept("oms", oms.signer);
+      }
       return refuse(
         new SignatureMissing(
           `Cannot accept ${q.file}: it is not in the signed manifest of ${oms.where}`,
@@ -334,9 +372,10 @@ export function decideFile(q: FileQuestion): Verdict {
         "oms",
       );
     }
-    const digest = needDigest(oms.where);
-    if (signed !== digest) {
-      return refuse(new HashMismatch(signed, digest, { file: shown }), "oms");
+    const label = signed.slice(0, signed.indexOf(":"));
+    const actual = measured(label, oms.where);
+    if (signed !== actual) {
+      return refuse(new HashMismatch(signed, actual, { file: shown }), "oms");
     }
     return accept("oms", oms.signer);
   }

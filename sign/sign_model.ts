@@ -1,6 +1,13 @@
-import { buildStatement, OMS_PAYLOAD_TYPE } from "./_oms.ts";
-import { hashModelFolder } from "./_oms_fs.ts";
-import { signatureInside } from "./_check_model.ts";
+import {
+  buildStatement,
+  OMS_PAYLOAD_TYPE,
+  type OmsHashType,
+  type OmsResource,
+  type OmsSerialization,
+  shardAlgorithm,
+} from "./_oms.ts";
+import { hashModelFolder, OMS_GIT_PATHS } from "./_oms_fs.ts";
+import { measure, workersFor } from "./_oms_digest.ts";
 import type { Signer, SigstoreBundle } from "./types.ts";
 
 /** Options for {@linkcode signModel}. */
@@ -8,11 +15,24 @@ export interface SignModelOptions {
   /** Who signs: `keySigner`, `certificateSigner` or `sigstoreSigner`. */
   signer: Signer;
   /**
-   * Model-relative paths left out of the signature (a folder leaves out
-   * everything under it). They are recorded in the statement.
+   * Paths left out of the signature (a folder leaves out everything under
+   * it): relative to the model folder, or absolute. They are recorded in the
+   * statement, as `model_signing` records them.
    * @default {[]}
    */
   ignorePaths?: string[];
+  /**
+   * Leave out (and record as ignored) `.git`, `.gitattributes`, `.github`
+   * and `.gitignore`, as `model_signing` does by default.
+   * @default {true}
+   */
+  ignoreGitPaths?: boolean;
+  /**
+   * Follow symbolic links to files (hashing the target's bytes under the
+   * link's name) instead of refusing them; recorded as `allow_symlinks`.
+   * @default {false}
+   */
+  allowSymlinks?: boolean;
   /**
    * Where to write the signature.
    * @default {"<dir>/model.sig", or "<file>.sig" for a single-file model}
@@ -20,9 +40,17 @@ export interface SignModelOptions {
   signature?: string;
   /**
    * The model name in the statement.
-   * @default {the folder's (or file's) base name}
+   * @default {the folder's (or file's) name, resolved: never "." or ".."}
    */
   modelName?: string;
+  /** The content hash: `sha256`, `blake2b` (BLAKE2b-512) or `blake3`. @default {"sha256"} */
+  hashType?: OmsHashType;
+  /**
+   * Sign shards of this many bytes instead of whole files (`model_signing`'s
+   * shard serialization; `model_signing` uses 1,000,000,000). Shards of one
+   * big file are hashed in parallel.
+   */
+  shardSize?: number;
   /** Called as files are hashed, with the bytes so far. */
   onProgress?: (bytes: number) => void;
 }
@@ -30,11 +58,15 @@ export interface SignModelOptions {
 /**
  * Signs a whole model folder (or one file) in the OpenSSF Model Signing (OMS)
  * format that Python's `model_signing` writes and verifies: every file's
- * SHA-256 goes into an in-toto statement, which is signed into a Sigstore
- * bundle and written as `model.sig`. Deno and Node.
+ * digest (or every shard's) goes into an in-toto statement, which is signed
+ * into a Sigstore bundle and written as `model.sig`. The statement records
+ * what `model_signing` records, so its verifier accepts it with its default
+ * settings: the ignored paths (yours, the signature file when it lies in the
+ * folder, and the git paths), the symlink policy, and the folder's name.
+ * Deno and Node.
  *
  * @param path The model folder or file.
- * @param options Signer, ignored paths, signature path, model name.
+ * @param options Signer, ignored paths, signature path, model name, serialization.
  * @returns The bundle that was written.
  *
  * @example Signing a folder with a key
@@ -45,24 +77,126 @@ export interface SignModelOptions {
  * ```
  */
 export async function signModel(path: string, options: SignModelOptions): Promise<SigstoreBundle> {
-  const { stat, writeFile, rename } = await import("node:fs/promises");
+  const { stat, writeFile, rename, realpath } = await import("node:fs/promises");
   const { basename, join } = await import("node:path");
   const root = path.replace(/[\\/]+$/, "") || path;
   const isDir = (await stat(root)).isDirectory();
   const signature = options.signature ?? (isDir ? join(root, "model.sig") : `${root}.sig`);
-  const ignorePaths = options.ignorePaths ?? [];
-  const resources = await hashModelFolder(root, {
-    ...(isDir ? { ignorePaths, signatureFile: signatureInside(root, signature) } : {}),
+  const ignoreGitPaths = options.ignoreGitPaths ?? true;
+  const allowSymlinks = options.allowSymlinks ?? false;
+  const userIgnores = isDir ? await modelRelative(root, options.ignorePaths ?? []) : [];
+  const inside = isDir ? await signatureWithin(root, signature) : undefined;
+  const files = await hashModelFolder(root, {
+    ...(isDir ? { ignorePaths: userIgnores, signatureFile: inside ?? "" } : {}),
+    ignoreGitPaths,
+    allowSymlinks,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  const payload = await buildStatement(
-    options.modelName ?? basename(root),
-    resources,
-    ignorePaths.length > 0 ? { ignorePaths } : {},
-  );
+  const hashType = options.hashType ?? "sha256";
+  const shardSize = options.shardSize;
+  if (shardSize !== undefined && (!Number.isSafeInteger(shardSize) || shardSize <= 0)) {
+    throw new TypeError(
+      `Cannot sign model: shard size must be a positive integer, got ${shardSize}`,
+    );
+  }
+  const serialization: OmsSerialization = shardSize === undefined
+    ? { method: "files", hashType }
+    : { method: "shards", hashType, shardSize };
+  const resources = serialization.method === "files" && hashType === "sha256"
+    ? files
+    : await measureAll(root, isDir, files, serialization);
+  // What model_signing records: the user's ignores, the signature file when it
+  // lies in the folder, and the git paths (when ignored), existing or not.
+  const recorded = isDir
+    ? [...userIgnores, ...(inside ? [inside] : []), ...(ignoreGitPaths ? OMS_GIT_PATHS : [])]
+    : [];
+  let name = options.modelName ?? basename(root);
+  if (options.modelName === undefined && (name === "" || name === "." || name === "..")) {
+    name = basename(await realpath(root));
+  }
+  const payload = await buildStatement(name, resources, {
+    ignorePaths: recorded,
+    allowSymlinks,
+    serialization,
+  });
   const bundle = await options.signer.sign(payload, OMS_PAYLOAD_TYPE);
   const tmp = `${signature}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   await writeFile(tmp, JSON.stringify(bundle));
   await rename(tmp, signature);
   return bundle;
+}
+
+/**
+ * Ignore paths as the model folder sees them: model-relative ones as they
+ * are, absolute ones (and `./…` ones relative to the working directory, as
+ * `model_signing`'s scripts pass them) made relative to the folder; a path
+ * outside the folder is refused.
+ */
+export async function modelRelative(root: string, paths: readonly string[]): Promise<string[]> {
+  const { isAbsolute, relative, resolve, sep } = await import("node:path");
+  const out: string[] = [];
+  for (const p of paths) {
+    let rel = p.replaceAll("\\", "/");
+    if (isAbsolute(p) || existsFromCwd(p, root)) {
+      rel = relative(resolve(root), resolve(p)).split(sep).join("/");
+      if (rel === "" || rel.startsWith("../") || rel === "..") {
+        throw new TypeError(
+          `Cannot ignore ${JSON.stringify(p)}: it is not inside the model folder ${root}`,
+        );
+      }
+    }
+    while (rel.startsWith("./")) rel = rel.slice(2);
+    rel = rel.replace(/\/+$/, "");
+    out.push(rel);
+  }
+  return out;
+}
+
+/** The signature's path relative to the model folder, when it lies inside it. */
+async function signatureWithin(root: string, signature: string): Promise<string | undefined> {
+  const { relative, resolve, sep } = await import("node:path");
+  const rel = relative(resolve(root), resolve(signature)).split(sep).join("/");
+  return rel === "" || rel === ".." || rel.startsWith("../") || rel.startsWith("/")
+    ? undefined
+    : rel;
+}
+
+/** A relative path that starts with the model folder (`m/x` for model `m`): relative to the working directory. */
+function existsFromCwd(p: string, root: string): boolean {
+  const norm = (x: string) => x.replaceAll("\\", "/").replace(/^(?:\.\/)+/, "").replace(/\/+$/, "");
+  const r = norm(root);
+  return r !== "" && r !== "." && norm(p).startsWith(`${r}/`);
+}
+
+/** Every file measured with the serialization's hash, or cut into its shards. */
+async function measureAll(
+  root: string,
+  isDir: boolean,
+  files: readonly OmsResource[],
+  ser: OmsSerialization,
+): Promise<OmsResource[]> {
+  const { openSource } = await import("../hash/_source.ts");
+  const out: OmsResource[] = [];
+  const label = ser.method === "shards"
+    ? shardAlgorithm(ser.hashType, ser.shardSize!)
+    : ser.hashType;
+  for (const f of files) {
+    const source = await openSource(isDir ? `${root}/${f.name}` : root);
+    try {
+      const value = await measure(label, source, { workers: workersFor(source.size) });
+      const body = value.slice(label.length + 1);
+      if (ser.method === "files") {
+        out.push({ name: f.name, algorithm: label, digest: body });
+        continue;
+      }
+      for (const part of body === "" ? [] : body.split(";")) {
+        const [range, digest] = part.split("=") as [string, string];
+        const [start, end] = range.split("-");
+        out.push({ name: `${f.name}:${start}:${end}`, algorithm: label, digest });
+      }
+    } finally {
+      await source.close();
+    }
+  }
+  return out;
 }

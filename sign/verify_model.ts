@@ -43,8 +43,8 @@ export interface VerifyModelOptions {
 export interface VerifiedModel {
   /** Who signed. */
   signer: VerifiedSigner;
-  /** The model name in the statement. */
-  modelName: string;
+  /** The model name in the statement (`undefined` for the v0.2 format, which records none). */
+  modelName: string | undefined;
   /** Every signed file with its digest. */
   resources: OmsResource[];
   /** The files that were checked (all signed files, or `files`). */
