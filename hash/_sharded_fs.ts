@@ -10,16 +10,22 @@ import { ModelFormatError } from "./errors.ts";
 import type { Tensor } from "./types.ts";
 import { setShard } from "./_shards.ts";
 
-/** What a model folder is read from, in order of preference. */
+/**
+ * What a model folder is read from, in transformers' order of preference
+ * (`from_pretrained` takes `model.safetensors` before its index, and
+ * safetensors before PyTorch).
+ */
 export const MODEL_FILES: readonly string[] = [
-  "model.safetensors.index.json",
   "model.safetensors",
-  "pytorch_model.bin.index.json",
+  "model.safetensors.index.json",
   "pytorch_model.bin",
+  "pytorch_model.bin.index.json",
 ];
 
 /** The most bytes of an index read (one for a 200,000-tensor model is about 12 MB). */
-const MAX_INDEX_BYTES = 64 << 20;
+const MAX_INDEX_BYTES = 32 << 20;
+/** The most tensors an index may place (as many as a PyTorch checkpoint may hold). */
+const MAX_INDEX_TENSORS = 1 << 18;
 
 /** Whether a path names a folder or an index, which {@linkcode openFolderModel} reads. */
 export async function isFolderModel(path: string): Promise<boolean> {
@@ -44,6 +50,7 @@ export interface OpenedShard {
 export async function openFolderModel(
   path: string,
   open: (file: string) => Promise<OpenedShard>,
+  allowSymlinks = false,
 ): Promise<
   {
     file: string;
@@ -61,11 +68,23 @@ export async function openFolderModel(
     dir = dirname(path);
     chosen = basename(path);
   } else {
+    const present: string[] = [];
     for (const name of MODEL_FILES) {
       if ((await stat(join(dir, name)).catch(() => undefined))?.isFile()) {
-        chosen = name;
-        break;
+        present.push(name);
       }
+    }
+    chosen = present[0];
+    // A single file beside an index of the same format is read one way by
+    // transformers and the other by tools that prefer the index: refuse.
+    const format = chosen?.replace(/\.index\.json$/, "");
+    if (chosen !== undefined && present.filter((p) => p.startsWith(format!)).length > 1) {
+      throw new ModelFormatError(
+        "ambiguous-folder",
+        `Cannot hash the model in this folder: it holds both ${format} and ${format}.index.json, ` +
+          "which loaders choose between differently; remove the one that is not the model",
+        { file: path },
+      );
     }
     if (chosen === undefined) {
       throw new ModelFormatError(
@@ -79,7 +98,7 @@ export async function openFolderModel(
     throw new ModelFormatError("bad-index", message, { file: join(dir, chosen!) });
   };
   if (!chosen.endsWith(".index.json")) {
-    const one = await open(join(dir, chosen));
+    const one = await open(await inside(dir, chosen, allowSymlinks));
     return {
       file: join(dir, chosen),
       files: [chosen],
@@ -106,7 +125,11 @@ export async function openFolderModel(
   }
   const wanted = new Map<string, string>();
   const files = new Set<string>();
-  for (const [tensor, shard] of Object.entries(map as Record<string, unknown>)) {
+  for (const tensor in map as Record<string, unknown>) {
+    const shard = (map as Record<string, unknown>)[tensor];
+    if (wanted.size >= MAX_INDEX_TENSORS) {
+      fail(`Cannot read the index: it places more than ${MAX_INDEX_TENSORS} tensors`);
+    }
     if (typeof shard !== "string" || !safeName(shard)) {
       fail(
         `Cannot read the index: the shard of "${tensor}" is ${
@@ -123,7 +146,7 @@ export async function openFolderModel(
     const tensors: Tensor[] = [];
     const seen = new Map<string, string>();
     for (const shard of [...files].sort()) {
-      const o = await open(join(dir, shard));
+      const o = await open(await inside(dir, shard, allowSymlinks));
       opened.push(o);
       if (o.format !== opened[0]!.format) {
         fail(
@@ -173,6 +196,36 @@ export async function openFolderModel(
     await close();
     throw e;
   }
+}
+
+/**
+ * The path of `name` in `dir`, once it is known to exist and, after symlinks,
+ * to stay inside the folder (the index names shards as text; a link could
+ * still lead elsewhere).
+ */
+async function inside(dir: string, name: string, allowSymlinks: boolean): Promise<string> {
+  const { realpath } = await import("node:fs/promises");
+  const { join, sep } = await import("node:path");
+  const path = join(dir, name);
+  let root: string, target: string;
+  try {
+    root = await realpath(dir);
+    target = await realpath(path);
+  } catch (cause) {
+    throw new ModelFormatError(
+      "bad-index",
+      `Cannot read the model: ${name} is missing from ${dir}`,
+      { file: path, cause },
+    );
+  }
+  if (!allowSymlinks && !target.startsWith(root + sep)) {
+    throw new ModelFormatError(
+      "bad-index",
+      `Cannot read the model: ${name} is a link to ${target}, outside the model's folder ${root} (allowSymlinks follows it)`,
+      { file: path },
+    );
+  }
+  return path;
 }
 
 /** A shard file name that stays in the folder: no `..`, absolute path or backslash. */

@@ -30,7 +30,8 @@ export type ModelFormatErrorCode =
   | "bad-zip"
   | "bad-protobuf"
   | "bad-external-data"
-  | "bad-index";
+  | "bad-index"
+  | "ambiguous-folder";
 
 /**
  * Options for {@linkcode ModelFormatError}.

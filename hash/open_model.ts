@@ -32,6 +32,14 @@ export interface OpenModelOptions {
    * @default {undefined}
    */
   openExternal?: (location: string) => ModelInput | Promise<ModelInput>;
+  /**
+   * For a folder or an index: read weights files that are links to files
+   * outside the folder (a Hugging Face cache snapshot is a folder of links
+   * into `blobs/`). By default such a link is refused, as `model_signing`
+   * refuses symlinks unless told otherwise.
+   * @default {false}
+   */
+  allowSymlinks?: boolean;
 }
 
 /**
@@ -113,7 +121,7 @@ export async function openModel(
       const m = await sharded.openFolderModel(path, async (file) => {
         const one = await openModelSource(await openSource(file), file, options);
         return { name: file, tensors: one.tensors, format: one.format, close: () => one.close() };
-      });
+      }, options.allowSymlinks ?? false);
       return {
         file: m.file,
         format: m.format,

@@ -121,6 +121,78 @@ Deno.test("a sharded checkpoint whose index and shards disagree is refused, nami
     }));
 });
 
+Deno.test("a folder holding both a weights file and its index is refused: loaders choose differently", () =>
+  withDir(async (dir) => {
+    await splitTinyBert(dir);
+    await Deno.copyFile(fixture("tiny-bert/model.safetensors"), `${dir}/model.safetensors`);
+    await assert.rejects(
+      safeHash(dir),
+      (e) =>
+        e instanceof ModelFormatError && e.code === "ambiguous-folder" &&
+        e.message.includes("model.safetensors.index.json"),
+    );
+    // The index itself can still be named.
+    assert.equal(
+      await safeHash(`${dir}/model.safetensors.index.json`),
+      await safeHash(fixture("tiny-bert/model.safetensors")),
+    );
+  }));
+
+Deno.test("a shard or weights file that links outside the folder is refused unless allowSymlinks", () =>
+  withDir(async (dir) => {
+    const whole = await safeHash(fixture("tiny-bert/model.safetensors"));
+    await Deno.mkdir(`${dir}/model`);
+    await Deno.mkdir(`${dir}/outside`);
+    await splitTinyBert(`${dir}/model`);
+    const shard = "model-00002-of-00002.safetensors";
+    await Deno.rename(`${dir}/model/${shard}`, `${dir}/outside/${shard}`);
+    await Deno.symlink(`../outside/${shard}`, `${dir}/model/${shard}`);
+    await assert.rejects(
+      safeHash(`${dir}/model`),
+      (e) =>
+        e instanceof ModelFormatError && e.code === "bad-index" &&
+        /link to .*outside/.test(e.message),
+    );
+    assert.equal(await safeHash(`${dir}/model`, { allowSymlinks: true }), whole);
+    // A link that stays inside the folder is read as usual.
+    await Deno.mkdir(`${dir}/model/sub`);
+    await Deno.rename(`${dir}/outside/${shard}`, `${dir}/model/sub/${shard}`);
+    await Deno.remove(`${dir}/model/${shard}`);
+    await Deno.symlink(`sub/${shard}`, `${dir}/model/${shard}`);
+    assert.equal(await safeHash(`${dir}/model`), whole);
+    // A Hugging Face cache snapshot: the single weights file links into blobs/.
+    await Deno.mkdir(`${dir}/snap`);
+    await Deno.symlink(fixture("tiny-bert/model.safetensors"), `${dir}/snap/model.safetensors`);
+    await assert.rejects(
+      safeHash(`${dir}/snap`),
+      (e) => e instanceof ModelFormatError && e.code === "bad-index",
+    );
+    assert.equal(await safeHash(`${dir}/snap`, { allowSymlinks: true }), whole);
+  }));
+
+Deno.test("an index is bounded: a missing shard is a ModelFormatError, more than 2^18 tensors are refused before any shard is read", () =>
+  withDir(async (dir) => {
+    await splitTinyBert(dir);
+    await Deno.remove(`${dir}/model-00002-of-00002.safetensors`);
+    await assert.rejects(
+      safeHash(dir),
+      (e) =>
+        e instanceof ModelFormatError && e.code === "bad-index" && e.message.includes("is missing"),
+    );
+    const map: Record<string, string> = {};
+    for (let i = 0; i <= 1 << 18; i++) map[`t${i}`] = "model-00001-of-00002.safetensors";
+    await Deno.writeTextFile(
+      `${dir}/model.safetensors.index.json`,
+      JSON.stringify({ weight_map: map }),
+    );
+    await assert.rejects(
+      safeHash(dir),
+      (e) =>
+        e instanceof ModelFormatError && e.code === "bad-index" &&
+        e.message.includes("more than 262144"),
+    );
+  }));
+
 Deno.test("cli hash <dir> hashes the model in the folder and says which files it used", () =>
   withDir(async (dir) => {
     await splitTinyBert(dir);
