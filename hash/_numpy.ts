@@ -523,7 +523,7 @@ async function readNpyHeader(
   let text: string;
   if (major === 3) {
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
     } catch {
       fail(
         ctx,

@@ -77,7 +77,9 @@ function fail(file: string, message: string, offset = 8): never {
 
 /** UTF-8 to text, strictly (a lenient decoder is several times faster, and ASCII is valid UTF-8). */
 function decode(bytes: Uint8Array): string {
-  return new TextDecoder("utf-8", { fatal: !isAscii(bytes) }).decode(bytes);
+  // A byte order mark is kept (as U+FEFF), so that JSON.parse refuses it as
+  // Rust's serde_json and Python's json do, wherever a piece starts.
+  return new TextDecoder("utf-8", { fatal: !isAscii(bytes), ignoreBOM: true }).decode(bytes);
 }
 
 /** Headers from this size on are parsed in pieces (see {@linkcode piecewise}). */

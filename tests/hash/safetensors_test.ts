@@ -237,4 +237,8 @@ Deno.test("parseHeader: a large header parsed in pieces reads exactly what JSON.
     agreed++;
   }
   assert.ok(agreed > 20, `only ${agreed} mutants were read in pieces`);
+  // A byte order mark where a piece starts: JSON.parse (and serde_json) refuse it.
+  const bom = `{\uFEFF${members.join(",")}}`;
+  assert.throws(() => JSON.parse(bom));
+  assert.equal(piecewise(enc.encode(bom), () => {}), false);
 });
