@@ -53,7 +53,7 @@ const MAX_DEPTH = 64;
  * Tensors one model may hold, all kinds together (a sparse tensor counts
  * three): bounds the memory of the listing for files of tiny tensors.
  */
-const MAX_TENSORS = 1 << 20;
+const MAX_TENSORS = 1 << 18;
 /**
  * Characters of tensor names beyond the file's own size: subgraph and
  * attribute names repeat their node's output name, so a hostile file could
@@ -1487,7 +1487,7 @@ async function* typedChunks(
   label: string,
 ): AsyncGenerator<Uint8Array> {
   const { name: fieldName, width } = spec;
-  const cur = new ProtoCursor(walker.source, "onnx", typed.start);
+  const cur = new ProtoCursor(walker.source, "onnx", typed.start, msgEnd);
   // Bytes written per value: complex types hold two values per element.
   const valueSize = dtype === "C64" || dtype === "C128"
     ? DTYPE_SIZES[dtype] / 2

@@ -92,7 +92,7 @@ export interface Tag {
   start: number;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * A cursor over a protobuf-encoded file. Positions are absolute byte offsets;
@@ -108,11 +108,17 @@ export class ProtoCursor {
   #buf: Uint8Array = new Uint8Array(0);
   #bufStart = 0;
 
-  constructor(source: ByteSource, format: ModelFormat, pos = 0) {
+  /**
+   * @param limit Where the bytes this cursor will read end (windows are not
+   *   read past it: a cursor over one small message reads only that message).
+   */
+  constructor(source: ByteSource, format: ModelFormat, pos = 0, limit = source.size) {
     this.source = source;
     this.format = format;
     this.pos = pos;
+    this.#limit = Math.min(limit, source.size);
   }
+  readonly #limit: number;
 
   /** Throws a ModelFormatError about this file. */
   fail(code: ModelFormatErrorCode, message: string, offset = this.pos): never {
@@ -141,7 +147,7 @@ export class ProtoCursor {
     const want = Math.min(n, end - this.pos);
     const at = this.pos - this.#bufStart;
     if (at < 0 || at + want > this.#buf.byteLength) {
-      const len = Math.min(Math.max(want, WINDOW), this.source.size - this.pos);
+      const len = Math.min(Math.max(want, WINDOW), Math.max(this.#limit, end) - this.pos);
       this.#buf = await this.source.read(this.pos, len);
       this.#bufStart = this.pos;
     }

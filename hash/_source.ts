@@ -34,9 +34,16 @@ const freeBlocks: ArrayBuffer[] = [];
 // flight at once (a few per worker) and stays there; `trimPool` empties it.
 const MAX_FREE_BLOCKS = 32;
 
-/** A buffer of `length` bytes for a read; up to a block, it is a pooled block's prefix. */
+/**
+ * Reads shorter than this get a buffer of their own size: a small read (a
+ * protobuf window, a header) is rarely given back, and handing each one a
+ * fresh zero-filled block made thousands of tiny tensors cost gigabytes.
+ */
+const SMALL_READ = 1 << 20;
+
+/** A buffer of `length` bytes for a read; from 1 MiB up to a block, it is a pooled block's prefix. */
 export function takeBuffer(length: number): Uint8Array {
-  if (length > BLOCK_BYTES) return new Uint8Array(length);
+  if (length > BLOCK_BYTES || length < SMALL_READ) return new Uint8Array(length);
   const block = freeBlocks.pop() ?? new ArrayBuffer(BLOCK_BYTES);
   handedOut.set(block, length);
   return new Uint8Array(block, 0, length);

@@ -17,6 +17,11 @@ export function toPath(path: string | URL): string {
   return path;
 }
 
+/** Reads of at most this many bytes are served from a cached window. */
+const SMALL_READ = 16 << 10;
+/** The size of that window. */
+const WINDOW_BYTES = 64 << 10;
+
 /** Opens `path` for random access. */
 export async function fileSource(path: string | URL): Promise<ByteSource> {
   const name = toPath(path);
@@ -30,28 +35,49 @@ export async function fileSource(path: string | URL): Promise<ByteSource> {
     path: name,
     async read(offset, length) {
       checkRange(source, offset, length);
-      const out = takeBuffer(length);
-      let got = 0;
-      while (got < length) {
-        const { bytesRead } = await handle.read(
-          out,
-          got,
-          length - got,
-          offset + got,
-        );
-        if (bytesRead === 0) {
-          checkRange({ name, size: offset + got }, offset, length);
+      // Readers of many small things (ONNX initializers, zip members, npy
+      // headers) ask for a few bytes at a time, mostly near the last read:
+      // serve those from one cached window instead of a system call each.
+      if (length <= SMALL_READ) {
+        if (
+          cached === undefined || offset < cachedAt ||
+          offset + length > cachedAt + cached.byteLength
+        ) {
+          const n = Math.min(WINDOW_BYTES, size - offset);
+          const next = await readAt(offset, Math.max(n, length));
+          cached = next;
+          cachedAt = offset;
         }
-        got += bytesRead;
+        return cached.slice(offset - cachedAt, offset - cachedAt + length);
       }
-      return out;
+      return await readAt(offset, length);
     },
     async close() {
       if (!closed) {
         closed = true;
+        cached = undefined;
         await handle.close();
       }
     },
+  };
+  let cached: Uint8Array | undefined;
+  let cachedAt = 0;
+  const readAt = async (offset: number, length: number) => {
+    const out = takeBuffer(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await handle.read(
+        out,
+        got,
+        length - got,
+        offset + got,
+      );
+      if (bytesRead === 0) {
+        checkRange({ name, size: offset + got }, offset, length);
+      }
+      got += bytesRead;
+    }
+    return out;
   };
   return source;
 }
