@@ -382,7 +382,14 @@ async function verifyCertificateChain(
       "Cannot verify certificate-signed bundle: no trusted root certificates given",
     );
   }
-  await checkDsse(leaf.spki, envelope, fail, `the leaf certificate ${leaf.subjectName}`);
+  await checkDsse(
+    leaf.spki,
+    envelope,
+    fail,
+    `the leaf certificate ${leaf.subjectName}`,
+    undefined,
+    "sha256",
+  );
 
   // The time the path must be valid at. Certificate mode: the leaf's
   // notBefore, as model_signing's certificate verifier sets it

@@ -140,12 +140,53 @@ function dsseScheme(spki: Uint8Array, keyDetails?: unknown): SignatureScheme {
   }
 }
 
+/**
+ * Python's `repr()` of a bytes object, as `model_signing` v0.2 put it into
+ * the text it signed: `b'…'` (double quotes when the bytes hold a single
+ * quote and no double quote), `\\`, `\t`, `\n`, `\r`, the quote, and `\xhh`
+ * for every other byte outside printable ASCII.
+ */
+export function pyBytesRepr(bytes: Uint8Array): string {
+  const quote = bytes.includes(0x27) && !bytes.includes(0x22) ? '"' : "'";
+  let out = "b" + quote;
+  for (const b of bytes) {
+    if (b === 0x5c) out += "\\\\";
+    else if (b === 0x09) out += "\\t";
+    else if (b === 0x0a) out += "\\n";
+    else if (b === 0x0d) out += "\\r";
+    else if (String.fromCharCode(b) === quote) out += "\\" + quote;
+    else if (b < 0x20 || b >= 0x7f) out += "\\x" + b.toString(16).padStart(2, "0");
+    else out += String.fromCharCode(b);
+  }
+  return out + quote;
+}
+
+/**
+ * The text `model_signing` v0.2 signed instead of the DSSE PAE (its
+ * `pae_compat`): `DSSEV1`, the in-toto payload type, and the payload's
+ * Python repr. Later `model_signing` verifiers accept it for key and
+ * certificate signatures, so this one does too.
+ */
+export function compatPae(payload: Uint8Array): Uint8Array {
+  const type = "application/vnd.in-toto+json";
+  return new TextEncoder().encode(
+    `DSSEV1 ${type.length} ${type} ${payload.length} ${pyBytesRepr(payload)}`,
+  );
+}
+
+/**
+ * Checks the envelope's signature over the DSSE PAE. `compat` also accepts
+ * the v0.2 encoding (see {@linkcode compatPae}): signed with the curve's
+ * hash (`"curve"`, key mode) or with SHA-256 whatever the curve
+ * (`"sha256"`, certificate mode), as `model_signing` v0.2 signed them.
+ */
 export async function checkDsse(
   spki: Uint8Array,
   envelope: Envelope,
   fail: Fail,
   whose: string,
   keyDetails?: unknown,
+  compat?: "curve" | "sha256",
 ): Promise<void> {
   let scheme: SignatureScheme;
   try {
@@ -153,14 +194,20 @@ export async function checkDsse(
   } catch (e) {
     return fail("untrusted-key", `Cannot verify signature: ${whose} ${errorText(e)}`, e);
   }
-  if (!await verifyWithSpki(spki, scheme, envelope.signature, envelope.pae)) {
-    fail(
-      "bad-signature",
-      `Cannot verify signature: it does not match the DSSE payload under ${whose} (${
-        scheme.kind === "ed25519" ? "Ed25519" : `${scheme.kind.toUpperCase()} ${scheme.hash}`
-      })`,
-    );
+  if (await verifyWithSpki(spki, scheme, envelope.signature, envelope.pae)) return;
+  if (compat !== undefined && scheme.kind === "ecdsa") {
+    const old = {
+      kind: "ecdsa" as const,
+      hash: compat === "sha256" ? "SHA-256" as const : scheme.hash,
+    };
+    if (await verifyWithSpki(spki, old, envelope.signature, compatPae(envelope.payload))) return;
   }
+  fail(
+    "bad-signature",
+    `Cannot verify signature: it does not match the DSSE payload under ${whose} (${
+      scheme.kind === "ed25519" ? "Ed25519" : `${scheme.kind.toUpperCase()} ${scheme.hash}`
+    })`,
+  );
 }
 
 // --- key mode ---------------------------------------------------------------
@@ -246,7 +293,14 @@ export async function verifyKey(
   let lastError: unknown;
   for (const key of candidates) {
     try {
-      await checkDsse(key.der, envelope, fail, `trusted key ${key.fingerprint}`, keyDetails);
+      await checkDsse(
+        key.der,
+        envelope,
+        fail,
+        `trusted key ${key.fingerprint}`,
+        keyDetails,
+        "curve",
+      );
       return {
         payload: envelope.payload,
         payloadType: envelope.payloadType,
