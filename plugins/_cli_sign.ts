@@ -11,6 +11,7 @@ import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { Signer, VerifiedSigner } from "../sign/types.ts";
 import { checkModel, type FileCheck } from "../sign/_check_model.ts";
 import { verifySignedText } from "../sign/_verify_signed.ts";
+import { dropModeWord, modelSigningArgs, trustChoice } from "./_cli_trust.ts";
 
 const POLICY_OPTIONS = {
   identity: { type: "string", multiple: true },
@@ -28,14 +29,47 @@ const POLICY_OPTIONS = {
   json: { type: "boolean" },
   "signatures-optional": { type: "boolean" },
   policy: { type: "string" },
+  "allow-symlinks": { type: "boolean" },
+  "ignore-git-paths": { type: "boolean" },
+  "no-ignore-git-paths": { type: "boolean" },
+  "ignore-unsigned-files": { type: "boolean" },
+  "use-staging": { type: "boolean" },
+  "trust-config": { type: "string" },
 } as const;
+
+/** `model_signing verify`'s option names, as ours. */
+const VERIFY_ALIASES: Record<string, string> = {
+  "--ignore-paths": "--ignore",
+  "--public-key": "--key",
+  "--certificate-chain": "--cert-root",
+  "--identity-provider": "--issuer",
+};
+
+/** `model_signing sign`'s option names, as ours. */
+const SIGN_ALIASES: Record<string, string> = {
+  "--ignore-paths": "--ignore",
+  "--private-key": "--key",
+  "--certificate-chain": "--chain",
+};
+
+/** `--ignore-git-paths` (the default) or `--no-ignore-git-paths`. */
+function gitPaths(
+  values: { "ignore-git-paths"?: boolean; "no-ignore-git-paths"?: boolean },
+): boolean {
+  if (values["ignore-git-paths"] && values["no-ignore-git-paths"]) {
+    throw new UsageError("give --ignore-git-paths or --no-ignore-git-paths, not both");
+  }
+  return !values["no-ignore-git-paths"];
+}
 
 const read = (path: string) => Deno.readTextFile(path);
 
 /** Runs `sign`, `verify`, `lock` or `check`. */
 export async function signCommand(command: string, args: string[], io: CliIO): Promise<number> {
   if (command === "sign") return await sign(args, io);
-  const { values, positionals } = parse(args, POLICY_OPTIONS);
+  const parsed = parse(modelSigningArgs(args, VERIFY_ALIASES), POLICY_OPTIONS);
+  const values = parsed.values;
+  const positionals = dropModeWord(parsed.positionals);
   if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one file or folder`);
   const target = positionals[0]!;
   const policy = await policyFrom(values, command);
@@ -54,6 +88,9 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     files: values.files,
     lockfile,
     frozen: values.frozen ?? false,
+    allowSymlinks: values["allow-symlinks"] ?? false,
+    ignoreGitPaths: gitPaths(values),
+    ignoreUnsigned: values["ignore-unsigned-files"] ?? false,
   });
   let locked: "recorded" | "matched" | undefined;
   if (check.failures.length === 0 && lockfile !== undefined && lockPath !== undefined) {
@@ -154,7 +191,10 @@ async function policyFrom(values: {
   "cert-root"?: string[];
   "trusted-root"?: string;
   "signatures-optional"?: boolean;
+  "use-staging"?: boolean;
+  "trust-config"?: string;
 }, command: string): Promise<TrustPolicy> {
+  const chosen = await trustChoice(values, read);
   const ids = values.identity ?? [];
   const issuers = values.issuer ?? [];
   const flags = ids.length + issuers.length + (values.key?.length ?? 0) +
@@ -163,7 +203,8 @@ async function policyFrom(values: {
     if (flags > 0 || values["trusted-root"] !== undefined) {
       throw new UsageError("give --policy or trust options (--identity, --key, …), not both");
     }
-    const policy = await loadPolicyFile(values.policy);
+    let policy = await loadPolicyFile(values.policy);
+    if (chosen.trustedRoot !== undefined) policy = { ...policy, trustedRoot: chosen.trustedRoot };
     return values["signatures-optional"] ? { ...policy, signatures: "optional" } : policy;
   }
   if (ids.length !== issuers.length) {
@@ -176,6 +217,7 @@ async function policyFrom(values: {
     signatures: values["signatures-optional"] ? "optional" : "required",
   };
   if (values["trusted-root"]) policy.trustedRoot = JSON.parse(await read(values["trusted-root"]));
+  if (chosen.trustedRoot !== undefined) policy.trustedRoot = chosen.trustedRoot;
   if (!policy.signers!.length && !policy.publicKeys!.length && !policy.certificateRoots!.length) {
     throw new UsageError(
       `${command} needs a policy: --identity I --issuer U, --key PUB, --cert-root R or --policy FILE`,
@@ -185,48 +227,81 @@ async function policyFrom(values: {
 }
 
 async function sign(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse(args, {
+  const parsed = parse(shardsValue(modelSigningArgs(args, SIGN_ALIASES)), {
     key: { type: "string" },
     "key-password-file": { type: "string" },
     cert: { type: "string" },
+    "signing-certificate": { type: "string" },
     chain: { type: "string", multiple: true },
     "identity-token": { type: "string" },
     "fulcio-url": { type: "string" },
     "rekor-url": { type: "string" },
     "tsa-url": { type: "string" },
+    "use-staging": { type: "boolean" },
+    "trust-config": { type: "string" },
     ignore: { type: "string", multiple: true },
     signature: { type: "string" },
     name: { type: "string" },
     "model-version": { type: "string" },
     detached: { type: "boolean" },
+    shards: { type: "string" },
+    hash: { type: "string" },
+    "allow-symlinks": { type: "boolean" },
+    "ignore-git-paths": { type: "boolean" },
+    "no-ignore-git-paths": { type: "boolean" },
   });
+  const values = parsed.values;
+  const positionals = dropModeWord(parsed.positionals);
   if (positionals.length !== 1) throw new UsageError("sign needs exactly one file or folder");
   const target = positionals[0]!;
   let signer: Signer;
   if (values.key && values.cert) throw new UsageError("give --key or --cert, not both");
-  if (values.key) {
-    const pem = await read(values.key);
-    signer = keySigner(pem, await keyPassword(pem, values["key-password-file"], io));
-  } else if (values.cert) {
-    if (!values.chain?.length) {
+  // model_signing's certificate mode: --private_key K --signing_certificate C
+  // --certificate_chain CH…, which is ours with the leaf first in the chain.
+  const certKey = values.cert ?? (values["signing-certificate"] ? values.key : undefined);
+  if (certKey !== undefined) {
+    const chain = [
+      ...(values["signing-certificate"] ? [values["signing-certificate"]] : []),
+      ...(values.chain ?? []),
+    ];
+    if (!chain.length) {
       throw new UsageError("--cert needs --chain (the leaf certificate first)");
     }
-    const pem = await read(values.cert);
+    const pem = await read(certKey);
     signer = certificateSigner(
       pem,
-      await Promise.all(values.chain.map(read)),
+      await Promise.all(chain.map(read)),
       await keyPassword(pem, values["key-password-file"], io),
     );
+  } else if (values.key) {
+    const pem = await read(values.key);
+    signer = keySigner(pem, await keyPassword(pem, values["key-password-file"], io));
   } else {
+    const { urls } = await trustChoice(values, read);
     signer = sigstoreSigner({
+      ...urls,
       ...(values["identity-token"] ? { identityToken: values["identity-token"] } : {}),
       ...(values["fulcio-url"] ? { fulcioURL: values["fulcio-url"] } : {}),
       ...(values["rekor-url"] ? { rekorURL: values["rekor-url"] } : {}),
       ...(values["tsa-url"] ? { tsaURL: values["tsa-url"] } : {}),
     });
   }
+  const hashType = values.hash ?? "sha256";
+  if (!["sha256", "blake2b", "blake3"].includes(hashType)) {
+    throw new UsageError(`unknown --hash "${hashType}", expected sha256, blake2b or blake3`);
+  }
+  let shardSize: number | undefined;
+  if (values.shards !== undefined) {
+    shardSize = Number(values.shards);
+    if (!/^[1-9]\d*$/.test(values.shards) || !Number.isSafeInteger(shardSize)) {
+      throw new UsageError(
+        `--shards takes a positive whole number of bytes, got "${values.shards}"`,
+      );
+    }
+  }
   const isFile = (await Deno.stat(target)).isFile;
-  if (isFile && target.endsWith(".safetensors") && !values.detached) {
+  const omsOnly = values.shards !== undefined || values.hash !== undefined;
+  if (isFile && target.endsWith(".safetensors") && !values.detached && !omsOnly) {
     const version = values["model-version"];
     if (!version) {
       throw new UsageError("an embedded signature needs --model-version (or use --detached)");
@@ -243,9 +318,38 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     ...(values.ignore ? { ignorePaths: values.ignore } : {}),
     ...(signature ? { signature } : {}),
     ...(values.name ? { modelName: values.name } : {}),
+    hashType: hashType as "sha256" | "blake2b" | "blake3",
+    ...(shardSize !== undefined ? { shardSize } : {}),
+    allowSymlinks: values["allow-symlinks"] ?? false,
+    ignoreGitPaths: gitPaths(values),
   });
   io.out(`Signed ${target} (${signature ?? (isFile ? `${target}.sig` : `${target}/model.sig`)})`);
   return 0;
+}
+
+/** `model_signing`'s shard size when `--shards` is given without one. */
+export const DEFAULT_SHARD_SIZE = 1_000_000_000;
+
+/** `--shards [SIZE]`: the size is optional, so give the option its value here. */
+export function shardsValue(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (a !== "--shards") {
+      out.push(a);
+      continue;
+    }
+    const next = args[i + 1];
+    if (next !== undefined && /^\d+$/.test(next)) {
+      out.push(`--shards=${next}`);
+      i++;
+    } else out.push(`--shards=${DEFAULT_SHARD_SIZE}`);
+  }
+  return out;
 }
 
 /**

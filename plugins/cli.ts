@@ -34,25 +34,33 @@ import { updateMeta } from "../meta/update_meta.ts";
 const USAGE = `Usage: safemodels <command> [options]
 
 Commands:
-  hash <files or folders...> [--algorithm A] [--format F] [--workers N] [--json]
+  hash <files or folders...> [--algorithm A] [--format F] [--workers N] [--allow-symlinks] [--json]
       Tensor hash of each model file, folder or sharded checkpoint (*.index.json: one hash
       over all shards). A: safemodels-v1 (default), seed-xxh64, seed-blake2b160.
-  digest <files...> [--algorithm sha256|blake2b|blake3] [--json]
-      Digest of each file's bytes.
+  digest <files or folders...> [--algorithm sha256|blake2b|blake3] [--ignore-paths P...]
+       [--no-ignore-git-paths] [--allow-symlinks] [--json]
+      Digest of each file's bytes; of a folder, the OMS root digest model_signing prints
+      (SHA-256 over every file's digest: the digest a model.sig signs).
   meta get <file>
       Print a safetensors file's __metadata__ as JSON.
   meta set <file> key=value... [--clobber]
       Merge (or with --clobber, replace) __metadata__, rewriting the file atomically.
   sign <file|dir> (--key K | --cert K --chain C... | --identity-token T | keyless) [--ignore P...]
-       [--name N --model-version V] [--detached] [--signature S]
+       [--name N --model-version V] [--detached] [--signature S] [--shards [SIZE]]
+       [--hash sha256|blake2b|blake3] [--allow-symlinks] [--no-ignore-git-paths]
+       [--use-staging | --trust-config F]
       A folder or non-safetensors file: a detached OMS signature (model.sig). A .safetensors
-      file: a signature embedded in its __metadata__ (needs --model-version), unless --detached.
+      file: a signature embedded in its __metadata__ (needs --model-version), unless --detached
+      (or --shards / --hash). --shards signs shards of SIZE bytes (default 1000000000).
   verify <file|dir> (--identity I --issuer U | --key PUB | --cert-root R | --policy P)...
        [--trusted-root F] [--name N] [--model-version V] [--ignore P...] [--files F...]
        [--signature S] [--lock F [--frozen]] [--signatures-optional] [--json]
+       [--allow-symlinks] [--no-ignore-git-paths] [--ignore-unsigned-files]
+       [--use-staging | --trust-config F]
       Decide every file (or --files) by the model's evidence: the root model.sig, else each
       file's embedded signature, else its lockfile pin; --name and --model-version are the model
-      asked for (evidence for another is refused).
+      asked for (evidence for another is refused). model_signing's spellings work too
+      (verify key|certificate|sigstore, --public_key, --certificate_chain, --ignore-paths, …).
   lock <file|dir> (options as verify) [--lock F]
       Verify, then record every file's digest and the signer (default safemodels.lock).
   check <file|dir> --policy P (options as verify)
@@ -184,6 +192,7 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
     format: { type: "string" },
     workers: { type: "string" },
     json: { type: "boolean" },
+    "allow-symlinks": { type: "boolean" },
   });
   if (positionals.length === 0) {
     throw new UsageError("hash needs at least one file");
@@ -218,6 +227,7 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
       algorithm,
       ...(format ? { format } : {}),
       ...(workers !== undefined ? { workers } : {}),
+      ...(values["allow-symlinks"] ? { allowSymlinks: true } : {}),
       onProgress: (p: HashProgress) => bar(p.bytes, p.totalBytes),
       onFiles: (f) => (files = f),
     });
@@ -237,9 +247,14 @@ async function digestCommand(args: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parse(args, {
     algorithm: { type: "string", short: "a" },
     json: { type: "boolean" },
+    ignore: { type: "string", multiple: true },
+    "ignore-paths": { type: "string", multiple: true },
+    "ignore-git-paths": { type: "boolean" },
+    "no-ignore-git-paths": { type: "boolean" },
+    "allow-symlinks": { type: "boolean" },
   });
   if (positionals.length === 0) {
-    throw new UsageError("digest needs at least one file");
+    throw new UsageError("digest needs at least one file or folder");
   }
   const algorithm = (values.algorithm ?? "sha256") as FileDigestAlgorithm;
   if (!["sha256", "blake2b", "blake3"].includes(algorithm)) {
@@ -247,16 +262,36 @@ async function digestCommand(args: string[], io: CliIO): Promise<number> {
       `unknown --algorithm "${algorithm}", expected sha256, blake2b or blake3`,
     );
   }
+  if (values["ignore-git-paths"] && values["no-ignore-git-paths"]) {
+    throw new UsageError("give --ignore-git-paths or --no-ignore-git-paths, not both");
+  }
+  const ignorePaths = [...(values.ignore ?? []), ...(values["ignore-paths"] ?? [])];
   const results: { file: string; algorithm: string; digest: string }[] = [];
   for (const file of positionals as string[]) {
-    const size = (await Deno.stat(file)).size;
-    const bar = progressBar(io, file);
-    const digest = await fileDigest(file, {
-      algorithm,
-      onProgress: (b) => bar(b, size),
-    });
-    bar.done();
-    results.push({ file, algorithm, digest });
+    let digest: string;
+    if ((await Deno.stat(file)).isDirectory) {
+      // A folder: the OMS root digest, as `model_signing digest` prints it.
+      const { modelDigest } = await import("../sign/sign_model.ts");
+      const bar = progressBar(io, file);
+      digest = await modelDigest(file, {
+        hashType: algorithm,
+        ignorePaths,
+        ignoreGitPaths: !values["no-ignore-git-paths"],
+        allowSymlinks: values["allow-symlinks"] ?? false,
+        onProgress: (b) => bar(b, 0),
+      });
+      bar.done();
+      results.push({ file, algorithm: "oms-root", digest });
+    } else {
+      const size = (await Deno.stat(file)).size;
+      const bar = progressBar(io, file);
+      digest = await fileDigest(file, {
+        algorithm,
+        onProgress: (b) => bar(b, size),
+      });
+      bar.done();
+      results.push({ file, algorithm, digest });
+    }
     if (!values.json) io.out(`${digest}  ${file}`);
   }
   if (values.json) io.out(JSON.stringify(results, null, 2));

@@ -21,7 +21,8 @@ import type { Lockfile } from "./lockfile.ts";
 import type { TrustPolicy } from "./policy.ts";
 import { comparePaths, type OmsStatement, unsafePathReason } from "./_oms.ts";
 import { hashModelFolder } from "./_oms_fs.ts";
-import { measure, workersFor } from "./_oms_digest.ts";
+import { modelRelative } from "./sign_model.ts";
+import { labelsFor, measureExpected, workersFor } from "./_oms_digest.ts";
 import { MAX_EVIDENCE_BYTES } from "./_json.ts";
 import { readEvidenceFile } from "./_read_fs.ts";
 import { omsFinding, onnxFinding, pinFinding, safetensorsFinding } from "./_findings.ts";
@@ -45,6 +46,12 @@ export interface CheckModelOptions {
   lockfile?: Lockfile | undefined;
   frozen?: boolean | undefined;
   onProgress?: ((bytes: number) => void) | undefined;
+  /** Accept files that are symlinks (`model_signing --allow_symlinks`). */
+  allowSymlinks?: boolean | undefined;
+  /** Leave out `.git`, `.gitattributes`, `.github`, `.gitignore` (default true). */
+  ignoreGitPaths?: boolean | undefined;
+  /** Check only the files the signature lists; others are not refused. */
+  ignoreUnsigned?: boolean | undefined;
 }
 
 export interface FileCheck {
@@ -97,8 +104,13 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
   );
 
   // The files: those asked for, else the folder as model_signing walks it.
+  // Ignore paths as model_signing takes them: model-relative, relative to
+  // the working directory (`m/x` for model `m`) or absolute.
   const ignorePaths = [
-    ...new Set([...(options.ignorePaths ?? []), ...(statement?.ignorePaths ?? [])]),
+    ...new Set([
+      ...(isDir ? await modelRelative(root, options.ignorePaths ?? []) : options.ignorePaths ?? []),
+      ...(statement?.ignorePaths ?? []),
+    ]),
   ];
   const wanted = options.files?.map((f) => {
     const name = normalizeRelative(f);
@@ -113,16 +125,20 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
   const links = new Set<string>();
   const hashed = await hashModelFolder(root, {
     ...(isDir ? { ignorePaths, signatureFile: signatureInside(root, signature) } : {}),
+    ignoreGitPaths: options.ignoreGitPaths ?? true,
     ...(wanted && isDir ? { files: wanted } : {}),
     allowSymlinks: true,
     links,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
+  const unsigned = (file: string) =>
+    options.ignoreUnsigned === true && oms.$case === "verified" && isDir &&
+    !oms.resources.has(file);
   const present = hashed.map((r) => ({
     file: r.name === "." ? single! : r.name,
     digest: `${r.algorithm}:${r.digest}`,
-    linked: links.has(r.name),
-  }));
+    linked: links.has(r.name) && options.allowSymlinks !== true,
+  })).filter((p) => !unsigned(p.file));
 
   // Embedded signatures are evidence only where there is no model.sig.
   const embedded = new Map<string, EmbeddedFinding>();
@@ -172,22 +188,20 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
   // A model.sig made with another hash or with shards: measure each file so.
   const measured = new Map<string, Record<string, string>>();
   if (oms.$case === "verified") {
-    const labels = new Set<string>();
-    for (const value of oms.resources.values()) labels.add(value.slice(0, value.indexOf(":")));
-    if (oms.shardLabel !== undefined) labels.add(oms.shardLabel);
-    labels.delete("sha256");
-    if (labels.size > 0) {
-      for (const { file } of present) {
-        const source = await openSource(where(file));
-        try {
-          const digests: Record<string, string> = {};
-          for (const label of labels) {
-            digests[label] = await measure(label, source, { workers: workersFor(source.size) });
-          }
-          measured.set(file, digests);
-        } finally {
-          await source.close();
+    for (const { file } of present) {
+      const labels = labelsFor(oms, file);
+      if (labels.length === 0) continue;
+      const source = await openSource(where(file));
+      try {
+        const digests: Record<string, string> = {};
+        for (const label of labels) {
+          digests[label] = await measureExpected(label, source, oms.resources.get(file), {
+            workers: workersFor(source.size),
+          });
         }
+        measured.set(file, digests);
+      } finally {
+        await source.close();
       }
     }
   }

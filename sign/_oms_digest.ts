@@ -72,6 +72,120 @@ export async function measure(
   return `${label}:${shards.map((s, i) => `${s.start}-${s.end}=${hexes[i]}`).join(";")}`;
 }
 
+/**
+ * The labels a verified OMS finding needs measured for `file` beyond SHA-256:
+ * the file's own label, or the shard label (an unlisted empty file).
+ */
+export function labelsFor(
+  oms: { resources: ReadonlyMap<string, string>; shardLabel?: string | undefined },
+  file: string,
+): string[] {
+  const signed = oms.resources.get(file);
+  const label = signed === undefined ? oms.shardLabel : signed.slice(0, signed.indexOf(":"));
+  return label === undefined || label === "sha256" ? [] : [label];
+}
+
+/**
+ * {@linkcode measure}, but a file whose size cannot match `expected` (the
+ * signed value for it, when it has shards) is not read: the answer names its
+ * size, which differs from the signed value. Keeps a huge file under a
+ * statement of tiny shards from costing a string per shard.
+ */
+export async function measureExpected(
+  label: string,
+  source: ByteSource,
+  expected: string | undefined,
+  options: { workers?: number } = {},
+): Promise<string> {
+  const parsed = parseLabel(label);
+  if (parsed?.shardSize !== undefined) {
+    const end = expected === undefined ? 0 : shardedEnd(expected);
+    if (end !== source.size) return `${label}:<${source.size} bytes>`;
+  }
+  return await measure(label, source, options);
+}
+
+/** The end of the last shard a signed value lists (0 for none). */
+function shardedEnd(value: string): number {
+  const body = value.slice(value.indexOf(":") + 1);
+  if (body === "") return 0;
+  const last = body.slice(body.lastIndexOf(";") + 1);
+  const end = Number(last.slice(last.indexOf("-") + 1, last.indexOf("=")));
+  return Number.isSafeInteger(end) ? end : -1;
+}
+
+/**
+ * Measures a stream as it passes, for one label: the whole file, or its
+ * shards as they complete. Memory is one hasher and one digest per shard.
+ */
+export class StreamMeasure {
+  readonly #label: string;
+  readonly #hashType: OmsHashType;
+  readonly #shardSize: number | undefined;
+  #hasher: Hasher | undefined;
+  #limit = Infinity;
+  #at = 0;
+  #shardStart = 0;
+  readonly #parts: string[] = [];
+
+  private constructor(label: string, hashType: OmsHashType, shardSize: number | undefined) {
+    this.#label = label;
+    this.#hashType = hashType;
+    this.#shardSize = shardSize;
+  }
+
+  /**
+   * A measurer for `label` (`sha256`, `blake2b-sharded-8`, …). With the
+   * signed value `expected`, shards past its end are not kept (the file is
+   * then too long to match anyway).
+   */
+  static async create(label: string, expected?: string): Promise<StreamMeasure> {
+    const parsed = parseLabel(label);
+    if (parsed === undefined) throw new TypeError(`Cannot measure file: unknown digest ${label}`);
+    const m = new StreamMeasure(label, parsed.hashType, parsed.shardSize);
+    m.#hasher = await hasher(parsed.hashType);
+    if (parsed.shardSize !== undefined) {
+      m.#limit = expected === undefined ? 0 : shardedEnd(expected);
+    }
+    return m;
+  }
+
+  /** Takes the next bytes. */
+  async update(chunk: Uint8Array): Promise<void> {
+    if (this.#at + chunk.byteLength > this.#limit) {
+      this.#at += chunk.byteLength;
+      return;
+    }
+    let from = 0;
+    while (from < chunk.byteLength) {
+      const room = this.#shardSize === undefined
+        ? chunk.byteLength - from
+        : this.#shardStart + this.#shardSize - this.#at;
+      const n = Math.min(room, chunk.byteLength - from);
+      this.#hasher!.update(chunk.subarray(from, from + n));
+      from += n;
+      this.#at += n;
+      if (this.#shardSize !== undefined && this.#at === this.#shardStart + this.#shardSize) {
+        await this.#closeShard();
+      }
+    }
+  }
+
+  async #closeShard(): Promise<void> {
+    this.#parts.push(`${this.#shardStart}-${this.#at}=${toHex(this.#hasher!.digest())}`);
+    this.#shardStart = this.#at;
+    this.#hasher = await hasher(this.#hashType);
+  }
+
+  /** The value {@linkcode measure} gives for the same bytes. */
+  async digest(): Promise<string> {
+    if (this.#at > this.#limit) return `${this.#label}:<${this.#at} bytes>`;
+    if (this.#shardSize === undefined) return `${this.#label}:${toHex(this.#hasher!.digest())}`;
+    if (this.#at > this.#shardStart) await this.#closeShard();
+    return `${this.#label}:${this.#parts.join(";")}`;
+  }
+}
+
 /** Worker lanes for measuring a file of `size` bytes (shards of a big file in parallel). */
 export function workersFor(size: number): number {
   return size >= (384 << 20) && typeof Worker !== "undefined"

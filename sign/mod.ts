@@ -69,8 +69,8 @@ export type {
 } from "./lockfile.ts";
 export { DEFAULT_HUB_URL, METADATA_KEYS, SafeModel } from "./safe_model.ts";
 export type { FromHfOptions, FromSafetensorOptions, SignSafetensorOptions } from "./safe_model.ts";
-export { signModel } from "./sign_model.ts";
-export type { SignModelOptions } from "./sign_model.ts";
+export { modelDigest, signModel } from "./sign_model.ts";
+export type { ModelDigestOptions, SignModelOptions } from "./sign_model.ts";
 export { verifyModel } from "./verify_model.ts";
 export type { VerifiedModel, VerifyModelOptions } from "./verify_model.ts";
 export { keySigner } from "./key_signer.ts";

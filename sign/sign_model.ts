@@ -1,10 +1,11 @@
 import {
   buildStatement,
   OMS_PAYLOAD_TYPE,
-  type OmsHashType,
   type OmsResource,
   type OmsSerialization,
+  rootDigest,
   shardAlgorithm,
+  sortResources,
 } from "./_oms.ts";
 import { hashModelFolder, OMS_GIT_PATHS } from "./_oms_fs.ts";
 import { measure, workersFor } from "./_oms_digest.ts";
@@ -44,7 +45,7 @@ export interface SignModelOptions {
    */
   modelName?: string;
   /** The content hash: `sha256`, `blake2b` (BLAKE2b-512) or `blake3`. @default {"sha256"} */
-  hashType?: OmsHashType;
+  hashType?: "sha256" | "blake2b" | "blake3";
   /**
    * Sign shards of this many bytes instead of whole files (`model_signing`'s
    * shard serialization; `model_signing` uses 1,000,000,000). Shards of one
@@ -77,7 +78,58 @@ export interface SignModelOptions {
  * ```
  */
 export async function signModel(path: string, options: SignModelOptions): Promise<SigstoreBundle> {
-  const { stat, writeFile, rename, realpath } = await import("node:fs/promises");
+  const { writeFile, rename, rm } = await import("node:fs/promises");
+  const m = await measureModel(path, options);
+  const payload = await buildStatement(m.name, m.resources, {
+    ignorePaths: m.recorded,
+    allowSymlinks: options.allowSymlinks ?? false,
+    serialization: m.serialization,
+  });
+  const bundle = await options.signer.sign(payload, OMS_PAYLOAD_TYPE);
+  const tmp = `${m.signature}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await writeFile(tmp, JSON.stringify(bundle));
+    await rename(tmp, m.signature);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  return bundle;
+}
+
+/** Options for {@linkcode modelDigest}: how the folder is walked and hashed. */
+export type ModelDigestOptions = Omit<SignModelOptions, "signer" | "modelName">;
+
+/**
+ * The digest an OMS statement records for a model (its subject's
+ * `sha256`): SHA-256 over every file's (or shard's) digest in statement
+ * order, with the same walk and ignores as {@linkcode signModel}. The same
+ * value `model_signing digest` prints for the same options. Deno and Node.
+ *
+ * @param path The model folder or file.
+ * @param options Ignored paths, git paths, symlinks, hash and shards.
+ * @returns `sha256:<hex>`.
+ *
+ * @example The digest of a folder
+ * ```ts
+ * import { modelDigest } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.txt`, "a");
+ * // One file: SHA-256 over that file's raw SHA-256.
+ * assert.match(await modelDigest(dir), /^sha256:[0-9a-f]{64}$/);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function modelDigest(path: string, options: ModelDigestOptions = {}): Promise<string> {
+  const m = await measureModel(path, options);
+  return `sha256:${await rootDigest(sortResources(m.resources))}`;
+}
+
+/** The resources of a model as signModel would sign them, and what it records. */
+async function measureModel(path: string, options: ModelDigestOptions & { modelName?: string }) {
+  const { stat, realpath } = await import("node:fs/promises");
   const { basename, join } = await import("node:path");
   const root = path.replace(/[\\/]+$/, "") || path;
   const isDir = (await stat(root)).isDirectory();
@@ -86,19 +138,26 @@ export async function signModel(path: string, options: SignModelOptions): Promis
   const allowSymlinks = options.allowSymlinks ?? false;
   const userIgnores = isDir ? await modelRelative(root, options.ignorePaths ?? []) : [];
   const inside = isDir ? await signatureWithin(root, signature) : undefined;
+  const hashType = options.hashType ?? "sha256";
+  if (!["sha256", "blake2b", "blake3"].includes(hashType)) {
+    throw new TypeError(
+      `Cannot hash model: unknown hash type ${
+        JSON.stringify(hashType)
+      }, expected sha256, blake2b or blake3`,
+    );
+  }
+  const shardSize = options.shardSize;
+  if (shardSize !== undefined && (!Number.isSafeInteger(shardSize) || shardSize <= 0)) {
+    throw new TypeError(
+      `Cannot hash model: shard size must be a positive integer, got ${shardSize}`,
+    );
+  }
   const files = await hashModelFolder(root, {
     ...(isDir ? { ignorePaths: userIgnores, signatureFile: inside ?? "" } : {}),
     ignoreGitPaths,
     allowSymlinks,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  const hashType = options.hashType ?? "sha256";
-  const shardSize = options.shardSize;
-  if (shardSize !== undefined && (!Number.isSafeInteger(shardSize) || shardSize <= 0)) {
-    throw new TypeError(
-      `Cannot sign model: shard size must be a positive integer, got ${shardSize}`,
-    );
-  }
   const serialization: OmsSerialization = shardSize === undefined
     ? { method: "files", hashType }
     : { method: "shards", hashType, shardSize };
@@ -114,16 +173,7 @@ export async function signModel(path: string, options: SignModelOptions): Promis
   if (options.modelName === undefined && (name === "" || name === "." || name === "..")) {
     name = basename(await realpath(root));
   }
-  const payload = await buildStatement(name, resources, {
-    ignorePaths: recorded,
-    allowSymlinks,
-    serialization,
-  });
-  const bundle = await options.signer.sign(payload, OMS_PAYLOAD_TYPE);
-  const tmp = `${signature}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  await writeFile(tmp, JSON.stringify(bundle));
-  await rename(tmp, signature);
-  return bundle;
+  return { name, signature, resources, recorded, serialization };
 }
 
 /**

@@ -37,6 +37,26 @@ export interface VerifyModelOptions {
   name?: string;
   /** Called as files are hashed, with the bytes so far. */
   onProgress?: (bytes: number) => void;
+  /**
+   * Accept files that are symlinks, as `model_signing verify --allow_symlinks`
+   * (a Hugging Face cache snapshot is a folder of links into `blobs/`).
+   * Without it a linked file is accepted only when the signer followed links
+   * too (the statement says so).
+   * @default {false}
+   */
+  allowSymlinks?: boolean;
+  /**
+   * Leave out `.git`, `.gitattributes`, `.github` and `.gitignore`, as
+   * `model_signing` does unless given `--no-ignore-git-paths`.
+   * @default {true}
+   */
+  ignoreGitPaths?: boolean;
+  /**
+   * Check only the files the signature lists: files the signer did not sign
+   * are not refused (`model_signing verify --ignore_unsigned_files`).
+   * @default {false}
+   */
+  ignoreUnsigned?: boolean;
 }
 
 /** What {@linkcode verifyModel} established. */
@@ -85,6 +105,9 @@ export async function verifyModel(
     ignorePaths: options.ignorePaths,
     files: options.files,
     onProgress: options.onProgress,
+    allowSymlinks: options.allowSymlinks,
+    ignoreGitPaths: options.ignoreGitPaths,
+    ignoreUnsigned: options.ignoreUnsigned,
   });
   if (check.oms.$case === "absent") {
     throw new SignatureMissing(`Cannot verify model: no signature at ${check.signature}`, {
