@@ -7,6 +7,7 @@
 import { type ByteSource, bytesSource, openSource } from "../hash/_source.ts";
 import { EvidenceError, PolicyError } from "../sign/errors.ts";
 import { decideFile, type OmsFinding, type Verdict } from "../sign/evidence.ts";
+import { labelsFor, measureExpected, workersFor } from "../sign/_oms_digest.ts";
 import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { TrustPolicy } from "../sign/policy.ts";
 import type { VerifiedSigner } from "../sign/types.ts";
@@ -122,12 +123,17 @@ export class Decisions {
    * that may carry an embedded signature, its bytes or the path of the
    * private copy holding them.
    */
-  check(ref: FileRef, digest: string, input?: Uint8Array | string): Promise<FileVerdict> {
+  check(
+    ref: FileRef,
+    digest: string,
+    input?: Uint8Array | string,
+    digests?: Record<string, string>,
+  ): Promise<FileVerdict> {
     const rec = this.model(ref.model);
     return rec.track((async () => {
       let v: FileVerdict;
       try {
-        v = toFileVerdict(await this.#decide(rec, ref, digest, input), digest);
+        v = toFileVerdict(await this.#decide(rec, ref, digest, input, digests), digest);
       } catch (error) {
         v = { ok: false, digest, evidence: "none", error: error as Error };
       }
@@ -136,11 +142,29 @@ export class Decisions {
     })());
   }
 
+  /**
+   * What a file must be measured with beyond SHA-256 (the model's model.sig
+   * may sign BLAKE2b digests or shards), and the signed value, so that a
+   * stream can be measured as it passes.
+   */
+  async measureFor(ref: FileRef): Promise<{ label: string; expected: string | undefined }[]> {
+    const rec = this.model(ref.model);
+    if (ref.model.unplaced !== undefined) return [];
+    rec.oms ??= this.#loadOms(ref.model);
+    const oms = await rec.oms;
+    if (oms.$case !== "verified") return [];
+    return labelsFor(oms, ref.file).map((label) => ({
+      label,
+      expected: oms.resources.get(ref.file),
+    }));
+  }
+
   async #decide(
     rec: ModelRecord,
     ref: FileRef,
     digest: string,
     input: Uint8Array | string | undefined,
+    digests: Record<string, string> | undefined,
   ): Promise<Verdict> {
     const { policy, verifiers, files } = this.#ctx;
     const shown = `${ref.model.name}/${ref.file}`;
@@ -176,11 +200,31 @@ export class Decisions {
     const linked = ref.model.root !== undefined && files !== undefined
       ? await files.isLinked(ref.model.root, ref.file)
       : false;
+    // A model.sig with BLAKE2b digests or shards: measure the bytes so.
+    if (oms.$case === "verified" && digests === undefined && input !== undefined) {
+      const labels = labelsFor(oms, ref.file);
+      if (labels.length > 0) {
+        const source = typeof input === "string"
+          ? named(await openSource(input), shown)
+          : bytesSource(input, shown);
+        try {
+          digests = {};
+          for (const label of labels) {
+            digests[label] = await measureExpected(label, source, oms.resources.get(ref.file), {
+              workers: workersFor(source.size),
+            });
+          }
+        } finally {
+          await source.close();
+        }
+      }
+    }
     return decideFile({
       model: asked,
       file: ref.file,
       linked,
       digest,
+      digests,
       oms,
       embedded,
       pins,

@@ -1,6 +1,7 @@
 // The guarded env.fetch: every model file transformers.js fetches (from the
 // hub, or a local folder while the guard turns env.useFS off) is read,
 // hashed and decided before anything is handed on.
+import { StreamMeasure } from "../sign/_oms_digest.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
 import { EvidenceError, SignError } from "../sign/errors.ts";
 import type { GuardCore } from "./_guard_core.ts";
@@ -39,6 +40,7 @@ function verifyingBody(
   const rec = core.decisions.model(ref.model);
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   let hasher: Awaited<ReturnType<typeof createSha256>> | undefined;
+  let others: { label: string; m: StreamMeasure }[] = [];
   let finish: (() => void) | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -46,14 +48,30 @@ function verifyingBody(
         reader = source.getReader();
         hasher = await createSha256();
         rec.track(new Promise<void>((resolve) => (finish = resolve)));
+        // The model.sig may sign BLAKE2b digests or shards: measure those too.
+        others = await Promise.all(
+          (await core.decisions.measureFor(ref)).map(async ({ label, expected }) => ({
+            label,
+            m: await StreamMeasure.create(label, expected),
+          })),
+        );
       }
       const { value, done } = await reader.read();
       if (!done) {
         hasher!.update(value);
+        for (const o of others) await o.m.update(value);
         controller.enqueue(value);
         return;
       }
-      const v = await core.decisions.check(ref, `sha256:${toHex(hasher!.digest())}`);
+      const digests = others.length === 0 ? undefined : Object.fromEntries(
+        await Promise.all(others.map(async (o) => [o.label, await o.m.digest()] as const)),
+      );
+      const v = await core.decisions.check(
+        ref,
+        `sha256:${toHex(hasher!.digest())}`,
+        undefined,
+        digests,
+      );
       finish?.();
       if (core.decisions.allowed(v)) controller.close();
       else controller.error(v.error);

@@ -402,3 +402,58 @@ function capture() {
     text: () => lines.join("\n"),
   };
 }
+
+test(
+  "guard: a model.sig with shards or BLAKE2b digests (model_signing --shards, --hash) vouches locally and from the hub; a changed byte is refused",
+  opts,
+  async (t) => {
+    for (
+      const [label, options] of [
+        ["shards of 1 KiB", { shardSize: 1024 }],
+        ["default shards", { shardSize: 1_000_000_000 }],
+        ["BLAKE2b", { hashType: "blake2b" as const }],
+        ["BLAKE2b shards", { hashType: "blake2b" as const, shardSize: 4096 }],
+      ] as const
+    ) {
+      await t.step(label, async () => {
+        const { root, dir } = await signedCopy();
+        await signModel(dir, { signer: keySigner(KEY), ...options });
+        await guarded({}, async (guard) => {
+          local(root);
+          assertClose(await embed("tiny-bert"), EXPECTED);
+          assert.ok(guard.records.length > 0 && guard.records.every((r) => r.evidence === "oms"));
+        });
+        const server = hub({ "acme/tiny-bert": dir });
+        try {
+          await guarded({}, async () => {
+            env.remoteHost = server.url;
+            env.allowLocalModels = false;
+            env.cacheKey = `guard-test-${crypto.randomUUID()}`;
+            assertClose(await embed("acme/tiny-bert"), EXPECTED);
+            await caches.delete(env.cacheKey);
+          });
+        } finally {
+          await server.close();
+        }
+        // One flipped byte in the weights (and in a small file).
+        const weights = `${dir}/onnx/model.onnx`;
+        const bytes = await Deno.readFile(weights);
+        bytes[bytes.length - 5]! ^= 1;
+        await Deno.writeFile(weights, bytes);
+        await guarded({}, async () => {
+          local(root);
+          await assertRefused("tiny-bert", HashMismatch, /model\.onnx/);
+        });
+        bytes[bytes.length - 5]! ^= 1;
+        await Deno.writeFile(weights, bytes);
+        const config = await Deno.readTextFile(`${dir}/config.json`);
+        await Deno.writeTextFile(`${dir}/config.json`, config.replace("{", "{ "));
+        await guarded({}, async () => {
+          local(root);
+          await assertRefused("tiny-bert", HashMismatch, /config\.json/);
+        });
+        await Deno.remove(root, { recursive: true });
+      });
+    }
+  },
+);
