@@ -386,3 +386,41 @@ Deno.test("oms: root digest is SHA-256 over the raw digests in order", async () 
     "61d4849d9d90076d6215f4d525f13d6574af8e3f67aef3e6f36fc40a14fdd226",
   );
 });
+
+Deno.test("StreamMeasure gives what measure gives, whatever the chunking; measureExpected does not read a file whose size cannot match", async () => {
+  const { measure, measureExpected, StreamMeasure } = await import("../../sign/_oms_digest.ts");
+  const { bytesSource } = await import("../../hash/_source.ts");
+  let seed = 42;
+  const rnd = (n: number) => Math.floor(((seed = (seed * 48271) % 0x7fffffff) / 0x7fffffff) * n);
+  for (
+    const label of [
+      "sha256",
+      "blake2b",
+      "blake3",
+      "sha256-sharded-8",
+      "blake2b-sharded-5",
+      "sha256-sharded-1000",
+    ]
+  ) {
+    for (const size of [0, 1, 7, 8, 9, 40, 1001, 3000]) {
+      const bytes = new Uint8Array(size).map(() => rnd(256));
+      const want = await measure(label, bytesSource(bytes, "x"));
+      const m = await StreamMeasure.create(label, want);
+      for (let at = 0; at < size;) {
+        const n = Math.min(size - at, 1 + rnd(20));
+        await m.update(bytes.subarray(at, at + n));
+        at += n;
+      }
+      assert.equal(await m.digest(), want, `${label} ${size}`);
+      if (label.includes("sharded") && size > 0) {
+        // Signed for a shorter file: neither reads on past the signed end.
+        const shorter = await measure(label, bytesSource(bytes.subarray(0, size - 1), "x"));
+        const got = await measureExpected(label, bytesSource(bytes, "x"), shorter);
+        assert.equal(got, `${label}:<${size} bytes>`);
+        const s = await StreamMeasure.create(label, shorter);
+        await s.update(bytes);
+        assert.equal(await s.digest(), `${label}:<${size} bytes>`);
+      }
+    }
+  }
+});
