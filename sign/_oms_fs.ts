@@ -6,6 +6,9 @@
  */
 
 import { fileDigest } from "../hash/file_digest.ts";
+import { sha256Ready, sha256Sync, toHex } from "../hash/_digest.ts";
+import { openSource } from "../hash/_source.ts";
+import { measure, workersFor } from "./_oms_digest.ts";
 import { comparePaths, type OmsResource, unsafePathReason } from "./_oms.ts";
 import { PolicyError } from "./errors.ts";
 
@@ -24,6 +27,12 @@ export interface HashModelFolderOptions {
   ignorePaths?: string[];
   /** The signature file, skipped (model-relative; `""`: none). @default {"model.sig"} */
   signatureFile?: string;
+  /**
+   * What each file is measured with: `sha256` (default), another OMS hash,
+   * or `<hash>-sharded-<N>`; a resource's digest is then the value that
+   * `measure` gives after the label (shards as `start-end=hex;…`).
+   */
+  label?: string;
   /** Skip `.git`, `.gitattributes`, `.github` and `.gitignore`. @default {true} */
   ignoreGitPaths?: boolean;
   /** Hash only these model-relative files (ignore rules do not apply to them). */
@@ -85,17 +94,40 @@ export async function hashModelFolder(
 ): Promise<OmsResource[]> {
   const allowSymlinks = options.allowSymlinks ?? false;
   const root = path.length > 1 ? path.replace(/[\\/]+$/, "") : path;
+  const label = options.label ?? "sha256";
   let done = 0;
+  await sha256Ready();
+  const fsSync = await import("node:fs");
   // Progress sums the bytes of every file, however many are hashed at once.
   const hash = async (file: string): Promise<string> => {
-    let last = 0;
-    return await fileDigest(file, {
-      onProgress: (bytes) => {
-        done += bytes - last;
-        last = bytes;
+    if (label === "sha256") {
+      // A small file in one synchronous read: for folders of thousands of
+      // small files the per-file round trips of async I/O cost more than
+      // the reading and hashing.
+      const small = smallFileBytes(fsSync, file);
+      if (small !== undefined) {
+        done += small.byteLength;
         options.onProgress?.(done);
-      },
-    });
+        return toHex(sha256Sync(small));
+      }
+      let last = 0;
+      return await fileDigest(file, {
+        onProgress: (bytes) => {
+          done += bytes - last;
+          last = bytes;
+          options.onProgress?.(done);
+        },
+      });
+    }
+    const source = await openSource(file);
+    try {
+      const value = await measure(label, source, { workers: workersFor(source.size) });
+      done += source.size;
+      options.onProgress?.(done);
+      return value.slice(label.length + 1);
+    } finally {
+      await source.close();
+    }
   };
 
   const fs = await import("node:fs/promises");
@@ -104,7 +136,7 @@ export async function hashModelFolder(
   const topStat = top.isSymbolicLink() ? await fs.stat(root) : top;
   if (topStat.isFile()) {
     if (top.isSymbolicLink()) options.links?.add(".");
-    return [{ name: ".", algorithm: "sha256", digest: await hash(root) }];
+    return [{ name: ".", algorithm: label, digest: await hash(root) }];
   }
   if (!topStat.isDirectory()) {
     throw new PolicyError(
@@ -171,11 +203,42 @@ export async function hashModelFolder(
       while (next < unique.length) {
         const i = next++;
         const name = unique[i]!;
-        resources[i] = { name, algorithm: "sha256", digest: await hash(`${root}/${name}`) };
+        resources[i] = { name, algorithm: label, digest: await hash(`${root}/${name}`) };
       }
     }),
   );
   return resources;
+}
+
+/** Files up to this size are read in one synchronous call. */
+const SMALL_FILE = 1 << 20;
+
+/**
+ * The bytes of a small regular file, read synchronously, or `undefined` (not
+ * a small regular file, changed while read, or an error: the caller's
+ * asynchronous path then reads it and reports what is wrong).
+ */
+function smallFileBytes(fs: typeof import("node:fs"), path: string): Uint8Array | undefined {
+  let fd: number | undefined;
+  try {
+    // Non-blocking: a pipe put in a file's place must not hang the open.
+    fd = fs.openSync(path, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.size > SMALL_FILE) return undefined;
+    // One byte more than the size, to see that the file ends where it said.
+    const buf = new Uint8Array(st.size + 1);
+    let got = 0;
+    while (got < buf.byteLength) {
+      const n = fs.readSync(fd, buf, got, buf.byteLength - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return got === st.size ? buf.subarray(0, got) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
 }
 
 async function walk(

@@ -36,6 +36,9 @@ export function toPem(label: string, der: Uint8Array): string {
 
 /** Standard base64 (with padding) of `bytes`. */
 export function base64Encode(bytes: Uint8Array): string {
+  // The native encoder where the runtime has one (Deno, browsers, Node 25).
+  const native = (bytes as { toBase64?: () => string }).toBase64;
+  if (typeof native === "function") return native.call(bytes);
   let binary = "";
   // Chunked so String.fromCharCode never gets too many arguments.
   for (let i = 0; i < bytes.length; i += 0x8000) {

@@ -1,14 +1,12 @@
 import {
   buildStatement,
   OMS_PAYLOAD_TYPE,
-  type OmsResource,
   type OmsSerialization,
   rootDigest,
   shardAlgorithm,
   sortResources,
 } from "./_oms.ts";
 import { hashModelFolder, OMS_GIT_PATHS } from "./_oms_fs.ts";
-import { measure, workersFor } from "./_oms_digest.ts";
 import type { Signer, SigstoreBundle } from "./types.ts";
 
 /** Options for {@linkcode signModel}. */
@@ -152,18 +150,27 @@ async function measureModel(path: string, options: ModelDigestOptions & { modelN
       `Cannot hash model: shard size must be a positive integer, got ${shardSize}`,
     );
   }
-  const files = await hashModelFolder(root, {
-    ...(isDir ? { ignorePaths: userIgnores, signatureFile: inside ?? "" } : {}),
-    ignoreGitPaths,
-    allowSymlinks,
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-  });
   const serialization: OmsSerialization = shardSize === undefined
     ? { method: "files", hashType }
     : { method: "shards", hashType, shardSize };
-  const resources = serialization.method === "files" && hashType === "sha256"
-    ? files
-    : await measureAll(root, isDir, files, serialization);
+  const label = shardSize === undefined ? hashType : shardAlgorithm(hashType, shardSize);
+  const measured = await hashModelFolder(root, {
+    ...(isDir ? { ignorePaths: userIgnores, signatureFile: inside ?? "" } : {}),
+    ignoreGitPaths,
+    allowSymlinks,
+    label,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  // Shards: one resource per `start-end=hex` part (an empty file has none).
+  const resources = shardSize === undefined
+    ? measured
+    : measured.flatMap((f) =>
+      f.digest === "" ? [] : f.digest.split(";").map((part) => {
+        const [range, digest] = part.split("=") as [string, string];
+        const [start, end] = range.split("-");
+        return { name: `${f.name}:${start}:${end}`, algorithm: label, digest };
+      })
+    );
   // What model_signing records: the user's ignores, the signature file when it
   // lies in the folder, and the git paths (when ignored), existing or not.
   const recorded = isDir
@@ -216,37 +223,4 @@ function existsFromCwd(p: string, root: string): boolean {
   const norm = (x: string) => x.replaceAll("\\", "/").replace(/^(?:\.\/)+/, "").replace(/\/+$/, "");
   const r = norm(root);
   return r !== "" && r !== "." && norm(p).startsWith(`${r}/`);
-}
-
-/** Every file measured with the serialization's hash, or cut into its shards. */
-async function measureAll(
-  root: string,
-  isDir: boolean,
-  files: readonly OmsResource[],
-  ser: OmsSerialization,
-): Promise<OmsResource[]> {
-  const { openSource } = await import("../hash/_source.ts");
-  const out: OmsResource[] = [];
-  const label = ser.method === "shards"
-    ? shardAlgorithm(ser.hashType, ser.shardSize!)
-    : ser.hashType;
-  for (const f of files) {
-    const source = await openSource(isDir ? `${root}/${f.name}` : root);
-    try {
-      const value = await measure(label, source, { workers: workersFor(source.size) });
-      const body = value.slice(label.length + 1);
-      if (ser.method === "files") {
-        out.push({ name: f.name, algorithm: label, digest: body });
-        continue;
-      }
-      for (const part of body === "" ? [] : body.split(";")) {
-        const [range, digest] = part.split("=") as [string, string];
-        const [start, end] = range.split("-");
-        out.push({ name: `${f.name}:${start}:${end}`, algorithm: label, digest });
-      }
-    } finally {
-      await source.close();
-    }
-  }
-  return out;
 }
