@@ -1610,3 +1610,88 @@ Deno.test("pickle: fuzzed pickles parse or throw ModelFormatError", async () => 
     return Promise.resolve();
   });
 });
+
+// --- Reading as Python reads ----------------------------------------------------
+
+/** Unpickles one protocol 0 opcode line (`V...`, `S...`, `I...`) as a value. */
+const line = (text: string) => run([...Array.from(text, (c) => c.charCodeAt(0)), 0x0a, 0x2e]);
+
+Deno.test("pickle: protocol 0 strings decode as Python's C unpickler decodes them (values checked with Python 3.11)", () => {
+  // UNICODE is raw-unicode-escape: only an odd run of backslashes escapes.
+  const unicode: [string, string][] = [
+    ["V\\u0041", "A"],
+    ["V\\\\u0041", "\\\\u0041"],
+    ["V\\\\\\u0041", "\\\\A"],
+    ["Vcaf\\u00e9", "café"],
+    ["V\\U0001f600", "😀"],
+    ["Vend\\", "end\\"],
+    ["V\\x", "\\x"],
+    ["V\xe9", "é"], // a byte is its own code point
+  ];
+  for (const [text, want] of unicode) assert.equal(line(text), want, text);
+  // STRING is a quoted str literal (codecs.escape_decode), then UTF-8.
+  const strings: [string, string][] = [
+    ["S'a\\012b'", "a\nb"],
+    ["S'\\0'", "\0"],
+    ["S'\\1234'", "S4"],
+    ["S'\\x41\\t'", "A\t"],
+    ["S'\\''", "'"],
+    ['S"a"', "a"],
+    ["S'\\303\\251'", "é"],
+  ];
+  for (const [text, want] of strings) assert.equal(line(text), want, text);
+  const refused: [string, string][] = [
+    ["V\\ud800", "surrogate"], // a lone surrogate in Python
+    ["V\\ud83d\\ude00", "surrogate"], // two code points in Python, one here
+    ["V\\udfff", "surrogate"],
+    ["V\\u12", "hex digits"], // Python: truncated \uXXXX escape
+    ["V\\u12g4", "hex digits"],
+    ["V\\U00110000", "U+10FFFF"],
+    ["S'\\400'", "\\400"], // Python keeps the low byte, with a warning
+    ["S'\\q'", "\\q"], // Python keeps it as written, with a warning
+    ["S'\\8'", "\\8"],
+    ["S'\\x4'", "\\x"], // Python: invalid \x escape
+    ["S'a\\'", "backslash"], // Python: trailing \ in string
+    ["S'a\"", "quoted"],
+  ];
+  for (const [text, says] of refused) {
+    assert.throws(() => line(text), tooLargeOrBad("bad-pickle", says), text);
+  }
+});
+
+Deno.test("pickle: protocol 0 numbers read as Python's C unpickler reads them (values checked with Python 3.11)", () => {
+  const values: [string, PyValue][] = [
+    ["I00", false],
+    ["I01", true],
+    ["I+1", true], // strtol reads 1 from 2 characters: a bool
+    ["I-0", false],
+    ["I-1", -1],
+    ["I000", 0],
+    ["I+5", 5],
+    ["I99999999999999999999999", 99999999999999999999999n],
+    ["L00L", 0],
+    ["L10L", 10],
+    ["L10", 10],
+    ["L-0L", 0],
+    ["Finf", Infinity],
+    ["F-Infinity", -Infinity],
+    ["FINF", Infinity],
+    ["F.5", 0.5],
+    ["F5.", 5],
+    ["F+.5", 0.5],
+    ["F-1.5E-3", -0.0015],
+    ["F1e-400", 0],
+  ];
+  for (const [text, want] of values) assert.deepEqual(line(text), want, text);
+  assert.ok(Number.isNaN(line("Fnan")));
+  // Read otherwise by Python (strtol's base 0: 010 is 8, 0x10 is 16, -01
+  // is -1), or refused by Python: refused here.
+  for (
+    const text of ["I010", "I0x10", "I-01", "I 5", "I1_0", "L010L", "L0x10L", "I"]
+  ) {
+    assert.throws(() => line(text), tooLargeOrBad("bad-pickle", "decimal"), text);
+  }
+  for (const text of ["F0x10", "F 1.5", "F1_0", "Fe5", "F.e5", "F1e400", "F-1e400", "F"]) {
+    assert.throws(() => line(text), tooLargeOrBad("bad-pickle", "FLOAT"), text);
+  }
+});
