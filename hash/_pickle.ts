@@ -484,7 +484,7 @@ class Unpickler {
                 "it builds an OrderedDict from items that are not pairs",
               );
             }
-            map.set(key(pair[0] as PyValue), pair[1] as PyValue);
+            map.set(this.#key(pair[0] as PyValue), pair[1] as PyValue);
           }
         } else if (list.length !== 0) {
           throw this.#fail(
@@ -762,7 +762,7 @@ class Unpickler {
           }
           const map = this.#made(new Map<PyValue, PyValue>(), items.length);
           for (let i = 0; i < items.length; i += 2) {
-            map.set(key(items[i]!), items[i + 1]!);
+            map.set(this.#key(items[i]!), items[i + 1]!);
           }
           this.#push(map);
           break;
@@ -808,7 +808,7 @@ class Unpickler {
           const map = this.#dict(this.#top());
           this.#changing(map, "SETITEM");
           this.#addRefs(2);
-          map.set(key(k), v);
+          map.set(this.#key(k), v);
           break;
         }
         case Op.SETITEMS: {
@@ -820,7 +820,7 @@ class Unpickler {
           this.#changing(map, "SETITEMS");
           this.#addRefs(items.length);
           for (let i = 0; i < items.length; i += 2) {
-            map.set(key(items[i]!), items[i + 1]!);
+            map.set(this.#key(items[i]!), items[i + 1]!);
           }
           break;
         }
@@ -942,6 +942,32 @@ class Unpickler {
           );
       }
     }
+  }
+
+  /**
+   * A dict key as Python compares it: safe integers are numbers, so 1, 1n and
+   * 1.0 match, and True and False are 1 and 0 (`{1: a, True: b, 1.0: c}` has
+   * one key). Python also makes an integral float equal to the int of its
+   * value (`{2**53: a, 2.0**53: b}` has one key): a float key at or past 2^53
+   * is refused, as is NaN (each NaN is a key of its own in Python, one key in
+   * a Map), so no two keys are one in Python and two here, or the reverse.
+   */
+  #key(k: PyValue): PyValue {
+    if (typeof k === "boolean") return k ? 1 : 0;
+    if (typeof k === "bigint") return small(k);
+    if (typeof k === "number" && !Number.isSafeInteger(k)) {
+      if (Number.isNaN(k)) {
+        throw this.#fail(
+          "it has a dict key that is NaN (Python keeps each NaN object as a key of its own)",
+        );
+      }
+      if (Number.isInteger(k)) {
+        throw this.#fail(
+          `it has the float dict key ${k}, past 2^53 (Python makes it one key with the int of its value)`,
+        );
+      }
+    }
+    return k;
   }
 
   #persistent(pid: PyValue): PyValue {
@@ -1135,15 +1161,6 @@ class Unpickler {
     }
     return out;
   }
-}
-
-/**
- * Dict keys as Python compares them: safe integers are numbers, so 1 and 1n
- * match, and True and False are 1 and 0 (`{1: a, True: b}` has one key).
- */
-function key(k: PyValue): PyValue {
-  if (typeof k === "boolean") return k ? 1 : 0;
-  return typeof k === "bigint" ? small(k) : k;
 }
 
 function small(v: bigint): number | bigint {

@@ -1695,3 +1695,42 @@ Deno.test("pickle: protocol 0 numbers read as Python's C unpickler reads them (v
     assert.throws(() => line(text), tooLargeOrBad("bad-pickle", "FLOAT"), text);
   }
 });
+
+Deno.test("pickle: dict keys are one key exactly when Python's are", () => {
+  const f64 = (x: number) => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, x, false);
+    return [0x47, ...b];
+  };
+  const keys = (...ops: number[][]) => {
+    const p = new Pickle().op(0x7d, 0x28);
+    ops.forEach((k, i) => p.op(...k).int(i));
+    return [...(run(p.op(0x75, 0x2e).bytes()) as Map<PyValue, PyValue>)];
+  };
+  // 1, True and 1.0 are one key (the last value wins); so are 0, -0.0 and False.
+  assert.deepEqual(keys([0x4b, 1], [0x88], f64(1)), [[1, 2]]);
+  assert.deepEqual(keys([0x4b, 0], f64(-0), [0x89]), [[0, 2]]);
+  // 2**53 - 1 as int and as float: one key.
+  const long = (n: bigint) => {
+    const b: number[] = [];
+    for (let i = 0; i < 8; i++) b.push(Number((n >> BigInt(8 * i)) & 0xffn));
+    return [0x8a, 8, ...b];
+  };
+  assert.deepEqual(keys(long(2n ** 53n - 1n), f64(2 ** 53 - 1)), [[2 ** 53 - 1, 1]]);
+  // Floats that are no int: their own keys.
+  assert.deepEqual(keys(f64(1.5), f64(Infinity), [0x4b, 1]), [[1.5, 0], [Infinity, 1], [1, 2]]);
+  // 2**53 and 2.0**53, 10**20 and 1e20: one key in Python, refused here.
+  assert.throws(
+    () => keys(long(2n ** 53n), f64(2 ** 53)),
+    tooLargeOrBad("bad-pickle", "float dict key 9007199254740992"),
+  );
+  assert.throws(() => keys(f64(1e20)), tooLargeOrBad("bad-pickle", "float dict key"));
+  // Two NaN objects are two keys in Python, one in a Map.
+  assert.throws(() => keys(f64(NaN), f64(NaN)), tooLargeOrBad("bad-pickle", "NaN"));
+  // OrderedDict([(k, v), ...]) and SETITEM compare keys the same way.
+  const od = new Pickle().global("collections", "OrderedDict").op(0x5d, 0x28)
+    .op(...f64(2 ** 60)).op(0x4e, 0x86).op(0x65, 0x85, 0x52, 0x2e);
+  assert.throws(() => run(od.bytes()), tooLargeOrBad("bad-pickle", "float dict key"));
+  const setitem = new Pickle().op(0x7d, ...f64(NaN), 0x4e, 0x73, 0x2e);
+  assert.throws(() => run(setitem.bytes()), tooLargeOrBad("bad-pickle", "NaN"));
+});
