@@ -405,7 +405,11 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
     string,
     { dtype: DType; numel: number; stored: StoredBytes; data?: number }
   >();
-  const views = new Map<string, Storage>();
+  // Every storage by key, roots and views alike: torch.load keeps both in one
+  // dict, so a view key that names a root is that root (and a root key that
+  // names a view, that view), whatever offset and size the view says.
+  const storages = new Map<string, Storage>();
+  const viewKeys = new Set<string>();
   const rootReader =
     (key: string) => (offset: number, length: number): AsyncIterable<Uint8Array> => {
       const data = roots.get(key)?.data;
@@ -417,13 +421,21 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       }
       return rangeChunks(ctx.source, data + offset, length);
     };
+  const bothKinds = (key: string, offset: number) =>
+    ctx.error(
+      "bad-pickle",
+      `Cannot read legacy PyTorch checkpoint: the key "${key}" names both a root storage and a view (torch.load keeps both in one dict, so one would stand for the other; torch.save never writes this)`,
+      offset,
+    );
   const persistentLoad = (pid: PyValue, offset: number): PyValue => {
     const { key, dtype, numel, rest } = parseStorageId(ctx, pid, 6, offset);
     const es = DTYPE_SIZES[dtype];
+    if (viewKeys.has(key)) throw bothKinds(key, offset);
     let root = roots.get(key);
     if (root === undefined) {
       root = { dtype, numel, stored: { key, byteLength: numel * es } };
       roots.set(key, root);
+      storages.set(key, new Storage(key, dtype, numel * es, rootReader(key), root.stored));
     } else if (root.dtype !== dtype || root.numel !== numel) {
       throw ctx.error(
         "bad-pickle",
@@ -432,15 +444,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       );
     }
     const meta = rest[0] ?? null;
-    if (meta === null) {
-      const id = `\0root:${key}`;
-      let storage = views.get(id);
-      if (storage === undefined) {
-        storage = new Storage(key, dtype, numel * es, rootReader(key), root.stored);
-        views.set(id, storage);
-      }
-      return storage;
-    }
+    if (meta === null) return storages.get(key)!;
     // A view of the root storage: (view_key, element offset, element count).
     const [viewKey, viewOffset, viewSize] = Array.isArray(meta) ? meta as PyValue[] : [];
     if (
@@ -454,7 +458,9 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
         offset,
       );
     }
-    const known = views.get(viewKey);
+    if (roots.has(viewKey)) throw bothKinds(viewKey, offset);
+    // torch.load returns a view it has made before, whatever this one says.
+    const known = storages.get(viewKey);
     if (known !== undefined) return known;
     const read = rootReader(key);
     const storage = new Storage(
@@ -464,7 +470,8 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       (o, l) => read(viewOffset * es + o, l),
       root.stored,
     );
-    views.set(viewKey, storage);
+    viewKeys.add(viewKey);
+    storages.set(viewKey, storage);
     return storage;
   };
   const main = await readPickleAt(ctx, pos, MAX_PICKLE, persistentLoad);

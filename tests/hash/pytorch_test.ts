@@ -1734,3 +1734,61 @@ Deno.test("pickle: dict keys are one key exactly when Python's are", () => {
   const setitem = new Pickle().op(0x7d, ...f64(NaN), 0x4e, 0x73, 0x2e);
   assert.throws(() => run(setitem.bytes()), tooLargeOrBad("bad-pickle", "NaN"));
 });
+
+Deno.test("pytorch: a legacy key names one storage, as in torch.load's one dict of roots and views", async () => {
+  const s = f32(8);
+  const viewOf = (key: string, offset: number, size: number) => (p: Pickle) =>
+    p.op(0x28).str(key).int(offset).int(size).op(0x74);
+  const tensor = (key: string, shape: number[], view?: [string, number, number]) => (p: Pickle) =>
+    emitTensor(p, {
+      key,
+      numel: key === "V" && !view ? 4 : 8,
+      shape,
+      ...(view ? { view: viewOf(...view) } : {}),
+    }, true);
+  // Views under their own keys, one used twice: read.
+  const ok = await readPytorchLegacy(bytesSource(legacyFile(
+    stateDict([
+      ["a", tensor("R", [4], ["V1", 4, 4])],
+      ["b", tensor("R", [2], ["V2", 1, 2])],
+      ["c", tensor("R", [4], ["V1", 4, 4])],
+    ]),
+    ["R"],
+    [[8, s]],
+  )));
+  assert.deepEqual(
+    await Promise.all(
+      ok.map(async (t) => [t.name, [...new Float32Array((await tensorBytes(t)).buffer)]]),
+    ),
+    [["a", [4, 5, 6, 7]], ["b", [1, 2]], ["c", [4, 5, 6, 7]]],
+  );
+  const refused: [string, Uint8Array][] = [
+    [
+      "view key of another root",
+      legacyFile(
+        stateDict([["a", tensor("A", [4], undefined)], ["b", tensor("B", [4], ["A", 4, 4])]]),
+        ["A", "B"],
+        [[8, s], [8, s]],
+      ),
+    ],
+    [
+      "view key of its own root",
+      legacyFile(stateDict([["b", tensor("B", [4], ["B", 4, 4])]]), ["B"], [[8, s]]),
+    ],
+    [
+      "root key of an earlier view",
+      legacyFile(
+        stateDict([["a", tensor("B", [4], ["V", 4, 4])], ["b", tensor("V", [4], undefined)]]),
+        ["B", "V"],
+        [[8, s], [4, s.subarray(0, 16)]],
+      ),
+    ],
+  ];
+  for (const [label, bytes] of refused) {
+    await assert.rejects(
+      readPytorchLegacy(bytesSource(bytes)),
+      tooLargeOrBad("bad-pickle", "both a root storage and a view"),
+      label,
+    );
+  }
+});
