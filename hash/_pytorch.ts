@@ -42,6 +42,8 @@ const SMALL_PICKLE = 64;
 const MAX_GATHER_SPAN = 1 << 30;
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
+/** A tar header block (torch.load tries the tar format of early PyTorch first). */
+const TAR_BLOCK = 512;
 // Bounds on the walk from the pickle's root to its tensors. Real checkpoints
 // nest a few levels and share little (tied weights), so these only stop
 // hostile files from turning a small pickle into a lot of work.
@@ -354,6 +356,13 @@ async function inflated(ctx: Context, entry: ZipEntry): Promise<Uint8Array> {
  */
 export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
   const ctx = new Context(source, "pytorch-legacy");
+  if (source.size >= TAR_BLOCK && isTarHeader(await source.read(0, TAR_BLOCK))) {
+    throw ctx.error(
+      "bad-header",
+      "Cannot read legacy PyTorch checkpoint: its first 512 bytes are also a tar header with a valid checksum, and torch.load reads such a file as a tar checkpoint of early PyTorch (other tensors than the pickles at its start)",
+      0,
+    );
+  }
   let magic: PyValue;
   let pos: number;
   try {
@@ -528,7 +537,62 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       );
     }
   }
+  if (pos !== source.size) {
+    throw ctx.error(
+      "bad-offsets",
+      `Cannot read legacy PyTorch checkpoint: ${
+        source.size - pos
+      } bytes follow its last storage (torch.save writes none; another reader, such as the tar loader torch.load tries first, could read them)`,
+      pos,
+    );
+  }
   return new Walk(ctx).run(main.value);
+}
+
+/**
+ * Whether a 512-byte block passes the test Python's `tarfile` makes of a
+ * header (`TarInfo.frombuf`): its checksum field, read as `tarfile.nti`
+ * does, equals the sum of its other bytes plus 256 (8 spaces), the bytes
+ * taken unsigned or signed (`tarfile.calc_chksums`). `torch.load` opens a
+ * file with `tarfile` first and reads it as a tar checkpoint when this holds.
+ */
+export function isTarHeader(block: Uint8Array): boolean {
+  if (block.byteLength !== TAR_BLOCK || block.every((b) => b === 0)) return false;
+  let unsigned = 256;
+  let signed = 256;
+  for (let i = 0; i < TAR_BLOCK; i++) {
+    if (i >= 148 && i < 156) continue;
+    unsigned += block[i]!;
+    signed += block[i]! < 128 ? block[i]! : block[i]! - 256;
+  }
+  const field = block.subarray(148, 156);
+  let sum: number;
+  if (field[0] === 0o200 || field[0] === 0o377) {
+    // Base-256: the other 7 bytes, big-endian; negative after 0o377.
+    sum = 0;
+    for (let i = 1; i < 8; i++) sum = sum * 256 + field[i]!;
+    if (field[0] === 0o377) sum -= 256 ** 7;
+  } else {
+    // Octal text up to the first NUL, ASCII only, stripped, as int(s, 8).
+    const nul = field.indexOf(0);
+    const raw = field.subarray(0, nul < 0 ? 8 : nul);
+    if (raw.some((b) => b > 0x7f)) return false;
+    // str.strip(): ASCII whitespace, and the separators \x1c to \x1f.
+    const space = (b: number) => b === 0x20 || (b >= 0x09 && b <= 0x0d) || (b >= 0x1c && b <= 0x1f);
+    let from = 0;
+    let to = raw.length;
+    while (from < to && space(raw[from]!)) from++;
+    while (to > from && space(raw[to - 1]!)) to--;
+    const text = String.fromCharCode(...raw.subarray(from, to));
+    if (text === "") sum = 0;
+    else {
+      // int(text, 8): a sign, an optional 0o prefix, digits with single underscores.
+      const m = /^([+-]?)(?:0[oO]_?)?([0-7](?:_?[0-7])*)$/.exec(text);
+      if (m === null) return false;
+      sum = (m[1] === "-" ? -1 : 1) * parseInt(m[2]!.replaceAll("_", ""), 8);
+    }
+  }
+  return sum === unsigned || sum === signed;
 }
 
 /**

@@ -2,7 +2,7 @@ import { concat, prng } from "../_helpers.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
-import { readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
+import { isTarHeader, readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
 import {
   NeedMoreInput,
   PyCall,
@@ -1791,4 +1791,57 @@ Deno.test("pytorch: a legacy key names one storage, as in torch.load's one dict 
       label,
     );
   }
+});
+
+Deno.test("pytorch: a legacy file that is also a tar, or has bytes after its last storage, is refused", async () => {
+  const main = stateDict([["w", (p) => emitTensor(p, { key: "r", numel: 4, shape: [4] }, true)]]);
+  const good = legacyFile(main, ["r"], [[4, f32(4)]]);
+  assert.equal((await readPytorchLegacy(bytesSource(good))).length, 1);
+  await assert.rejects(
+    readPytorchLegacy(bytesSource(concat([good, new Uint8Array(1)]))),
+    tooLargeOrBad("bad-offsets", "1 bytes follow its last storage"),
+  );
+  // A 512-byte header passes tarfile's test when its checksum field, read as
+  // tarfile.nti reads it, is the sum of the other bytes plus 256, the bytes
+  // taken unsigned or signed.
+  const block = (field: string | number[], fill: (i: number) => number) => {
+    const b = Uint8Array.from({ length: 512 }, (_, i) => fill(i));
+    const bytes = typeof field === "string" ? Array.from(field, (c) => c.charCodeAt(0)) : field;
+    b.set([...bytes, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8), 148);
+    return b;
+  };
+  const sum = (b: Uint8Array, signed: boolean) =>
+    b.reduce((n, x, i) => i >= 148 && i < 156 ? n : n + (signed && x >= 128 ? x - 256 : x), 256);
+  const withSum = (
+    text: (n: number) => string | number[],
+    fill: (i: number) => number = () => 1,
+    signed = false,
+  ) => block(text(sum(block([], fill), signed)), fill);
+  const oct = (n: number) => n.toString(8);
+  const tar = [
+    withSum((n) => `${oct(n).padStart(6, "0")}\0 `),
+    withSum((n) => `0o${oct(n)}`),
+    withSum((n) => ` +${oct(n)}\x1c`),
+    withSum((n) => `${oct(n)[0]}_${oct(n).slice(1)}`),
+    withSum((n) => [0x80, 0, 0, 0, 0, 0, n >> 8, n & 0xff]),
+    withSum((n) => oct(n), (i) => i % 8 === 0 ? 0xff : 5, true), // the signed sum
+    withSum((n) => `-${oct(-n)}`, () => 0xff, true), // a negative signed sum
+  ];
+  for (const [i, b] of tar.entries()) {
+    assert.ok(isTarHeader(b), `tar ${i}`);
+    await assert.rejects(
+      readPytorchLegacy(bytesSource(concat([b, good]))),
+      tooLargeOrBad("bad-header", "tar header"),
+    );
+  }
+  const notTar = [
+    withSum((n) => oct(n + 1)),
+    withSum((n) => `${oct(n)}8`), // not octal
+    withSum((n) => `${oct(n)}__`),
+    withSum((n) => `${oct(n)}\x85`), // not ASCII
+    withSum((n) => oct(n + 2 * 64), (i) => i % 8 === 0 ? 0xff : 5, true), // neither sum
+    new Uint8Array(512),
+    good.subarray(0, 512),
+  ];
+  for (const [i, b] of notTar.entries()) assert.ok(!isTarHeader(b), `not tar ${i}`);
 });
