@@ -44,6 +44,17 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
 /** A tar header block (torch.load tries the tar format of early PyTorch first). */
 const TAR_BLOCK = 512;
+/** The records torch.save writes in a zip beside data.pkl and data/ (torch 1.6 to 2.x). */
+const TORCH_RECORDS = new Set([
+  "version",
+  ".data/version",
+  "byteorder",
+  ".format_version",
+  ".storage_alignment",
+  ".data/serialization_id",
+]);
+/** torch.save's records are a few bytes of text ("3\n", "little", a 20-digit id). */
+const TORCH_RECORD_BYTES = 64;
 // Bounds on the walk from the pickle's root to its tensors. Real checkpoints
 // nest a few levels and share little (tied weights), so these only stop
 // hostile files from turning a small pickle into a lot of work.
@@ -174,6 +185,33 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
   }
   const pkl = pickles[0]!;
   const prefix = pkl.name.slice(0, -"data.pkl".length);
+  // torch.load reads data.pkl, the storages it names and a few small records;
+  // numpy.load reads any entry that starts with the .npy magic as an array
+  // (`w.npy` by the name `w`). So every other entry is refused, and so is a
+  // record that is not short ASCII text, lest one file be two checkpoints.
+  for (const e of entries) {
+    const rest = e.name.startsWith(prefix) ? e.name.slice(prefix.length) : undefined;
+    if (rest === "data.pkl" || rest?.startsWith("data/")) continue;
+    if (rest === undefined || !TORCH_RECORDS.has(rest)) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: the zip has the entry ${
+          JSON.stringify(e.name)
+        }, which torch.load ignores but another reader may read (numpy.load reads "x.npy" as the array "x"); torch.save writes only ${prefix}data.pkl, the ${prefix}data/ storages it names, and records such as ${prefix}version and ${prefix}byteorder`,
+        e.localHeaderOffset,
+      );
+    }
+    const text = e.size <= TORCH_RECORD_BYTES
+      ? await readEntry(source, e, TORCH_RECORD_BYTES, ctx.format)
+      : undefined;
+    if (text === undefined || !text.every((b) => (b >= 0x20 && b <= 0x7e) || b === 0x0a)) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: its record ${e.name} is not ASCII text of at most ${TORCH_RECORD_BYTES} bytes, as torch.save writes (numpy.load reads an entry that starts with the .npy magic as an array)`,
+        e.localHeaderOffset,
+      );
+    }
+  }
   const byteorder = byName.get(`${prefix}byteorder`);
   if (byteorder !== undefined) {
     const order = new TextDecoder().decode(
@@ -248,7 +286,20 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
     baseOffset,
     persistentLoad,
   });
-  return new Walk(ctx).run(value);
+  // After the walk, whose refusals say more.
+  const tensors = new Walk(ctx).run(value);
+  for (const e of entries) {
+    if (
+      e.name.startsWith(`${prefix}data/`) && !storages.has(e.name.slice(`${prefix}data/`.length))
+    ) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: the storage entry ${e.name} is not named by ${prefix}data.pkl, so torch.load ignores it (and another reader, such as numpy.load, may read it)`,
+        e.localHeaderOffset,
+      );
+    }
+  }
+  return tensors;
 }
 
 function zipStorageReader(

@@ -1845,3 +1845,52 @@ Deno.test("pytorch: a legacy file that is also a tar, or has bytes after its las
   ];
   for (const [i, b] of notTar.entries()) assert.ok(!isTarHeader(b), `not tar ${i}`);
 });
+
+Deno.test("pytorch: a zip holds only what torch.load reads, so no other loader reads another checkpoint from it", async () => {
+  const storage = { "0": f32(10) };
+  const pkl = pickleOf(dict([S("w"), T()]));
+  const text = (s: string) => new TextEncoder().encode(s);
+  // The records torch.save writes, from 1.6 to 2.x.
+  const records = [
+    { name: "model/byteorder", data: text("little") },
+    { name: "model/.format_version", data: text("1") },
+    { name: "model/.storage_alignment", data: text("64") },
+    { name: "model/.data/serialization_id", data: text("0123456789".repeat(4)) },
+    { name: "model/.data/version", data: text("3\n") },
+  ];
+  assert.equal((await readPytorchZip(torchZip(pkl, storage, { extra: records }))).length, 1);
+  const npy = new Uint8Array([0x93, ...text("NUMPY"), 1, 0, 4, 0, ...text("{}  ")]);
+  const refused: [string, ByteSource, string][] = [
+    [
+      "an .npy beside",
+      torchZip(pkl, storage, { extra: [{ name: "model/w.npy", data: npy }] }),
+      '"model/w.npy"',
+    ],
+    [
+      "outside the prefix",
+      torchZip(pkl, storage, { extra: [{ name: "other/w.npy", data: npy }] }),
+      '"other/w.npy"',
+    ],
+    [
+      "any other name",
+      torchZip(pkl, storage, { extra: [{ name: "model/notes.txt", data: text("x") }] }),
+      "notes.txt",
+    ],
+    ["a storage no tensor names", torchZip(pkl, { ...storage, "1": f32(2) }), "model/data/1"],
+    [
+      "an .npy as a record",
+      torchZip(pkl, storage, { extra: [{ name: "model/.format_version", data: npy }] }),
+      ".format_version",
+    ],
+    [
+      "a long record",
+      torchZip(pkl, storage, {
+        extra: [{ name: "model/.data/serialization_id", data: text("1".repeat(65)) }],
+      }),
+      "serialization_id",
+    ],
+  ];
+  for (const [label, source, says] of refused) {
+    await assert.rejects(readPytorchZip(source), tooLargeOrBad("bad-zip", says), label);
+  }
+});
