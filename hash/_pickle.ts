@@ -484,7 +484,7 @@ class Unpickler {
                 "it builds an OrderedDict from items that are not pairs",
               );
             }
-            map.set(key(pair[0] as PyValue), pair[1] as PyValue);
+            map.set(this.#key(pair[0] as PyValue), pair[1] as PyValue);
           }
         } else if (list.length !== 0) {
           throw this.#fail(
@@ -636,9 +636,12 @@ class Unpickler {
           break;
         }
         case Op.INT: {
+          // Python reads INT with C's strtol (base 0: "010" is 8, "0x10"
+          // 16), then as a Python int; a 2-character text of 0 or 1 ("01",
+          // "+1", "-0") is a bool. Only decimal forms, read the same in every
+          // base, are accepted.
           const text = this.#line();
-          if (text === "01") this.#push(true);
-          else if (text === "00") this.#push(false);
+          if (/^(?:0[01]|[+-]0|\+1)$/.test(text)) this.#push(text.endsWith("1"));
           else this.#push(this.#parseInt(text));
           break;
         }
@@ -646,14 +649,22 @@ class Unpickler {
           this.#push(this.#parseInt(this.#line().replace(/L$/, "")));
           break;
         case Op.FLOAT: {
+          // Python's float syntax: decimals, and inf, infinity and nan in any
+          // case; no spaces, underscores or hex (JavaScript's Number reads
+          // those). A decimal past the double range fails in Python.
           const text = this.#line();
-          const v = Number(text);
-          if (
-            text.trim() === "" || (Number.isNaN(v) && !/^[+-]?nan$/i.test(text))
-          ) {
+          const m =
+            /^([+-]?)(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|(inf|infinity)|(nan))$/i
+              .exec(text);
+          if (m === null) {
             throw this.#fail(
-              `it has a FLOAT that is not a number: "${text.slice(0, 40)}"`,
+              `it has a FLOAT that is not a Python float: "${text.slice(0, 40)}"`,
             );
+          }
+          const sign = m[1] === "-" ? -1 : 1;
+          const v = m[2] !== undefined ? Number(text) : m[3] !== undefined ? sign * Infinity : NaN;
+          if (m[2] !== undefined && !Number.isFinite(v)) {
+            throw this.#fail(`it has a FLOAT too large for a double: "${text.slice(0, 40)}"`);
           }
           this.#push(v);
           break;
@@ -751,7 +762,7 @@ class Unpickler {
           }
           const map = this.#made(new Map<PyValue, PyValue>(), items.length);
           for (let i = 0; i < items.length; i += 2) {
-            map.set(key(items[i]!), items[i + 1]!);
+            map.set(this.#key(items[i]!), items[i + 1]!);
           }
           this.#push(map);
           break;
@@ -797,7 +808,7 @@ class Unpickler {
           const map = this.#dict(this.#top());
           this.#changing(map, "SETITEM");
           this.#addRefs(2);
-          map.set(key(k), v);
+          map.set(this.#key(k), v);
           break;
         }
         case Op.SETITEMS: {
@@ -809,7 +820,7 @@ class Unpickler {
           this.#changing(map, "SETITEMS");
           this.#addRefs(items.length);
           for (let i = 0; i < items.length; i += 2) {
-            map.set(key(items[i]!), items[i + 1]!);
+            map.set(this.#key(items[i]!), items[i + 1]!);
           }
           break;
         }
@@ -933,6 +944,32 @@ class Unpickler {
     }
   }
 
+  /**
+   * A dict key as Python compares it: safe integers are numbers, so 1, 1n and
+   * 1.0 match, and True and False are 1 and 0 (`{1: a, True: b, 1.0: c}` has
+   * one key). Python also makes an integral float equal to the int of its
+   * value (`{2**53: a, 2.0**53: b}` has one key): a float key at or past 2^53
+   * is refused, as is NaN (each NaN is a key of its own in Python, one key in
+   * a Map), so no two keys are one in Python and two here, or the reverse.
+   */
+  #key(k: PyValue): PyValue {
+    if (typeof k === "boolean") return k ? 1 : 0;
+    if (typeof k === "bigint") return small(k);
+    if (typeof k === "number" && !Number.isSafeInteger(k)) {
+      if (Number.isNaN(k)) {
+        throw this.#fail(
+          "it has a dict key that is NaN (Python keeps each NaN object as a key of its own)",
+        );
+      }
+      if (Number.isInteger(k)) {
+        throw this.#fail(
+          `it has the float dict key ${k}, past 2^53 (Python makes it one key with the int of its value)`,
+        );
+      }
+    }
+    return k;
+  }
+
   #persistent(pid: PyValue): PyValue {
     const load = this.#opts.persistentLoad;
     if (load === undefined) {
@@ -980,10 +1017,16 @@ class Unpickler {
     return small(v);
   }
 
+  /**
+   * An INT or LONG text. Python reads it in base 0 or with strtol's base 0
+   * ("010" is 8 for INT, an error for LONG), so only the forms that are
+   * decimal in all of them are read: an optional sign, then 0s or a number
+   * without a leading zero.
+   */
   #parseInt(text: string): number | bigint {
-    if (!/^[+-]?\d{1,150}$/.test(text)) {
+    if (!/^[+-]?(?:0+|[1-9]\d{0,149})$/.test(text)) {
       throw this.#fail(
-        `it has an INT or LONG that is not a number: "${text.slice(0, 40)}"`,
+        `it has an INT or LONG that is not a plain decimal number: "${text.slice(0, 40)}"`,
       );
     }
     return small(BigInt(text));
@@ -998,19 +1041,63 @@ class Unpickler {
     return Number(text);
   }
 
-  // Protocol 0 UNICODE: raw-unicode-escape, only \uXXXX and \UXXXXXXXX escapes.
+  /**
+   * Protocol 0 UNICODE: Python's raw-unicode-escape. Each byte is the code
+   * point of its value, except that a backslash followed by `u` (4 hex
+   * digits) or `U` (8) is that code point; a backslash followed by anything
+   * else is kept with the next character, so `\\u0041` stays 7 characters
+   * (only an odd run of backslashes escapes). Python fails on a short or
+   * non-hex escape and past U+10FFFF, and so do we. A surrogate escape is
+   * refused: Python keeps `\ud83d\ude00` as two code points, distinct from
+   * the key `😀`, but a JavaScript string would join them into it.
+   */
   #rawUnicodeEscape(text: string): string {
-    return text.replace(
-      /\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g,
-      (_, u4?: string, u8?: string) => {
-        const cp = parseInt(u4 ?? u8 ?? "0", 16);
-        if (cp > 0x10ffff) throw this.#fail("it has an escape past U+10FFFF");
-        return String.fromCodePoint(cp);
-      },
-    );
+    let out = "";
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i]!;
+      const e = text[i + 1];
+      if (c !== "\\" || e === undefined) {
+        out += c;
+        continue;
+      }
+      if (e !== "u" && e !== "U") {
+        out += c + e;
+        i++;
+        continue;
+      }
+      const n = e === "u" ? 4 : 8;
+      const hex = text.slice(i + 2, i + 2 + n);
+      if (!new RegExp(`^[0-9a-fA-F]{${n}}$`).test(hex)) {
+        throw this.#fail(
+          `it has a UNICODE string with a \\${e} escape that is not ${n} hex digits (Python fails on it)`,
+        );
+      }
+      const cp = parseInt(hex, 16);
+      if (cp > 0x10ffff) {
+        throw this.#fail(
+          `it has a UNICODE string with an escape past U+10FFFF (Python fails on it)`,
+        );
+      }
+      if (cp >= 0xd800 && cp <= 0xdfff) {
+        throw this.#fail(
+          `it has a UNICODE string with the surrogate escape \\${e}${hex}: Python keeps it as a lone surrogate, which a name cannot hold (two such escapes would read as one character here and two in Python)`,
+        );
+      }
+      out += String.fromCodePoint(cp);
+      i += 1 + n;
+    }
+    return out;
   }
 
-  // Protocol 0 STRING: a quoted Python 2 str literal, as latin-1 (one char a byte).
+  /**
+   * Protocol 0 STRING: a quoted Python 2 str literal, unescaped as Python's
+   * `codecs.escape_decode` does, one char a byte: `\\`, `\'`, `\"`, `\a`,
+   * `\b`, `\f`, `\n`, `\r`, `\t`, `\v`, `\x` and two hex digits, and one to
+   * three octal digits (`\012` is a newline). Python fails on a bad `\x`
+   * escape or a trailing backslash, and so do we. Octal escapes past `\377`
+   * (Python keeps the low byte, with a warning) and escapes Python keeps as
+   * written (with a warning, e.g. `\q`) are refused: `repr` never writes them.
+   */
   #pyStringLiteral(text: string): string {
     const q = text[0];
     if (
@@ -1030,7 +1117,6 @@ class Unpickler {
       b: "\b",
       f: "\f",
       v: "\v",
-      "0": "\0",
     };
     let out = "";
     for (let i = 0; i < body.length; i++) {
@@ -1040,27 +1126,41 @@ class Unpickler {
         continue;
       }
       const e = body[i + 1];
-      if (e === "x" && /^[0-9a-fA-F]{2}$/.test(body.slice(i + 2, i + 4))) {
-        out += String.fromCharCode(parseInt(body.slice(i + 2, i + 4), 16));
+      if (e === undefined) {
+        throw this.#fail("it has a STRING that ends with a backslash (Python fails on it)");
+      }
+      if (e === "x") {
+        const hex = body.slice(i + 2, i + 4);
+        if (!/^[0-9a-fA-F]{2}$/.test(hex)) {
+          throw this.#fail(
+            "it has a STRING with a \\x escape that is not two hex digits (Python fails on it)",
+          );
+        }
+        out += String.fromCharCode(parseInt(hex, 16));
         i += 3;
-      } else if (e !== undefined && simple[e] !== undefined) {
+      } else if (e >= "0" && e <= "7") {
+        const digits = /^[0-7]{1,3}/.exec(body.slice(i + 1, i + 4))![0];
+        const v = parseInt(digits, 8);
+        if (v > 0o377) {
+          throw this.#fail(
+            `it has a STRING with the octal escape \\${digits}, past \\377 (Python keeps its low byte)`,
+          );
+        }
+        out += String.fromCharCode(v);
+        i += digits.length;
+      } else if (simple[e] !== undefined) {
         out += simple[e];
         i += 1;
       } else {
-        throw this.#fail("it has a STRING with an unsupported escape");
+        throw this.#fail(
+          `it has a STRING with the escape \\${
+            JSON.stringify(e).slice(1, -1)
+          }, which Python keeps as written with a warning`,
+        );
       }
     }
     return out;
   }
-}
-
-/**
- * Dict keys as Python compares them: safe integers are numbers, so 1 and 1n
- * match, and True and False are 1 and 0 (`{1: a, True: b}` has one key).
- */
-function key(k: PyValue): PyValue {
-  if (typeof k === "boolean") return k ? 1 : 0;
-  return typeof k === "bigint" ? small(k) : k;
 }
 
 function small(v: bigint): number | bigint {

@@ -42,6 +42,19 @@ const SMALL_PICKLE = 64;
 const MAX_GATHER_SPAN = 1 << 30;
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
+/** A tar header block (torch.load tries the tar format of early PyTorch first). */
+const TAR_BLOCK = 512;
+/** The records torch.save writes in a zip beside data.pkl and data/ (torch 1.6 to 2.x). */
+const TORCH_RECORDS = new Set([
+  "version",
+  ".data/version",
+  "byteorder",
+  ".format_version",
+  ".storage_alignment",
+  ".data/serialization_id",
+]);
+/** torch.save's records are a few bytes of text ("3\n", "little", a 20-digit id). */
+const TORCH_RECORD_BYTES = 64;
 // Bounds on the walk from the pickle's root to its tensors. Real checkpoints
 // nest a few levels and share little (tied weights), so these only stop
 // hostile files from turning a small pickle into a lot of work.
@@ -172,6 +185,33 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
   }
   const pkl = pickles[0]!;
   const prefix = pkl.name.slice(0, -"data.pkl".length);
+  // torch.load reads data.pkl, the storages it names and a few small records;
+  // numpy.load reads any entry that starts with the .npy magic as an array
+  // (`w.npy` by the name `w`). So every other entry is refused, and so is a
+  // record that is not short ASCII text, lest one file be two checkpoints.
+  for (const e of entries) {
+    const rest = e.name.startsWith(prefix) ? e.name.slice(prefix.length) : undefined;
+    if (rest === "data.pkl" || rest?.startsWith("data/")) continue;
+    if (rest === undefined || !TORCH_RECORDS.has(rest)) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: the zip has the entry ${
+          JSON.stringify(e.name)
+        }, which torch.load ignores but another reader may read (numpy.load reads "x.npy" as the array "x"); torch.save writes only ${prefix}data.pkl, the ${prefix}data/ storages it names, and records such as ${prefix}version and ${prefix}byteorder`,
+        e.localHeaderOffset,
+      );
+    }
+    const text = e.size <= TORCH_RECORD_BYTES
+      ? await readEntry(source, e, TORCH_RECORD_BYTES, ctx.format)
+      : undefined;
+    if (text === undefined || !text.every((b) => (b >= 0x20 && b <= 0x7e) || b === 0x0a)) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: its record ${e.name} is not ASCII text of at most ${TORCH_RECORD_BYTES} bytes, as torch.save writes (numpy.load reads an entry that starts with the .npy magic as an array)`,
+        e.localHeaderOffset,
+      );
+    }
+  }
   const byteorder = byName.get(`${prefix}byteorder`);
   if (byteorder !== undefined) {
     const order = new TextDecoder().decode(
@@ -246,7 +286,20 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
     baseOffset,
     persistentLoad,
   });
-  return new Walk(ctx).run(value);
+  // After the walk, whose refusals say more.
+  const tensors = new Walk(ctx).run(value);
+  for (const e of entries) {
+    if (
+      e.name.startsWith(`${prefix}data/`) && !storages.has(e.name.slice(`${prefix}data/`.length))
+    ) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: the storage entry ${e.name} is not named by ${prefix}data.pkl, so torch.load ignores it (and another reader, such as numpy.load, may read it)`,
+        e.localHeaderOffset,
+      );
+    }
+  }
+  return tensors;
 }
 
 function zipStorageReader(
@@ -354,6 +407,13 @@ async function inflated(ctx: Context, entry: ZipEntry): Promise<Uint8Array> {
  */
 export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
   const ctx = new Context(source, "pytorch-legacy");
+  if (source.size >= TAR_BLOCK && isTarHeader(await source.read(0, TAR_BLOCK))) {
+    throw ctx.error(
+      "bad-header",
+      "Cannot read legacy PyTorch checkpoint: its first 512 bytes are also a tar header with a valid checksum, and torch.load reads such a file as a tar checkpoint of early PyTorch (other tensors than the pickles at its start)",
+      0,
+    );
+  }
   let magic: PyValue;
   let pos: number;
   try {
@@ -405,7 +465,11 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
     string,
     { dtype: DType; numel: number; stored: StoredBytes; data?: number }
   >();
-  const views = new Map<string, Storage>();
+  // Every storage by key, roots and views alike: torch.load keeps both in one
+  // dict, so a view key that names a root is that root (and a root key that
+  // names a view, that view), whatever offset and size the view says.
+  const storages = new Map<string, Storage>();
+  const viewKeys = new Set<string>();
   const rootReader =
     (key: string) => (offset: number, length: number): AsyncIterable<Uint8Array> => {
       const data = roots.get(key)?.data;
@@ -417,13 +481,21 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       }
       return rangeChunks(ctx.source, data + offset, length);
     };
+  const bothKinds = (key: string, offset: number) =>
+    ctx.error(
+      "bad-pickle",
+      `Cannot read legacy PyTorch checkpoint: the key "${key}" names both a root storage and a view (torch.load keeps both in one dict, so one would stand for the other; torch.save never writes this)`,
+      offset,
+    );
   const persistentLoad = (pid: PyValue, offset: number): PyValue => {
     const { key, dtype, numel, rest } = parseStorageId(ctx, pid, 6, offset);
     const es = DTYPE_SIZES[dtype];
+    if (viewKeys.has(key)) throw bothKinds(key, offset);
     let root = roots.get(key);
     if (root === undefined) {
       root = { dtype, numel, stored: { key, byteLength: numel * es } };
       roots.set(key, root);
+      storages.set(key, new Storage(key, dtype, numel * es, rootReader(key), root.stored));
     } else if (root.dtype !== dtype || root.numel !== numel) {
       throw ctx.error(
         "bad-pickle",
@@ -432,15 +504,7 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       );
     }
     const meta = rest[0] ?? null;
-    if (meta === null) {
-      const id = `\0root:${key}`;
-      let storage = views.get(id);
-      if (storage === undefined) {
-        storage = new Storage(key, dtype, numel * es, rootReader(key), root.stored);
-        views.set(id, storage);
-      }
-      return storage;
-    }
+    if (meta === null) return storages.get(key)!;
     // A view of the root storage: (view_key, element offset, element count).
     const [viewKey, viewOffset, viewSize] = Array.isArray(meta) ? meta as PyValue[] : [];
     if (
@@ -454,7 +518,9 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
         offset,
       );
     }
-    const known = views.get(viewKey);
+    if (roots.has(viewKey)) throw bothKinds(viewKey, offset);
+    // torch.load returns a view it has made before, whatever this one says.
+    const known = storages.get(viewKey);
     if (known !== undefined) return known;
     const read = rootReader(key);
     const storage = new Storage(
@@ -464,7 +530,8 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       (o, l) => read(viewOffset * es + o, l),
       root.stored,
     );
-    views.set(viewKey, storage);
+    viewKeys.add(viewKey);
+    storages.set(viewKey, storage);
     return storage;
   };
   const main = await readPickleAt(ctx, pos, MAX_PICKLE, persistentLoad);
@@ -521,7 +588,62 @@ export async function readPytorchLegacy(source: ByteSource): Promise<Tensor[]> {
       );
     }
   }
+  if (pos !== source.size) {
+    throw ctx.error(
+      "bad-offsets",
+      `Cannot read legacy PyTorch checkpoint: ${
+        source.size - pos
+      } bytes follow its last storage (torch.save writes none; another reader, such as the tar loader torch.load tries first, could read them)`,
+      pos,
+    );
+  }
   return new Walk(ctx).run(main.value);
+}
+
+/**
+ * Whether a 512-byte block passes the test Python's `tarfile` makes of a
+ * header (`TarInfo.frombuf`): its checksum field, read as `tarfile.nti`
+ * does, equals the sum of its other bytes plus 256 (8 spaces), the bytes
+ * taken unsigned or signed (`tarfile.calc_chksums`). `torch.load` opens a
+ * file with `tarfile` first and reads it as a tar checkpoint when this holds.
+ */
+export function isTarHeader(block: Uint8Array): boolean {
+  if (block.byteLength !== TAR_BLOCK || block.every((b) => b === 0)) return false;
+  let unsigned = 256;
+  let signed = 256;
+  for (let i = 0; i < TAR_BLOCK; i++) {
+    if (i >= 148 && i < 156) continue;
+    unsigned += block[i]!;
+    signed += block[i]! < 128 ? block[i]! : block[i]! - 256;
+  }
+  const field = block.subarray(148, 156);
+  let sum: number;
+  if (field[0] === 0o200 || field[0] === 0o377) {
+    // Base-256: the other 7 bytes, big-endian; negative after 0o377.
+    sum = 0;
+    for (let i = 1; i < 8; i++) sum = sum * 256 + field[i]!;
+    if (field[0] === 0o377) sum -= 256 ** 7;
+  } else {
+    // Octal text up to the first NUL, ASCII only, stripped, as int(s, 8).
+    const nul = field.indexOf(0);
+    const raw = field.subarray(0, nul < 0 ? 8 : nul);
+    if (raw.some((b) => b > 0x7f)) return false;
+    // str.strip(): ASCII whitespace, and the separators \x1c to \x1f.
+    const space = (b: number) => b === 0x20 || (b >= 0x09 && b <= 0x0d) || (b >= 0x1c && b <= 0x1f);
+    let from = 0;
+    let to = raw.length;
+    while (from < to && space(raw[from]!)) from++;
+    while (to > from && space(raw[to - 1]!)) to--;
+    const text = String.fromCharCode(...raw.subarray(from, to));
+    if (text === "") sum = 0;
+    else {
+      // int(text, 8): a sign, an optional 0o prefix, digits with single underscores.
+      const m = /^([+-]?)(?:0[oO]_?)?([0-7](?:_?[0-7])*)$/.exec(text);
+      if (m === null) return false;
+      sum = (m[1] === "-" ? -1 : 1) * parseInt(m[2]!.replaceAll("_", ""), 8);
+    }
+  }
+  return sum === unsigned || sum === signed;
 }
 
 /**

@@ -478,7 +478,23 @@ export async function hashFromManifest(
   return rootOf(sorted.length, (i) => sorted[i]!, (i, into, at) => into.set(leaves[i]!, at));
 }
 
+/**
+ * Refuses two tensors with one name, and a name that is not well-formed
+ * UTF-16 (a lone surrogate): UTF-8 has no encoding of it, so it would be
+ * hashed as U+FFFD, the name of another tensor.
+ */
 function checkUnique(sorted: readonly { name: string }[], file: string): void {
+  for (const t of sorted) {
+    if (!t.name.isWellFormed()) {
+      throw new ModelFormatError(
+        "bad-header",
+        `Cannot hash model: the tensor name ${
+          JSON.stringify(t.name)
+        } holds a lone surrogate, which UTF-8 cannot encode (it would hash as U+FFFD, like another name)`,
+        { file },
+      );
+    }
+  }
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i]!.name === sorted[i - 1]!.name) {
       throw new ModelFormatError(

@@ -2,7 +2,7 @@ import { concat, prng } from "../_helpers.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
-import { readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
+import { isTarHeader, readPytorchLegacy, readPytorchZip } from "../../hash/_pytorch.ts";
 import {
   NeedMoreInput,
   PyCall,
@@ -1609,4 +1609,288 @@ Deno.test("pickle: fuzzed pickles parse or throw ModelFormatError", async () => 
     unpickle(mutate(pkl, rand), 0, { ...opts, persistentLoad: (pid) => pid });
     return Promise.resolve();
   });
+});
+
+// --- Reading as Python reads ----------------------------------------------------
+
+/** Unpickles one protocol 0 opcode line (`V...`, `S...`, `I...`) as a value. */
+const line = (text: string) => run([...Array.from(text, (c) => c.charCodeAt(0)), 0x0a, 0x2e]);
+
+Deno.test("pickle: protocol 0 strings decode as Python's C unpickler decodes them (values checked with Python 3.11)", () => {
+  // UNICODE is raw-unicode-escape: only an odd run of backslashes escapes.
+  const unicode: [string, string][] = [
+    ["V\\u0041", "A"],
+    ["V\\\\u0041", "\\\\u0041"],
+    ["V\\\\\\u0041", "\\\\A"],
+    ["Vcaf\\u00e9", "café"],
+    ["V\\U0001f600", "😀"],
+    ["Vend\\", "end\\"],
+    ["V\\x", "\\x"],
+    ["V\xe9", "é"], // a byte is its own code point
+  ];
+  for (const [text, want] of unicode) assert.equal(line(text), want, text);
+  // STRING is a quoted str literal (codecs.escape_decode), then UTF-8.
+  const strings: [string, string][] = [
+    ["S'a\\012b'", "a\nb"],
+    ["S'\\0'", "\0"],
+    ["S'\\1234'", "S4"],
+    ["S'\\x41\\t'", "A\t"],
+    ["S'\\''", "'"],
+    ['S"a"', "a"],
+    ["S'\\303\\251'", "é"],
+  ];
+  for (const [text, want] of strings) assert.equal(line(text), want, text);
+  const refused: [string, string][] = [
+    ["V\\ud800", "surrogate"], // a lone surrogate in Python
+    ["V\\ud83d\\ude00", "surrogate"], // two code points in Python, one here
+    ["V\\udfff", "surrogate"],
+    ["V\\u12", "hex digits"], // Python: truncated \uXXXX escape
+    ["V\\u12g4", "hex digits"],
+    ["V\\U00110000", "U+10FFFF"],
+    ["S'\\400'", "\\400"], // Python keeps the low byte, with a warning
+    ["S'\\q'", "\\q"], // Python keeps it as written, with a warning
+    ["S'\\8'", "\\8"],
+    ["S'\\x4'", "\\x"], // Python: invalid \x escape
+    ["S'a\\'", "backslash"], // Python: trailing \ in string
+    ["S'a\"", "quoted"],
+  ];
+  for (const [text, says] of refused) {
+    assert.throws(() => line(text), tooLargeOrBad("bad-pickle", says), text);
+  }
+});
+
+Deno.test("pickle: protocol 0 numbers read as Python's C unpickler reads them (values checked with Python 3.11)", () => {
+  const values: [string, PyValue][] = [
+    ["I00", false],
+    ["I01", true],
+    ["I+1", true], // strtol reads 1 from 2 characters: a bool
+    ["I-0", false],
+    ["I-1", -1],
+    ["I000", 0],
+    ["I+5", 5],
+    ["I99999999999999999999999", 99999999999999999999999n],
+    ["L00L", 0],
+    ["L10L", 10],
+    ["L10", 10],
+    ["L-0L", 0],
+    ["Finf", Infinity],
+    ["F-Infinity", -Infinity],
+    ["FINF", Infinity],
+    ["F.5", 0.5],
+    ["F5.", 5],
+    ["F+.5", 0.5],
+    ["F-1.5E-3", -0.0015],
+    ["F1e-400", 0],
+  ];
+  for (const [text, want] of values) assert.deepEqual(line(text), want, text);
+  assert.ok(Number.isNaN(line("Fnan")));
+  // Read otherwise by Python (strtol's base 0: 010 is 8, 0x10 is 16, -01
+  // is -1), or refused by Python: refused here.
+  for (
+    const text of ["I010", "I0x10", "I-01", "I 5", "I1_0", "L010L", "L0x10L", "I"]
+  ) {
+    assert.throws(() => line(text), tooLargeOrBad("bad-pickle", "decimal"), text);
+  }
+  for (const text of ["F0x10", "F 1.5", "F1_0", "Fe5", "F.e5", "F1e400", "F-1e400", "F"]) {
+    assert.throws(() => line(text), tooLargeOrBad("bad-pickle", "FLOAT"), text);
+  }
+});
+
+Deno.test("pickle: dict keys are one key exactly when Python's are", () => {
+  const f64 = (x: number) => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, x, false);
+    return [0x47, ...b];
+  };
+  const keys = (...ops: number[][]) => {
+    const p = new Pickle().op(0x7d, 0x28);
+    ops.forEach((k, i) => p.op(...k).int(i));
+    return [...(run(p.op(0x75, 0x2e).bytes()) as Map<PyValue, PyValue>)];
+  };
+  // 1, True and 1.0 are one key (the last value wins); so are 0, -0.0 and False.
+  assert.deepEqual(keys([0x4b, 1], [0x88], f64(1)), [[1, 2]]);
+  assert.deepEqual(keys([0x4b, 0], f64(-0), [0x89]), [[0, 2]]);
+  // 2**53 - 1 as int and as float: one key.
+  const long = (n: bigint) => {
+    const b: number[] = [];
+    for (let i = 0; i < 8; i++) b.push(Number((n >> BigInt(8 * i)) & 0xffn));
+    return [0x8a, 8, ...b];
+  };
+  assert.deepEqual(keys(long(2n ** 53n - 1n), f64(2 ** 53 - 1)), [[2 ** 53 - 1, 1]]);
+  // Floats that are no int: their own keys.
+  assert.deepEqual(keys(f64(1.5), f64(Infinity), [0x4b, 1]), [[1.5, 0], [Infinity, 1], [1, 2]]);
+  // 2**53 and 2.0**53, 10**20 and 1e20: one key in Python, refused here.
+  assert.throws(
+    () => keys(long(2n ** 53n), f64(2 ** 53)),
+    tooLargeOrBad("bad-pickle", "float dict key 9007199254740992"),
+  );
+  assert.throws(() => keys(f64(1e20)), tooLargeOrBad("bad-pickle", "float dict key"));
+  // Two NaN objects are two keys in Python, one in a Map.
+  assert.throws(() => keys(f64(NaN), f64(NaN)), tooLargeOrBad("bad-pickle", "NaN"));
+  // OrderedDict([(k, v), ...]) and SETITEM compare keys the same way.
+  const od = new Pickle().global("collections", "OrderedDict").op(0x5d, 0x28)
+    .op(...f64(2 ** 60)).op(0x4e, 0x86).op(0x65, 0x85, 0x52, 0x2e);
+  assert.throws(() => run(od.bytes()), tooLargeOrBad("bad-pickle", "float dict key"));
+  const setitem = new Pickle().op(0x7d, ...f64(NaN), 0x4e, 0x73, 0x2e);
+  assert.throws(() => run(setitem.bytes()), tooLargeOrBad("bad-pickle", "NaN"));
+});
+
+Deno.test("pytorch: a legacy key names one storage, as in torch.load's one dict of roots and views", async () => {
+  const s = f32(8);
+  const viewOf = (key: string, offset: number, size: number) => (p: Pickle) =>
+    p.op(0x28).str(key).int(offset).int(size).op(0x74);
+  const tensor = (key: string, shape: number[], view?: [string, number, number]) => (p: Pickle) =>
+    emitTensor(p, {
+      key,
+      numel: key === "V" && !view ? 4 : 8,
+      shape,
+      ...(view ? { view: viewOf(...view) } : {}),
+    }, true);
+  // Views under their own keys, one used twice: read.
+  const ok = await readPytorchLegacy(bytesSource(legacyFile(
+    stateDict([
+      ["a", tensor("R", [4], ["V1", 4, 4])],
+      ["b", tensor("R", [2], ["V2", 1, 2])],
+      ["c", tensor("R", [4], ["V1", 4, 4])],
+    ]),
+    ["R"],
+    [[8, s]],
+  )));
+  assert.deepEqual(
+    await Promise.all(
+      ok.map(async (t) => [t.name, [...new Float32Array((await tensorBytes(t)).buffer)]]),
+    ),
+    [["a", [4, 5, 6, 7]], ["b", [1, 2]], ["c", [4, 5, 6, 7]]],
+  );
+  const refused: [string, Uint8Array][] = [
+    [
+      "view key of another root",
+      legacyFile(
+        stateDict([["a", tensor("A", [4], undefined)], ["b", tensor("B", [4], ["A", 4, 4])]]),
+        ["A", "B"],
+        [[8, s], [8, s]],
+      ),
+    ],
+    [
+      "view key of its own root",
+      legacyFile(stateDict([["b", tensor("B", [4], ["B", 4, 4])]]), ["B"], [[8, s]]),
+    ],
+    [
+      "root key of an earlier view",
+      legacyFile(
+        stateDict([["a", tensor("B", [4], ["V", 4, 4])], ["b", tensor("V", [4], undefined)]]),
+        ["B", "V"],
+        [[8, s], [4, s.subarray(0, 16)]],
+      ),
+    ],
+  ];
+  for (const [label, bytes] of refused) {
+    await assert.rejects(
+      readPytorchLegacy(bytesSource(bytes)),
+      tooLargeOrBad("bad-pickle", "both a root storage and a view"),
+      label,
+    );
+  }
+});
+
+Deno.test("pytorch: a legacy file that is also a tar, or has bytes after its last storage, is refused", async () => {
+  const main = stateDict([["w", (p) => emitTensor(p, { key: "r", numel: 4, shape: [4] }, true)]]);
+  const good = legacyFile(main, ["r"], [[4, f32(4)]]);
+  assert.equal((await readPytorchLegacy(bytesSource(good))).length, 1);
+  await assert.rejects(
+    readPytorchLegacy(bytesSource(concat([good, new Uint8Array(1)]))),
+    tooLargeOrBad("bad-offsets", "1 bytes follow its last storage"),
+  );
+  // A 512-byte header passes tarfile's test when its checksum field, read as
+  // tarfile.nti reads it, is the sum of the other bytes plus 256, the bytes
+  // taken unsigned or signed.
+  const block = (field: string | number[], fill: (i: number) => number) => {
+    const b = Uint8Array.from({ length: 512 }, (_, i) => fill(i));
+    const bytes = typeof field === "string" ? Array.from(field, (c) => c.charCodeAt(0)) : field;
+    b.set([...bytes, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8), 148);
+    return b;
+  };
+  const sum = (b: Uint8Array, signed: boolean) =>
+    b.reduce((n, x, i) => i >= 148 && i < 156 ? n : n + (signed && x >= 128 ? x - 256 : x), 256);
+  const withSum = (
+    text: (n: number) => string | number[],
+    fill: (i: number) => number = () => 1,
+    signed = false,
+  ) => block(text(sum(block([], fill), signed)), fill);
+  const oct = (n: number) => n.toString(8);
+  const tar = [
+    withSum((n) => `${oct(n).padStart(6, "0")}\0 `),
+    withSum((n) => `0o${oct(n)}`),
+    withSum((n) => ` +${oct(n)}\x1c`),
+    withSum((n) => `${oct(n)[0]}_${oct(n).slice(1)}`),
+    withSum((n) => [0x80, 0, 0, 0, 0, 0, n >> 8, n & 0xff]),
+    withSum((n) => oct(n), (i) => i % 8 === 0 ? 0xff : 5, true), // the signed sum
+    withSum((n) => `-${oct(-n)}`, () => 0xff, true), // a negative signed sum
+  ];
+  for (const [i, b] of tar.entries()) {
+    assert.ok(isTarHeader(b), `tar ${i}`);
+    await assert.rejects(
+      readPytorchLegacy(bytesSource(concat([b, good]))),
+      tooLargeOrBad("bad-header", "tar header"),
+    );
+  }
+  const notTar = [
+    withSum((n) => oct(n + 1)),
+    withSum((n) => `${oct(n)}8`), // not octal
+    withSum((n) => `${oct(n)}__`),
+    withSum((n) => `${oct(n)}\x85`), // not ASCII
+    withSum((n) => oct(n + 2 * 64), (i) => i % 8 === 0 ? 0xff : 5, true), // neither sum
+    new Uint8Array(512),
+    good.subarray(0, 512),
+  ];
+  for (const [i, b] of notTar.entries()) assert.ok(!isTarHeader(b), `not tar ${i}`);
+});
+
+Deno.test("pytorch: a zip holds only what torch.load reads, so no other loader reads another checkpoint from it", async () => {
+  const storage = { "0": f32(10) };
+  const pkl = pickleOf(dict([S("w"), T()]));
+  const text = (s: string) => new TextEncoder().encode(s);
+  // The records torch.save writes, from 1.6 to 2.x.
+  const records = [
+    { name: "model/byteorder", data: text("little") },
+    { name: "model/.format_version", data: text("1") },
+    { name: "model/.storage_alignment", data: text("64") },
+    { name: "model/.data/serialization_id", data: text("0123456789".repeat(4)) },
+    { name: "model/.data/version", data: text("3\n") },
+  ];
+  assert.equal((await readPytorchZip(torchZip(pkl, storage, { extra: records }))).length, 1);
+  const npy = new Uint8Array([0x93, ...text("NUMPY"), 1, 0, 4, 0, ...text("{}  ")]);
+  const refused: [string, ByteSource, string][] = [
+    [
+      "an .npy beside",
+      torchZip(pkl, storage, { extra: [{ name: "model/w.npy", data: npy }] }),
+      '"model/w.npy"',
+    ],
+    [
+      "outside the prefix",
+      torchZip(pkl, storage, { extra: [{ name: "other/w.npy", data: npy }] }),
+      '"other/w.npy"',
+    ],
+    [
+      "any other name",
+      torchZip(pkl, storage, { extra: [{ name: "model/notes.txt", data: text("x") }] }),
+      "notes.txt",
+    ],
+    ["a storage no tensor names", torchZip(pkl, { ...storage, "1": f32(2) }), "model/data/1"],
+    [
+      "an .npy as a record",
+      torchZip(pkl, storage, { extra: [{ name: "model/.format_version", data: npy }] }),
+      ".format_version",
+    ],
+    [
+      "a long record",
+      torchZip(pkl, storage, {
+        extra: [{ name: "model/.data/serialization_id", data: text("1".repeat(65)) }],
+      }),
+      "serialization_id",
+    ],
+  ];
+  for (const [label, source, says] of refused) {
+    await assert.rejects(readPytorchZip(source), tooLargeOrBad("bad-zip", says), label);
+  }
 });

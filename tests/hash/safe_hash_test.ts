@@ -209,6 +209,29 @@ Deno.test("hashFromManifest() follows the README spec byte for byte", async () =
   await assert.rejects(hashFromManifest([{ ...t, sha256: "xyz" }]), TypeError);
 });
 
+Deno.test("a tensor name with a lone surrogate is refused: UTF-8 would hash it as U+FFFD, another name", async () => {
+  const t = { dtype: "F32" as const, shape: [1], sha256: sha256hex(new Uint8Array(4)) };
+  const loneSurrogate = (e: unknown) =>
+    e instanceof ModelFormatError && e.code === "bad-header" &&
+    e.message.includes("lone surrogate");
+  for (const name of ["\ud800", "a\udfff", "\ude00\ud83d"]) {
+    await assert.rejects(hashFromManifest([{ ...t, name }]), loneSurrogate, JSON.stringify(name));
+  }
+  // A safetensors header may escape one ("\ud800"); serde_json refuses it, so do we.
+  const data = { dtype: "F32" as const, shape: [1], data: new Uint8Array(4) };
+  for (const algorithm of ["safemodels-v1", "seed-xxh64"] as const) {
+    await assert.rejects(
+      safeHash(buildSafetensors({ "\ud800": data }), { algorithm }),
+      loneSurrogate,
+      algorithm,
+    );
+  }
+  // A surrogate pair is one code point, and hashes as it.
+  const pair = await safeHash(buildSafetensors({ "\ud83d\ude00": data }));
+  assert.equal(pair, await safeHash(buildSafetensors({ "😀": data })));
+  assert.notEqual(pair, await safeHash(buildSafetensors({ "\ufffd": data })));
+});
+
 Deno.test("safeHash() sorts names by code point, as Python's sorted does", async () => {
   // U+FF5E sorts before U+1F600 by code point, after it by UTF-16 code unit.
   const file = buildSafetensors({
