@@ -299,8 +299,36 @@ export async function readPytorchZip(source: ByteSource): Promise<Tensor[]> {
       );
     }
   }
+  // numpy.load reads any entry that starts with the .npy magic as an array:
+  // a storage that does is read one way by torch (raw elements, of which a
+  // tensor may view only a part) and another by numpy. Its first bytes only.
+  for (const storage of storages.values()) {
+    const entry = byName.get(`${prefix}data/${storage.key}`)!;
+    if (entry.size < NPY_MAGIC.length) continue;
+    let head: Uint8Array | undefined;
+    if (entry.method === 0) {
+      head = await source.read(await entryDataOffset(source, entry, ctx.format), NPY_MAGIC.length);
+    } else {
+      const got: number[] = [];
+      for await (const piece of entryChunks(source, entry, ctx.format, NPY_MAGIC.length)) {
+        got.push(...piece.subarray(0, NPY_MAGIC.length - got.length));
+        if (got.length >= NPY_MAGIC.length) break;
+      }
+      head = Uint8Array.from(got);
+    }
+    if (head !== undefined && NPY_MAGIC.every((b, k) => head![k] === b)) {
+      throw ctx.error(
+        "bad-zip",
+        `Cannot read PyTorch checkpoint: the storage entry ${entry.name} starts with the .npy magic, so numpy.load reads it as an array while torch.load reads its raw elements`,
+        entry.localHeaderOffset,
+      );
+    }
+  }
   return tensors;
 }
+
+/** The magic a .npy file starts with (`\x93NUMPY`). */
+const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
 
 function zipStorageReader(
   ctx: Context,

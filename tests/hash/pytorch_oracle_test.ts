@@ -127,6 +127,7 @@ const WANT: Record<string, Want> = {
   "c6_zip_extra_npy_outside.pt": badZip('"plain/w.npy"'),
   "c6_zip_unreferenced_storage.pt": badZip("archive/data/7", "not named"),
   "c6_zip_record_npy.pt": badZip("archive/.data/serialization_id", ".npy"),
+  "c6_zip_storage_npy_magic.pt": badZip("archive/data/0", ".npy magic"),
   "c6_zip_new_records.pt": "hash",
 };
 

@@ -834,6 +834,16 @@ def crafted():
         "torch.save zip plus archive/.data/serialization_id holding a .npy",
         zip_with(saved, [("archive/.data/serialization_id", npy([9, 9, 9, 9]))]),
     )
+    # A storage whose bytes start with the .npy magic: torch reads the raw
+    # bytes (the tensor views only its tail), numpy.load reads the entry as
+    # the array [9, 9, 9, 9].
+    head = npy([9, 9, 9, 9])
+    magic_storage = torch.frombuffer(bytearray(head + bytes(range(8))), dtype=torch.uint8)
+    c["c6_zip_storage_npy_magic.pt"] = (
+        "torch.save zip {w: uint8 view of the storage's last 8 bytes}; the storage archive/data/0 "
+        "begins with a whole .npy file, which numpy.load reads as an array",
+        torch_saved({"w": magic_storage[len(head):]}),
+    )
     c["c6_zip_new_records.pt"] = (
         "torch.save zip plus the records newer torch writes (byteorder, .format_version, "
         ".storage_alignment, .data/serialization_id, .data/version)",
