@@ -40,6 +40,7 @@ import type { Lockfile } from "../sign/lockfile.ts";
 import type { Issuer, TrustPolicy } from "../sign/policy.ts";
 import { type SignedTextVerifier, verifySignedTextWith } from "../sign/_signed_text.ts";
 import { verifyBundleWith } from "../sign/_verify_cert.ts";
+import { verifyKeylessWeb } from "../sign/_keyless.ts";
 
 export type {
   GuardOptions,
@@ -96,9 +97,18 @@ export interface WebGuardOptions
   ort?: { InferenceSession: SessionClass };
 }
 
-/** Bundle checks with WebCrypto alone: key and certificate-chain bundles (not keyless). */
+/**
+ * Bundle checks with WebCrypto alone: key, certificate-chain and Sigstore
+ * keyless bundles (Rekor v1 entries; see sign/_keyless.ts).
+ */
 const keySigned: SignedTextVerifier = (text, trust, type, at) =>
-  verifySignedTextWith((b, t, f) => verifyBundleWith(undefined, b, t, f), text, trust, type, at);
+  verifySignedTextWith(
+    (b, t, f) => verifyBundleWith(verifyKeylessWeb, b, t, f),
+    text,
+    trust,
+    type,
+    at,
+  );
 
 /**
  * Installs the guard on transformers.js in a browser: every model file it

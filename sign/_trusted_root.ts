@@ -12,23 +12,12 @@ import { X509Certificate } from "@sigstore/core";
 import type { TrustMaterial as SigstoreTrustMaterial } from "@sigstore/verify";
 import { decodeBase64 } from "./_dsse.ts";
 
-const SEED_MIRROR = "https://tuf-repo-cdn.sigstore.dev";
-
 /**
  * The public-good Sigstore `trusted_root.json`, parsed, as embedded in
  * `@sigstore/tuf`'s `seeds.json`. Offline: no TUF refresh. A fresh object on
  * every call, so callers may modify it.
  */
-export async function publicGoodTrustedRoot(): Promise<unknown> {
-  const seeds = (await import("@sigstore/tuf/seeds.json", { with: { type: "json" } })).default;
-  const target = (seeds as Record<string, { targets?: Record<string, string> }>)[SEED_MIRROR]
-    ?.targets?.["trusted_root.json"];
-  const bytes = target === undefined ? undefined : decodeBase64(target);
-  if (bytes === undefined) {
-    throw new Error("Cannot load the public-good trusted root: not found in @sigstore/tuf seeds");
-  }
-  return JSON.parse(new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes));
-}
+export { publicGoodTrustedRootWeb as publicGoodTrustedRoot } from "./_trusted_root_web.ts";
 
 const END_OF_TIME = new Date(8640000000000000);
 

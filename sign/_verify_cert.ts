@@ -126,7 +126,7 @@ function readRoots(pems: string[], fail: Fail): Certificate[] {
 
 const sameName = (a: Certificate, issuerOf: Certificate) => sameBytes(a.subject, issuerOf.issuer);
 
-async function issuedBy(cert: Certificate, issuer: Certificate): Promise<boolean> {
+export async function issuedBy(cert: Certificate, issuer: Certificate): Promise<boolean> {
   if (!sameName(issuer, cert)) return false;
   const scheme = certSignatureScheme(cert.signatureAlgorithm);
   if (scheme === undefined) return false;
@@ -178,7 +178,7 @@ function role(cert: Certificate, depth: number, length: number): string {
  * Why a path (leaf first, trust anchor last) is not acceptable at `at`, or
  * undefined. `now` only bounds `at` from above.
  */
-function pathProblem(path: Certificate[], at: Date, now: Date): string | undefined {
+function pathProblem(path: Certificate[], at: Date, now: Date, when: string): string | undefined {
   const name = (depth: number) => role(path[depth]!, depth, path.length);
   const leaf = path[0]!;
   if (at > now) {
@@ -190,7 +190,7 @@ function pathProblem(path: Certificate[], at: Date, now: Date): string | undefin
     if (at < cert.notBefore || at > cert.notAfter) {
       return `${
         name(depth)
-      } is not valid at ${at.toISOString()} (the leaf's notBefore, when it signed): valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}`;
+      } is not valid at ${at.toISOString()} (${when}): valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}`;
     }
     const unknown = [...cert.critical].filter((oid) => !KNOWN_CRITICAL.has(oid));
     if (unknown.length > 0) {
@@ -368,6 +368,67 @@ function uriHost(uri: string): string | undefined {
   return host === "" ? undefined : host;
 }
 
+/**
+ * A certification path from `leaf` through certificates of `pool` to one of
+ * `roots`, valid at `at` (`when` says what that time is, for messages), or
+ * why there is none. Signature checks are cached and the search budgeted,
+ * so crafted chains of look-alike certificates cannot explode it.
+ */
+export async function findPath(
+  leaf: Certificate,
+  pool: Certificate[],
+  roots: Certificate[],
+  at: Date,
+  when: string,
+): Promise<{ path: Certificate[] } | { problem: string }> {
+  const now = new Date();
+  const distinct = pool.filter((c, i, all) =>
+    c !== leaf && all.findIndex((d) => sameBytes(c.der, d.der)) === i
+  );
+  const cache = new Map<Certificate, Map<Certificate, Promise<boolean>>>();
+  const signs = (cert: Certificate, issuer: Certificate): Promise<boolean> => {
+    let row = cache.get(cert);
+    if (row === undefined) cache.set(cert, row = new Map());
+    let result = row.get(issuer);
+    if (result === undefined) row.set(issuer, result = issuedBy(cert, issuer));
+    return result;
+  };
+  let budget = 256;
+  let problem: string | undefined;
+  let deepest = [leaf];
+  // Depth-first search over issuers: trusted roots end a path, chain
+  // certificates extend it (each used at most once).
+  const search = async (path: Certificate[]): Promise<Certificate[] | undefined> => {
+    const last = path[path.length - 1]!;
+    if (path.length > deepest.length) deepest = path;
+    if (--budget < 0) return undefined;
+    for (const root of roots) {
+      if (await signs(last, root)) {
+        const full = [...path, root];
+        const p = pathProblem(full, at, now, when);
+        if (p === undefined) return full;
+        problem ??= p;
+      }
+    }
+    if (path.length >= MAX_CHAIN) return undefined;
+    for (const next of distinct) {
+      if (path.includes(next) || !await signs(last, next)) continue;
+      const found = await search([...path, next]);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  };
+  const path = await search([leaf]);
+  if (path !== undefined) return { path };
+  if (problem !== undefined) return { problem: `Cannot verify certificate chain: ${problem}` };
+  const deadEnd = deepest[deepest.length - 1]!;
+  const end = deadEnd === leaf ? "leaf" : `chain ending at ${deadEnd.subjectName},`;
+  return {
+    problem:
+      `Cannot verify certificate chain: it does not lead to any of the ${roots.length} trusted roots (${end} issued by ${deadEnd.issuerName})`,
+  };
+}
+
 async function verifyCertificateChain(
   certs: Certificate[],
   envelope: Envelope,
@@ -398,58 +459,14 @@ async function verifyCertificateChain(
   // Keyless bundles are checked by @sigstore/verify at their tlog or TSA
   // time instead; key bundles have no certificate and no time.
   const at = leaf.notBefore;
-  const now = new Date();
-  // Distinct chain certificates; signature checks are cached and the search
-  // is budgeted, so crafted chains of look-alike certificates cannot make it
-  // explode combinatorially.
-  const pool = certs.filter((c, i, all) =>
-    i > 0 && all.findIndex((d) => sameBytes(c.der, d.der)) === i
+  const found = await findPath(
+    leaf,
+    certs.slice(1),
+    roots,
+    at,
+    "the leaf's notBefore, when it signed",
   );
-  const cache = new Map<Certificate, Map<Certificate, Promise<boolean>>>();
-  const signs = (cert: Certificate, issuer: Certificate): Promise<boolean> => {
-    let row = cache.get(cert);
-    if (row === undefined) cache.set(cert, row = new Map());
-    let result = row.get(issuer);
-    if (result === undefined) row.set(issuer, result = issuedBy(cert, issuer));
-    return result;
-  };
-  let budget = 256;
-  let problem: string | undefined;
-  let deepest = [leaf];
-  // Depth-first search over issuers: trusted roots end a path, chain
-  // certificates extend it (each used at most once).
-  const search = async (path: Certificate[]): Promise<Certificate[] | undefined> => {
-    const last = path[path.length - 1]!;
-    if (path.length > deepest.length) deepest = path;
-    if (--budget < 0) return undefined;
-    for (const root of roots) {
-      if (await signs(last, root)) {
-        const full = [...path, root];
-        const p = pathProblem(full, at, now);
-        if (p === undefined) return full;
-        problem ??= p;
-      }
-    }
-    if (path.length >= MAX_CHAIN) return undefined;
-    for (const next of pool) {
-      if (path.includes(next) || !await signs(last, next)) continue;
-      const found = await search([...path, next]);
-      if (found !== undefined) return found;
-    }
-    return undefined;
-  };
-  const path = await search([leaf]);
-  if (path === undefined) {
-    if (problem !== undefined) {
-      return fail("untrusted-certificate", `Cannot verify certificate chain: ${problem}`);
-    }
-    const deadEnd = deepest[deepest.length - 1]!;
-    const end = deadEnd === leaf ? "leaf" : `chain ending at ${deadEnd.subjectName},`;
-    return fail(
-      "untrusted-certificate",
-      `Cannot verify certificate chain: it does not lead to any of the ${roots.length} trusted roots (${end} issued by ${deadEnd.issuerName})`,
-    );
-  }
+  if ("problem" in found) return fail("untrusted-certificate", found.problem);
   return {
     payload: envelope.payload,
     payloadType: envelope.payloadType,

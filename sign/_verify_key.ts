@@ -126,7 +126,7 @@ export function readBundle(bundle: unknown, file?: string): {
 }
 
 /** The scheme a DSSE signature by this key uses (the curve fixes the ECDSA hash). */
-function dsseScheme(spki: Uint8Array, keyDetails?: unknown): SignatureScheme {
+export function keyScheme(spki: Uint8Array, keyDetails?: unknown): SignatureScheme {
   const type = spkiKeyType(spki);
   switch (type.kind) {
     case "ec":
@@ -190,7 +190,7 @@ export async function checkDsse(
 ): Promise<void> {
   let scheme: SignatureScheme;
   try {
-    scheme = dsseScheme(spki, keyDetails);
+    scheme = keyScheme(spki, keyDetails);
   } catch (e) {
     return fail("untrusted-key", `Cannot verify signature: ${whose} ${errorText(e)}`, e);
   }

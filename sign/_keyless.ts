@@ -1,0 +1,640 @@
+// Sigstore keyless verification with WebCrypto only (browsers, Deno, Node):
+// the Fulcio certificate's chain to a CA of the trusted root, its signed
+// certificate timestamps (RFC 6962), and Rekor v1 entries: the signed entry
+// timestamp, the inclusion proof (RFC 9162) with its signed checkpoint, and
+// the entry body against the bundle (dsse 0.0.1, intoto 0.0.2). Time comes
+// from verified entry timestamps. RFC 3161 timestamps and Rekor v2 entries
+// are not verified here yet: a bundle that needs them is refused by name.
+import type { TrustMaterial } from "./types.ts";
+import { decodeBase64 } from "./_dsse.ts";
+import {
+  checkDsse,
+  type Envelope,
+  errorText,
+  isRecord,
+  keyScheme,
+  sameBytes,
+  type VerifiedBundle,
+} from "./_verify_key.ts";
+import { findPath, issuedBy, type KeylessVerifier } from "./_verify_cert.ts";
+import { type Certificate, derString, parseCertificate, sha256Hex, toPem } from "./_x509.ts";
+import { children, readTlv, spkiKeyType, type Tlv, verifyWithSpki } from "./_spki.ts";
+import { publicGoodTrustedRootWeb } from "./_trusted_root_web.ts";
+
+const FULCIO_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8";
+const FULCIO_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1";
+const SCT_LIST = "1.3.6.1.4.1.11129.2.4.2";
+
+/** A log or CA of the trusted root, with the window it may be used in. */
+interface Authority {
+  keyId: Uint8Array;
+  spki: Uint8Array;
+  baseUrl: string;
+  start: Date;
+  end: Date;
+}
+
+interface CertAuthority {
+  certs: Certificate[];
+  start: Date;
+  end: Date;
+}
+
+interface Trust {
+  tlogs: Authority[];
+  ctlogs: Authority[];
+  cas: CertAuthority[];
+}
+
+const END_OF_TIME = new Date(8640000000000000);
+
+function window(v: unknown): { start: Date; end: Date } {
+  const w = isRecord(v) ? v : {};
+  const start = typeof w.start === "string" ? new Date(w.start) : new Date(NaN);
+  const end = typeof w.end === "string" ? new Date(w.end) : END_OF_TIME;
+  if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) {
+    throw new Error("validFor is not a time window");
+  }
+  return { start, end };
+}
+
+function bytes(v: unknown, what: string): Uint8Array {
+  const b = typeof v === "string" ? decodeBase64(v) : undefined;
+  if (b === undefined) throw new Error(`${what} is not base64`);
+  return b;
+}
+
+function list(v: unknown, what: string): unknown[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new Error(`${what} is not a list`);
+  return v;
+}
+
+/**
+ * Reads the parts of a `trusted_root.json` this verifier uses. Every key must
+ * import (a trusted root with a broken key is refused whole, as
+ * @sigstore/verify refuses it).
+ */
+async function readTrust(root: unknown): Promise<Trust> {
+  const trust = readTrustShape(root);
+  for (const [what, logs] of [["tlogs", trust.tlogs], ["ctlogs", trust.ctlogs]] as const) {
+    for (const [i, log] of logs.entries()) {
+      if (!await importable(log.spki)) throw new Error(`${what}[${i}] has an invalid public key`);
+    }
+  }
+  return trust;
+}
+
+async function importable(spki: Uint8Array): Promise<boolean> {
+  try {
+    const type = spkiKeyType(spki);
+    const alg = type.kind === "ec"
+      ? { name: "ECDSA", namedCurve: type.curve }
+      : type.kind === "ed25519"
+      ? { name: "Ed25519" }
+      : { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+    await crypto.subtle.importKey("spki", spki as BufferSource, alg, false, ["verify"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readTrustShape(root: unknown): Trust {
+  if (!isRecord(root)) throw new Error("the trusted root is not an object");
+  const logs = (key: string): Authority[] =>
+    list(root[key], key).map((raw, i) => {
+      const t = isRecord(raw) ? raw : {};
+      const pk = isRecord(t.publicKey) ? t.publicKey : {};
+      const id = isRecord(t.logId) ? t.logId : {};
+      return {
+        keyId: bytes(id.keyId, `${key}[${i}].logId.keyId`),
+        spki: bytes(pk.rawBytes, `${key}[${i}].publicKey.rawBytes`),
+        baseUrl: typeof t.baseUrl === "string" ? t.baseUrl : "",
+        ...window(pk.validFor),
+      };
+    });
+  const cas = list(root.certificateAuthorities, "certificateAuthorities").map((raw, i) => {
+    const ca = isRecord(raw) ? raw : {};
+    const chain = isRecord(ca.certChain) ? ca.certChain : {};
+    const certs = list(chain.certificates, `certificateAuthorities[${i}].certChain.certificates`)
+      .map((c, j) =>
+        parseCertificate(
+          bytes(
+            isRecord(c) ? c.rawBytes : undefined,
+            `certificateAuthorities[${i}] certificate ${j}`,
+          ),
+        )
+      );
+    if (certs.length === 0) throw new Error(`certificateAuthorities[${i}] has no certificates`);
+    return { certs, ...window(ca.validFor) };
+  });
+  return { tlogs: logs("tlogs"), ctlogs: logs("ctlogs"), cas };
+}
+
+const within = (a: { start: Date; end: Date }, t: Date) => t >= a.start && t <= a.end;
+
+// --- Rekor v1 entries ---------------------------------------------------------
+
+/** JSON with sorted keys and no spaces (what Rekor signs in a SET). */
+function canonical(value: Record<string, string | number>): string {
+  return `{${
+    Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${JSON.stringify(value[k])}`).join(
+      ",",
+    )
+  }}`;
+}
+
+function hex(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+async function sha256(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** An integer field written as a JSON string or number; `undefined` if it is neither. */
+function int(v: unknown): bigint | undefined {
+  if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v === "string" && /^(0|[1-9]\d{0,18})$/.test(v)) return BigInt(v);
+  return undefined;
+}
+
+/** RFC 9162 2.1.3.2: the root a leaf's audit path leads to. */
+async function rootFromPath(
+  index: bigint,
+  size: bigint,
+  leafHash: Uint8Array,
+  path: Uint8Array[],
+): Promise<Uint8Array | undefined> {
+  if (index >= size) return undefined;
+  let fn = index;
+  let sn = size - 1n;
+  let r = leafHash;
+  for (const p of path) {
+    if (sn === 0n) return undefined;
+    if ((fn & 1n) === 1n || fn === sn) {
+      r = await sha256(concat(Uint8Array.of(1), p, r));
+      if ((fn & 1n) === 0n) {
+        while ((fn & 1n) === 0n && fn !== 0n) {
+          fn >>= 1n;
+          sn >>= 1n;
+        }
+      }
+    } else {
+      r = await sha256(concat(Uint8Array.of(1), r, p));
+    }
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  return sn === 0n ? r : undefined;
+}
+
+/** A signed note (checkpoint): its text, and its signatures' names, key hints and bytes. */
+function signedNote(text: string): {
+  note: string;
+  lines: string[];
+  sigs: { name: string; hint: Uint8Array; sig: Uint8Array }[];
+} | undefined {
+  const cut = text.indexOf("\n\n");
+  if (cut < 0) return undefined;
+  const note = text.slice(0, cut + 1);
+  const sigs: { name: string; hint: Uint8Array; sig: Uint8Array }[] = [];
+  for (const line of text.slice(cut + 2).split("\n")) {
+    if (line === "") continue;
+    const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+    const raw = m ? decodeBase64(m[2]!) : undefined;
+    if (!m || raw === undefined || raw.length < 5) return undefined;
+    sigs.push({ name: m[1]!, hint: raw.subarray(0, 4), sig: raw.subarray(4) });
+  }
+  return { note, lines: note.split("\n"), sigs };
+}
+
+/** What a tlog entry's body says about the envelope it logged. */
+function bodyProblem(
+  body: Record<string, unknown>,
+  kind: string,
+  version: string,
+  envelope: Envelope,
+  payloadHash: string,
+): string | undefined {
+  if (body.kind !== kind || body.apiVersion !== version) {
+    return `its body is a ${String(body.kind)} ${
+      String(body.apiVersion)
+    } entry, but the bundle says ${kind} ${version}`;
+  }
+  const spec = isRecord(body.spec) ? body.spec : {};
+  let sigs: unknown[];
+  let hash: unknown;
+  if (kind === "dsse" && version === "0.0.1") {
+    sigs = list(spec.signatures, "signatures").map((s) =>
+      isRecord(s) && typeof s.signature === "string" ? decodeBase64(s.signature) : undefined
+    );
+    hash = isRecord(spec.payloadHash) ? spec.payloadHash : undefined;
+  } else if (kind === "intoto" && version === "0.0.2") {
+    const content = isRecord(spec.content) ? spec.content : {};
+    const env = isRecord(content.envelope) ? content.envelope : {};
+    // The signature is base64 twice over in intoto entries.
+    sigs = list(env.signatures, "signatures").map((s) => {
+      const once = isRecord(s) && typeof s.sig === "string" ? decodeBase64(s.sig) : undefined;
+      return once === undefined ? undefined : decodeBase64(new TextDecoder().decode(once));
+    });
+    hash = isRecord(content.payloadHash) ? content.payloadHash : undefined;
+  } else {
+    return `its kind ${kind} ${version} is not one this verifier reads (dsse 0.0.1, intoto 0.0.2)`;
+  }
+  if (sigs.length !== 1) return `it logs ${sigs.length} signatures, the envelope has 1`;
+  const logged = sigs[0];
+  if (!(logged instanceof Uint8Array) || !sameBytes(logged, envelope.signature)) {
+    return "the signature it logs is not the envelope's";
+  }
+  if (
+    !isRecord(hash) || hash.algorithm !== "sha256" || typeof hash.value !== "string" ||
+    hash.value.toLowerCase() !== payloadHash
+  ) {
+    return "the payload digest it logs is not the envelope payload's";
+  }
+  return undefined;
+}
+
+// --- signed certificate timestamps ------------------------------------------
+
+function derLength(n: number): Uint8Array {
+  if (n < 0x80) return Uint8Array.of(n);
+  const out: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) out.unshift(v % 256);
+  return Uint8Array.of(0x80 | out.length, ...out);
+}
+
+function tlv(tag: number, value: Uint8Array): Uint8Array {
+  return concat(Uint8Array.of(tag), derLength(value.byteLength), value);
+}
+
+/** The leaf's TBSCertificate without its SCT list extension (the precertificate Fulcio logged). */
+function tbsWithoutScts(tbs: Uint8Array): Uint8Array {
+  const top = readTlv(tbs, 0, tbs.length);
+  const parts = children(tbs, top);
+  const out: Uint8Array[] = [];
+  for (const p of parts) {
+    if (p.tag !== 0xa3) {
+      out.push(tbs.subarray(p.start, p.end));
+      continue;
+    }
+    const seq = children(tbs, p)[0]!;
+    const kept = children(tbs, seq).filter((ext) => {
+      const oid = children(tbs, ext)[0]!;
+      return oidText(tbs, oid) !== SCT_LIST;
+    }).map((ext) => tbs.subarray(ext.start, ext.end));
+    out.push(tlv(0xa3, tlv(0x30, concat(...kept))));
+  }
+  return tlv(0x30, concat(...out));
+}
+
+function oidText(der: Uint8Array, t: Tlv): string {
+  const b = der.subarray(t.value, t.end);
+  const parts: number[] = [Math.floor(b[0]! / 40), b[0]! % 40];
+  let v = 0;
+  for (let i = 1; i < b.length; i++) {
+    v = v * 128 + (b[i]! & 0x7f);
+    if ((b[i]! & 0x80) === 0) {
+      parts.push(v);
+      v = 0;
+    }
+  }
+  return parts.join(".");
+}
+
+interface Sct {
+  logId: Uint8Array;
+  timestamp: bigint;
+  extensions: Uint8Array;
+  hashAlg: number;
+  sigAlg: number;
+  signature: Uint8Array;
+}
+
+/** The SCTs of a TLS-encoded SignedCertificateTimestampList. */
+function readScts(ext: Uint8Array): Sct[] {
+  // The extension's value is an OCTET STRING holding the TLS list.
+  const os = readTlv(ext, 0, ext.length);
+  if (os.tag !== 0x04 || os.end !== ext.length) {
+    throw new Error("the SCT list is not an OCTET STRING");
+  }
+  const b = ext.subarray(os.value, os.end);
+  const u16 = (at: number) => (b[at]! << 8) | b[at + 1]!;
+  if (b.length < 2 || u16(0) !== b.length - 2) throw new Error("the SCT list's length is wrong");
+  const out: Sct[] = [];
+  for (let at = 2; at < b.length;) {
+    const len = u16(at);
+    const s = b.subarray(at + 2, at + 2 + len);
+    if (s.length !== len || len < 47 || s[0] !== 0) throw new Error("an SCT is malformed");
+    const extLen = (s[41]! << 8) | s[42]!;
+    const sigAt = 43 + extLen;
+    if (sigAt + 4 > s.length) throw new Error("an SCT is malformed");
+    const sigLen = (s[sigAt + 2]! << 8) | s[sigAt + 3]!;
+    if (sigAt + 4 + sigLen !== s.length) throw new Error("an SCT's signature length is wrong");
+    out.push({
+      logId: s.subarray(1, 33),
+      timestamp: new DataView(s.buffer, s.byteOffset + 33, 8).getBigUint64(0),
+      extensions: s.subarray(41, 43 + extLen),
+      hashAlg: s[sigAt]!,
+      sigAlg: s[sigAt + 1]!,
+      signature: s.subarray(sigAt + 4),
+    });
+    at += 2 + len;
+  }
+  return out;
+}
+
+/** Whether one SCT of the leaf verifies against a CT log of the trust root. */
+async function verifyScts(
+  leaf: Certificate,
+  issuer: Certificate,
+  ctlogs: Authority[],
+): Promise<string | undefined> {
+  const ext = leaf.extensions.get(SCT_LIST);
+  if (ext === undefined) return "the certificate has no signed certificate timestamp";
+  let scts: Sct[];
+  try {
+    scts = readScts(ext);
+  } catch (e) {
+    return `its signed certificate timestamps cannot be read: ${errorText(e)}`;
+  }
+  const issuerKeyHash = await sha256(issuer.spki);
+  const tbs = tbsWithoutScts(leaf.tbs);
+  for (const sct of scts) {
+    const time = new Date(Number(sct.timestamp));
+    const logs = ctlogs.filter((l) => sameBytes(l.keyId, sct.logId) && within(l, time));
+    // hash 4 = SHA-256; signature 3 = ECDSA, 1 = RSA.
+    if (sct.hashAlg !== 4 || (sct.sigAlg !== 3 && sct.sigAlg !== 1)) continue;
+    const ts = new Uint8Array(8);
+    new DataView(ts.buffer).setBigUint64(0, sct.timestamp);
+    const tbsLen = Uint8Array.of(tbs.length >> 16, (tbs.length >> 8) & 0xff, tbs.length & 0xff);
+    const data = concat(
+      Uint8Array.of(0, 0), // v1, certificate_timestamp
+      ts,
+      Uint8Array.of(0, 1), // precert_entry
+      issuerKeyHash,
+      tbsLen,
+      tbs,
+      sct.extensions,
+    );
+    for (const log of logs) {
+      const scheme = sct.sigAlg === 3
+        ? { kind: "ecdsa" as const, hash: "SHA-256" as const }
+        : { kind: "rsa-pkcs1" as const, hash: "SHA-256" as const };
+      if (await verifyWithSpki(log.spki, scheme, sct.signature, data)) return undefined;
+    }
+  }
+  return `none of its ${scts.length} signed certificate timestamps verifies against the trusted root's ${ctlogs.length} CT logs`;
+}
+
+// --- the verifier -------------------------------------------------------------
+
+function fulcioIssuer(cert: Certificate): string | undefined {
+  const v2 = cert.extensions.get(FULCIO_ISSUER_V2);
+  if (v2 !== undefined) return derString(v2);
+  const v1 = cert.extensions.get(FULCIO_ISSUER_V1);
+  return v1 === undefined ? undefined : new TextDecoder().decode(v1);
+}
+
+/**
+ * Keyless verification with WebCrypto (see the module comment). The same
+ * shape as the node:crypto verifier, so both plug into `verifyBundleWith`.
+ */
+export const verifyKeylessWeb: KeylessVerifier = async (
+  bundle,
+  leaf,
+  envelope,
+  trustIn: TrustMaterial,
+  fail,
+  bad,
+) => {
+  const names = [...leaf.emails, ...leaf.uris];
+  await checkDsse(
+    leaf.spki,
+    envelope,
+    fail,
+    `the certificate ${names.length ? `for ${names.join(", ")}` : leaf.subjectName}`,
+  );
+  let trust: Trust;
+  try {
+    trust = await readTrust(trustIn.trustedRoot ?? await publicGoodTrustedRootWeb());
+  } catch (e) {
+    return fail("untrusted-certificate", `Cannot read trusted root: ${errorText(e)}`, e);
+  }
+  const vm = isRecord(bundle.verificationMaterial) ? bundle.verificationMaterial : {};
+  const entries = list(vm.tlogEntries, "tlogEntries");
+  const tsa = isRecord(vm.timestampVerificationData)
+    ? list(vm.timestampVerificationData.rfc3161Timestamps, "rfc3161Timestamps")
+    : [];
+  if (entries.length === 0) {
+    return fail(
+      "bad-tlog",
+      tsa.length > 0
+        ? "Cannot verify keyless signature: it has only RFC 3161 timestamps, which this verifier does not check yet (it needs a Rekor v1 entry with a signed entry timestamp)"
+        : "Cannot verify keyless signature: it has no transparency log entry",
+    );
+  }
+  const payloadHash = hex(await sha256(envelope.payload));
+  const times: Date[] = [];
+  for (const [i, raw] of entries.entries()) {
+    const what = `transparency log entry ${i}`;
+    const e = isRecord(raw) ? raw : {};
+    const kv = isRecord(e.kindVersion) ? e.kindVersion : {};
+    const logId = isRecord(e.logId) && typeof e.logId.keyId === "string"
+      ? decodeBase64(e.logId.keyId)
+      : undefined;
+    const logIndex = int(e.logIndex);
+    const integrated = int(e.integratedTime);
+    const body = typeof e.canonicalizedBody === "string"
+      ? decodeBase64(e.canonicalizedBody)
+      : undefined;
+    if (
+      typeof kv.kind !== "string" || typeof kv.version !== "string" || logId === undefined ||
+      logIndex === undefined || integrated === undefined || body === undefined
+    ) {
+      return bad(`${what} lacks kindVersion, logId, logIndex, integratedTime or canonicalizedBody`);
+    }
+    if (kv.kind === "dsse" && kv.version === "0.0.2") {
+      return fail("bad-tlog", `Cannot verify ${what}: Rekor v2 entries are not verified here yet`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(body));
+    } catch (err) {
+      return fail("bad-tlog", `Cannot verify ${what}: its body is not JSON`, err);
+    }
+    const problem = isRecord(parsed)
+      ? bodyProblem(parsed, kv.kind, kv.version, envelope, payloadHash)
+      : "its body is not an object";
+    if (problem) return fail("bad-tlog", `Cannot verify ${what}: ${problem}`);
+    const time = new Date(Number(integrated) * 1000);
+    const logs = trust.tlogs.filter((l) => sameBytes(l.keyId, logId) && within(l, time));
+    if (logs.length === 0) {
+      return fail(
+        "bad-tlog",
+        `Cannot verify ${what}: its log ${
+          e.logId && (e.logId as Record<string, unknown>).keyId
+        } is not in the trusted root at ${time.toISOString()}`,
+      );
+    }
+    // The signed entry timestamp: the log's promise, with the time.
+    const promise = isRecord(e.inclusionPromise) ? e.inclusionPromise : undefined;
+    let promised = false;
+    if (promise !== undefined) {
+      const set = typeof promise.signedEntryTimestamp === "string"
+        ? decodeBase64(promise.signedEntryTimestamp)
+        : undefined;
+      const data = new TextEncoder().encode(canonical({
+        body: e.canonicalizedBody as string,
+        integratedTime: Number(integrated),
+        logID: hex(logId),
+        logIndex: Number(logIndex),
+      }));
+      for (const log of logs) {
+        if (set && await verifyWithSpki(log.spki, keyScheme(log.spki), set, data)) promised = true;
+      }
+      if (!promised) {
+        return fail(
+          "bad-tlog",
+          `Cannot verify ${what}: its signed entry timestamp does not verify`,
+        );
+      }
+    }
+    // The inclusion proof and its signed checkpoint.
+    const proof = isRecord(e.inclusionProof) ? e.inclusionProof : undefined;
+    if (proof !== undefined) {
+      // Protobuf JSON leaves out zero values: a missing index is 0.
+      const index = int(proof.logIndex ?? "0");
+      const size = int(proof.treeSize);
+      const root = typeof proof.rootHash === "string" ? decodeBase64(proof.rootHash) : undefined;
+      const hashes = list(proof.hashes, "hashes").map((h) =>
+        typeof h === "string" ? decodeBase64(h) : undefined
+      );
+      if (
+        index === undefined || size === undefined || root === undefined ||
+        hashes.some((h) => h === undefined || h.length !== 32)
+      ) {
+        return bad(`${what}'s inclusion proof is malformed`);
+      }
+      const computed = await rootFromPath(
+        index,
+        size,
+        await sha256(concat(Uint8Array.of(0), body)),
+        hashes as Uint8Array[],
+      );
+      if (computed === undefined || !sameBytes(computed, root)) {
+        return fail(
+          "bad-tlog",
+          `Cannot verify ${what}: its inclusion proof does not lead to its root hash`,
+        );
+      }
+      const cp = isRecord(proof.checkpoint) && typeof proof.checkpoint.envelope === "string"
+        ? signedNote(proof.checkpoint.envelope)
+        : undefined;
+      if (cp === undefined) {
+        return fail("bad-tlog", `Cannot verify ${what}: its checkpoint is malformed`);
+      }
+      const cpRoot = cp.lines[2] === undefined ? undefined : decodeBase64(cp.lines[2]);
+      if (cp.lines[1] !== String(size) || cpRoot === undefined || !sameBytes(cpRoot, root)) {
+        return fail(
+          "bad-tlog",
+          `Cannot verify ${what}: its checkpoint (tree size ${
+            cp.lines[1]
+          }) is not the inclusion proof's (tree size ${size})`,
+        );
+      }
+      let signed = false;
+      const note = new TextEncoder().encode(cp.note);
+      for (const s of cp.sigs) {
+        for (const log of trust.tlogs) {
+          if (!sameBytes(log.keyId.subarray(0, 4), s.hint) || !log.baseUrl.includes(s.name)) {
+            continue;
+          }
+          if (await verifyWithSpki(log.spki, keyScheme(log.spki), s.sig, note)) signed = true;
+        }
+      }
+      if (!signed) {
+        return fail(
+          "bad-tlog",
+          `Cannot verify ${what}: its checkpoint is not signed by a trusted log`,
+        );
+      }
+    }
+    if (!promised && proof === undefined) {
+      return fail(
+        "bad-tlog",
+        `Cannot verify ${what}: it has neither a signed entry timestamp nor an inclusion proof`,
+      );
+    }
+    if (!promised) {
+      return fail(
+        "bad-tlog",
+        `Cannot verify ${what}: without a signed entry timestamp its time needs an RFC 3161 timestamp, which this verifier does not check yet`,
+      );
+    }
+    times.push(time);
+  }
+  // The certificate at each verified time, and its path to a Fulcio CA then.
+  times.sort((a, b) => a.getTime() - b.getTime());
+  for (const t of times) {
+    if (t < leaf.notBefore || t > leaf.notAfter) {
+      return fail(
+        "untrusted-certificate",
+        `Cannot verify keyless signature: it was logged at ${t.toISOString()}, outside its certificate's validity (${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()})`,
+      );
+    }
+  }
+  const at = times[0]!;
+  let path: Certificate[] | undefined;
+  let problem = `no certificate authority of the trusted root is valid at ${at.toISOString()}`;
+  for (const ca of trust.cas.filter((c) => within(c, at))) {
+    // The chain must end at a validly self-signed certificate (a damaged
+    // trusted root is refused, as @sigstore/verify refuses it).
+    const anchor = ca.certs[ca.certs.length - 1]!;
+    if (!sameBytes(anchor.subject, anchor.issuer) || !await issuedBy(anchor, anchor)) {
+      problem =
+        `the trusted root's CA chain ends at ${anchor.subjectName}, which is not a validly self-signed certificate`;
+      continue;
+    }
+    // The chain's last certificate is the anchor; the others must lead to it.
+    const found = await findPath(
+      leaf,
+      ca.certs.slice(0, -1),
+      ca.certs.slice(-1),
+      at,
+      "when the signature was logged",
+    );
+    if ("path" in found) {
+      path = found.path;
+      break;
+    }
+    problem = found.problem;
+  }
+  if (path === undefined) return fail("untrusted-certificate", problem);
+  const sct = await verifyScts(leaf, path[1]!, trust.ctlogs);
+  if (sct !== undefined) return fail("untrusted-certificate", `Cannot verify certificate: ${sct}`);
+  return {
+    payload: envelope.payload,
+    payloadType: envelope.payloadType,
+    signer: {
+      kind: "keyless",
+      identities: names,
+      issuer: fulcioIssuer(leaf),
+      keyFingerprint: await sha256Hex(leaf.spki),
+      pem: toPem("CERTIFICATE", leaf.der),
+      signedAt: at,
+    },
+  } satisfies VerifiedBundle;
+};
