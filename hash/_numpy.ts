@@ -817,7 +817,23 @@ export async function readNpz(source: ByteSource): Promise<Tensor[]> {
       );
     }
     seen.add(name);
-    tensors.push(await readMember(source, entry, ctx));
+  }
+  // numpy.load looks a key up as a member name first: with members "a.npy"
+  // and "a.npy.npy", the key "a.npy" reads the member "a.npy", never the
+  // array this reader would name "a.npy".
+  const members = new Set(entries.map((e) => e.name));
+  for (const entry of entries) {
+    const name = entry.name.slice(0, -4);
+    if (members.has(name)) {
+      fail(
+        { file: source.name, format, member: entry.name },
+        "bad-zip",
+        `Cannot read npz: the array "${name}" of member "${entry.name}" is also the name of member "${name}", which numpy.load reads for that key instead`,
+      );
+    }
+  }
+  for (const entry of entries) {
+    tensors.push(await readMember(source, entry, { file: source.name, format, member: entry.name }));
   }
   return tensors;
 }

@@ -936,6 +936,17 @@ export async function readOnnx(
     } else if (f.$case === "numbers") {
       add(numbersTensor(cur, f), f.label, f.range?.start ?? 0);
     } else {
+      // The sparse tensor's own name is taken too: onnxruntime keeps the
+      // sparse tensor of a name that a dense one also has, and drops the other.
+      const other = names.get(f.name);
+      if (other !== undefined) {
+        cur.fail(
+          "bad-protobuf",
+          `Cannot read ${f.label}: the name "${f.name}" is used twice, also by ${other} (loaders keep only one of them)`,
+          f.rec.start,
+        );
+      }
+      names.set(f.name, f.label);
       for (const t of await sparseTensors(ctx, f.rec, f.name, f.label)) {
         add(t, f.label, f.rec.start);
       }

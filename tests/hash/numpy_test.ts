@@ -518,6 +518,20 @@ Deno.test("readNpz: non-npy and duplicate members are refused", async () => {
     ),
     "bad-zip",
   );
+  // numpy.load(...)["a.npy"] reads the member "a.npy" (np.savez writes these
+  // two for the keys "a" and "a.npy"): the array of "a.npy.npy" is never read.
+  await rejects(
+    readNpz(
+      bytesSource(
+        await zip([["a.npy", member], [
+          "a.npy.npy",
+          npy("<f4", [1], new Uint8Array([0, 0, 0x10, 0x41])),
+        ]], true),
+      ),
+    ),
+    "bad-zip",
+    /numpy\.load reads for that key instead/,
+  );
 });
 
 // ---------------------------------------------------------------------------

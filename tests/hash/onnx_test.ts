@@ -957,3 +957,36 @@ function split(total: number): number[] {
   }
   return out;
 }
+
+Deno.test("readOnnx() refuses a sparse tensor that shares its name with a dense one (onnxruntime keeps the sparse one)", async () => {
+  const dense = tensor("S", 1, [4], len(9, le(Float32Array, [1, 2, 3, 4])));
+  const sp = sparse(
+    tensor("S", 1, [1], len(9, le(Float32Array, [7]))),
+    tensor("", 7, [1], len(9, i64([2]))),
+    [4],
+  );
+  // Either order: a dense initializer and a sparse initializer.
+  await rejectsWith(
+    readAll(graphModel(len(5, dense), len(15, sp))),
+    "bad-protobuf",
+    '"S" is used twice',
+  );
+  await rejectsWith(
+    readAll(graphModel(len(15, sp), len(5, dense))),
+    "bad-protobuf",
+    '"S" is used twice',
+  );
+  // A sparse initializer and a dense Constant of that name.
+  await rejectsWith(
+    readAll(
+      graphModel(
+        len(15, sp),
+        node("Constant", ["S"], [
+          attr("value", TENSOR, len(5, tensor("x", 1, [1], len(9, le(Float32Array, [1]))))),
+        ]),
+      ),
+    ),
+    "bad-protobuf",
+    "used twice",
+  );
+});
