@@ -697,6 +697,9 @@ async function collect(
   return out;
 }
 
+/** The most bytes of a Fortran-order array held in memory to reorder. */
+const MAX_FORTRAN_BYTES = 1 << 30;
+
 /** Builds a tensor whose `chunks()` reads the raw array bytes from `raw()`. */
 function makeTensor(
   name: string,
@@ -711,7 +714,15 @@ function makeTensor(
     byteLength,
     chunks: header.transpose
       ? async function* () {
-        // Fortran order: read the (file-bounded) array whole, then gather.
+        // Fortran order: read the array whole, then gather. A deflated member
+        // can declare far more than its file holds: bounded, as PyTorch's
+        // gathers are.
+        if (byteLength > MAX_FORTRAN_BYTES) {
+          throw new ModelFormatError(
+            "too-large",
+            `Cannot read array "${name}": it is in Fortran order and ${byteLength} bytes; at most ${MAX_FORTRAN_BYTES} bytes are gathered into memory to reorder (save it in C order)`,
+          );
+        }
         yield* fortranToC(await collect(raw(0), byteLength), header);
       }
       : () => raw(header.swapUnit),
@@ -833,7 +844,9 @@ export async function readNpz(source: ByteSource): Promise<Tensor[]> {
     }
   }
   for (const entry of entries) {
-    tensors.push(await readMember(source, entry, { file: source.name, format, member: entry.name }));
+    tensors.push(
+      await readMember(source, entry, { file: source.name, format, member: entry.name }),
+    );
   }
   return tensors;
 }

@@ -26,8 +26,25 @@ const WINDOW_BYTES = 64 << 10;
 export async function fileSource(path: string | URL): Promise<ByteSource> {
   const name = toPath(path);
   const { open } = await import("node:fs/promises");
-  const handle = await open(name, "r");
-  const size = (await handle.stat()).size;
+  const { constants } = await import("node:fs");
+  // Non-blocking, then checked: a pipe or device where a file should be
+  // must not hang the open or the reads, nor a folder fail untyped.
+  const handle = await open(name, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  const info = await handle.stat().catch(async (e) => {
+    await handle.close();
+    throw e;
+  });
+  if (!info.isFile()) {
+    await handle.close();
+    throw new ModelFormatError(
+      "unknown-format",
+      `Cannot read the file: it is ${
+        info.isDirectory() ? "a folder" : "not a regular file (a pipe, socket or device)"
+      }, expected a model file`,
+      { file: name },
+    );
+  }
+  const size = info.size;
   let closed = false;
   const source: ByteSource = {
     name,

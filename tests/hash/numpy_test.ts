@@ -503,6 +503,16 @@ Deno.test("readNpz: a member claiming more than it inflates to is refused", asyn
   const [tensor] = await readNpz(bytesSource(bytes));
   assert.deepEqual(tensor!.shape, shape);
   await rejects(readAll(tensor!), "bad-zip", /bomb\.npy/);
+  // Past 1 GiB a Fortran-order array is refused before anything is inflated
+  // (a 1.5 MB deflated member can declare 1.5 GB of zeros).
+  const big = npy("|u1", [1 << 15, (1 << 15) + 1], new Uint8Array(100), { fortran: true });
+  const huge = await zip(
+    [["huge.npy", big]],
+    false,
+    big.length - 100 + (1 << 15) * ((1 << 15) + 1),
+  );
+  const [h] = await readNpz(bytesSource(huge));
+  await rejects(readAll(h!), "too-large", /Fortran order/);
 });
 
 Deno.test("readNpz: non-npy and duplicate members are refused", async () => {

@@ -212,3 +212,26 @@ Deno.test("cli hash <dir> hashes the model in the folder and says which files it
     assert.equal(await main(["hash", dir, "--json"], io), 0);
     assert.deepEqual(JSON.parse(out[0]!)[0].files.length, 3);
   }));
+
+Deno.test("a pipe or a folder where a shard should be is refused at once (no hang, a ModelFormatError)", () =>
+  withDir(async (dir) => {
+    await splitTinyBert(dir);
+    const shard = `${dir}/model-00002-of-00002.safetensors`;
+    await Deno.remove(shard);
+    const made = await new Deno.Command("mkfifo", { args: [shard] }).output();
+    assert.ok(made.success);
+    await assert.rejects(
+      safeHash(dir),
+      (e) => e instanceof ModelFormatError && /not a regular file/.test(e.message),
+    );
+    await assert.rejects(
+      safeHash(shard),
+      (e) => e instanceof ModelFormatError && /not a regular file/.test(e.message),
+    );
+    await Deno.remove(shard);
+    await Deno.mkdir(shard);
+    await assert.rejects(
+      safeHash(dir),
+      (e) => e instanceof ModelFormatError && /a folder/.test(e.message),
+    );
+  }));
