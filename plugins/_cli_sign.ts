@@ -11,7 +11,13 @@ import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { Signer, VerifiedSigner } from "../sign/types.ts";
 import { checkModel, type FileCheck } from "../sign/_check_model.ts";
 import { verifySignedText } from "../sign/_verify_signed.ts";
-import { dropModeWord, modelSigningArgs, trustChoice } from "./_cli_trust.ts";
+import {
+  checkMode,
+  cliIgnorePaths,
+  dropModeWord,
+  modelSigningArgs,
+  trustChoice,
+} from "./_cli_trust.ts";
 
 const POLICY_OPTIONS = {
   identity: { type: "string", multiple: true },
@@ -69,8 +75,13 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
   if (command === "sign") return await sign(args, io);
   const parsed = parse(modelSigningArgs(args, VERIFY_ALIASES), POLICY_OPTIONS);
   const values = parsed.values;
-  const positionals = dropModeWord(parsed.positionals);
+  const { positionals, mode } = dropModeWord(parsed.positionals);
   if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one file or folder`);
+  checkMode(mode, {
+    key: (values.key?.length ?? 0) > 0,
+    certificate: (values["cert-root"]?.length ?? 0) > 0,
+    sigstore: (values.identity?.length ?? 0) > 0,
+  });
   const target = positionals[0]!;
   const policy = await policyFrom(values, command);
   const lockPath = values.lock ??
@@ -84,7 +95,9 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     version: values["model-version"] ??
       (values.name === undefined ? undefined : policy.models?.[values.name]?.version),
     signature: values.signature,
-    ignorePaths: values.ignore,
+    ignorePaths: values.ignore && (await Deno.stat(target)).isDirectory
+      ? await cliIgnorePaths(target, values.ignore)
+      : values.ignore,
     files: values.files,
     lockfile,
     frozen: values.frozen ?? false,
@@ -200,11 +213,15 @@ async function policyFrom(values: {
   const flags = ids.length + issuers.length + (values.key?.length ?? 0) +
     (values["cert-root"]?.length ?? 0);
   if (values.policy !== undefined) {
-    if (flags > 0 || values["trusted-root"] !== undefined) {
-      throw new UsageError("give --policy or trust options (--identity, --key, …), not both");
+    if (
+      flags > 0 || values["trusted-root"] !== undefined || values["use-staging"] ||
+      values["trust-config"] !== undefined
+    ) {
+      throw new UsageError(
+        "give --policy or trust options (--identity, --key, --trusted-root, --use-staging, --trust-config, …), not both",
+      );
     }
-    let policy = await loadPolicyFile(values.policy);
-    if (chosen.trustedRoot !== undefined) policy = { ...policy, trustedRoot: chosen.trustedRoot };
+    const policy = await loadPolicyFile(values.policy);
     return values["signatures-optional"] ? { ...policy, signatures: "optional" } : policy;
   }
   if (ids.length !== issuers.length) {
@@ -251,8 +268,24 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     "no-ignore-git-paths": { type: "boolean" },
   });
   const values = parsed.values;
-  const positionals = dropModeWord(parsed.positionals);
+  const { positionals, mode } = dropModeWord(parsed.positionals);
   if (positionals.length !== 1) throw new UsageError("sign needs exactly one file or folder");
+  const certMode = values.cert !== undefined || values["signing-certificate"] !== undefined;
+  checkMode(mode, {
+    key: values.key !== undefined && !certMode,
+    certificate: certMode,
+    sigstore: values.key === undefined && !certMode,
+  });
+  if ((values.key !== undefined || certMode) && (values["use-staging"] || values["trust-config"])) {
+    throw new UsageError(
+      "--use-staging and --trust-config choose Sigstore services: only for keyless signing",
+    );
+  }
+  if (values.chain?.length && !certMode) {
+    throw new UsageError(
+      "--chain / --certificate_chain is for certificate signing (--cert or --signing_certificate)",
+    );
+  }
   const target = positionals[0]!;
   let signer: Signer;
   if (values.key && values.cert) throw new UsageError("give --key or --cert, not both");
@@ -315,7 +348,9 @@ async function sign(args: string[], io: CliIO): Promise<number> {
   const signature = values.signature;
   await signModel(target, {
     signer,
-    ...(values.ignore ? { ignorePaths: values.ignore } : {}),
+    ...(values.ignore && !isFile
+      ? { ignorePaths: await cliIgnorePaths(target, values.ignore) }
+      : {}),
     ...(signature ? { signature } : {}),
     ...(values.name ? { modelName: values.name } : {}),
     hashType: hashType as "sha256" | "blake2b" | "blake3",
@@ -324,6 +359,14 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     ignoreGitPaths: gitPaths(values),
   });
   io.out(`Signed ${target} (${signature ?? (isFile ? `${target}.sig` : `${target}/model.sig`)})`);
+  if (hashType !== "sha256" || shardSize !== undefined) {
+    const how = hashType === "blake2b"
+      ? 'not at all (it writes BLAKE2b as "blake2b" but reads only "blake2")'
+      : hashType === "blake3" && shardSize !== undefined
+      ? "not at all (it cannot shard with BLAKE3)"
+      : "through its Python API only (its CLI checks files with SHA-256)";
+    io.err(`note: model_signing 1.1 verifies this signature ${how}; safemodels verifies it`);
+  }
   return 0;
 }
 

@@ -40,11 +40,39 @@ export function modelSigningArgs(args: string[], aliases: Record<string, string>
   return out;
 }
 
-/** Drops `model_signing`'s mode word (`verify key …`) when it precedes the model. */
-export function dropModeWord(positionals: string[]): string[] {
+/** `model_signing`'s mode word (`verify key …`), when it precedes the model. */
+export type ModeWord = "key" | "certificate" | "sigstore";
+
+/** Splits off `model_signing`'s mode word (`verify key …`) when it precedes the model. */
+export function dropModeWord(positionals: string[]): { positionals: string[]; mode?: ModeWord } {
   return positionals.length === 2 && ["key", "certificate", "sigstore"].includes(positionals[0]!)
-    ? positionals.slice(1)
-    : positionals;
+    ? { positionals: positionals.slice(1), mode: positionals[0] as ModeWord }
+    : { positionals };
+}
+
+/**
+ * The options a mode word asks for must be the ones given: `key` takes a
+ * public or private key, `certificate` a chain, `sigstore` neither.
+ */
+export function checkMode(mode: ModeWord | undefined, given: Record<string, boolean>): void {
+  if (mode === undefined) return;
+  const wanted: Record<ModeWord, string[]> = {
+    key: ["key"],
+    certificate: ["certificate"],
+    sigstore: ["sigstore"],
+  };
+  const kinds = Object.entries(given).filter(([, v]) => v).map(([k]) => k);
+  if (kinds.some((k) => !wanted[mode].includes(k)) || !kinds.includes(mode)) {
+    throw new UsageError(
+      `"${mode}" mode takes ${
+        mode === "key"
+          ? "--key / --public_key / --private_key"
+          : mode === "certificate"
+          ? "--certificate_chain (and, to sign, --signing_certificate)"
+          : "--identity and --identity_provider (to verify) or an identity token (to sign)"
+      } only; found ${kinds.length ? kinds.join(" and ") + " options" : "none"}`,
+    );
+  }
 }
 
 /** Reads `--use-staging` / `--trust-config FILE` (at most one of them). */
@@ -109,4 +137,45 @@ export async function trustChoice(
   if (rekor) urls.rekorURL = rekor;
   if (tsa) urls.tsaURL = tsa;
   return { trustedRoot, urls };
+}
+
+/**
+ * Ignore paths as the CLI takes them: absolute, relative to the working
+ * directory when that names something inside the model (as `model_signing`'s
+ * scripts pass them, `m/notes.txt` for model `m`), else relative to the
+ * model. A path that names two different existing files the two ways is
+ * refused rather than guessed.
+ */
+export async function cliIgnorePaths(model: string, paths: readonly string[]): Promise<string[]> {
+  const { isAbsolute, join, relative, resolve, sep } = await import("node:path");
+  const { stat } = await import("node:fs/promises");
+  const exists = (p: string) => stat(p).then(() => true, () => false);
+  const out: string[] = [];
+  for (const p of paths) {
+    if (isAbsolute(p)) {
+      out.push(p);
+      continue;
+    }
+    const modelRel = p.replaceAll("\\", "/").replace(/^(?:\.\/)+/, "").replace(/\/+$/, "");
+    const fromCwd = relative(resolve(model), resolve(p)).split(sep).join("/");
+    const inside = fromCwd !== "" && fromCwd !== ".." && !fromCwd.startsWith("../") &&
+      !isAbsolute(fromCwd);
+    if (!inside || fromCwd === modelRel) {
+      out.push(modelRel);
+      continue;
+    }
+    const [cwdHas, modelHas] = await Promise.all([
+      exists(resolve(p)),
+      exists(join(model, modelRel)),
+    ]);
+    if (cwdHas && modelHas) {
+      throw new UsageError(
+        `--ignore-paths ${p} names both ${join(model, modelRel)} and ${
+          join(model, fromCwd)
+        }; give it as an absolute path`,
+      );
+    }
+    out.push(cwdHas ? fromCwd : modelRel);
+  }
+  return out;
 }

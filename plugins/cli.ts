@@ -265,13 +265,15 @@ async function digestCommand(args: string[], io: CliIO): Promise<number> {
   if (values["ignore-git-paths"] && values["no-ignore-git-paths"]) {
     throw new UsageError("give --ignore-git-paths or --no-ignore-git-paths, not both");
   }
-  const ignorePaths = [...(values.ignore ?? []), ...(values["ignore-paths"] ?? [])];
+  const ignoreGiven = [...(values.ignore ?? []), ...(values["ignore-paths"] ?? [])];
   const results: { file: string; algorithm: string; digest: string }[] = [];
   for (const file of positionals as string[]) {
     let digest: string;
     if ((await Deno.stat(file)).isDirectory) {
       // A folder: the OMS root digest, as `model_signing digest` prints it.
       const { modelDigest } = await import("../sign/sign_model.ts");
+      const { cliIgnorePaths } = await import("./_cli_trust.ts");
+      const ignorePaths = await cliIgnorePaths(file, ignoreGiven);
       const bar = progressBar(io, file);
       digest = await modelDigest(file, {
         hashType: algorithm,

@@ -226,7 +226,9 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
   const missing: FileCheck[] = [];
   if (oms.$case === "verified") {
     const seen = new Set(present.map((p) => p.file));
-    const expected = wanted ?? [...oms.resources.keys()].filter((f) => !isIgnored(f, ignorePaths));
+    // Every signed file, ignored or not: a signed file an ignore path covers
+    // is not checked, so it counts as missing (as model_signing counts it).
+    const expected = wanted ?? [...oms.resources.keys()];
     for (const file of expected) {
       if (seen.has(file)) continue;
       const signed = oms.resources.get(file);
@@ -277,13 +279,6 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
     failures: [...new Set(failures)],
     signer: signers.size === 1 ? [...signers][0] : undefined,
   };
-}
-
-function isIgnored(name: string, ignored: readonly string[]): boolean {
-  return ignored.some((p) => {
-    const q = normalizeRelative(p);
-    return name === q || name.startsWith(`${q}/`);
-  });
 }
 
 /** The signature's model-relative name when it lies inside the model folder. */

@@ -98,11 +98,23 @@ export async function measureExpected(
   options: { workers?: number } = {},
 ): Promise<string> {
   const parsed = parseLabel(label);
-  if (parsed?.shardSize !== undefined) {
-    const end = expected === undefined ? 0 : shardedEnd(expected);
-    if (end !== source.size) return `${label}:<${source.size} bytes>`;
+  if (parsed?.shardSize !== undefined && !shardsFit(expected, source.size, parsed.shardSize)) {
+    return `${label}:<${source.size} bytes>`;
   }
   return await measure(label, source, options);
+}
+
+/**
+ * Whether a signed shard list can describe a file of `size` bytes: as many
+ * shards as the size needs, the last ending at the size. Checked before any
+ * shard is measured, so that a statement listing one tiny shard of a big
+ * file cannot make the measure build millions of them.
+ */
+function shardsFit(expected: string | undefined, size: number, shardSize: number): boolean {
+  const body = expected === undefined ? "" : expected.slice(expected.indexOf(":") + 1);
+  const parts = body === "" ? 0 : body.split(";").length;
+  return parts === Math.ceil(size / shardSize) &&
+    (expected === undefined ? 0 : shardedEnd(expected)) === size;
 }
 
 /** The end of the last shard a signed value lists (0 for none). */
@@ -145,7 +157,9 @@ export class StreamMeasure {
     const m = new StreamMeasure(label, parsed.hashType, parsed.shardSize);
     m.#hasher = await hasher(parsed.hashType);
     if (parsed.shardSize !== undefined) {
-      m.#limit = expected === undefined ? 0 : shardedEnd(expected);
+      const end = expected === undefined ? 0 : shardedEnd(expected);
+      // A list that cannot describe a file of its last end: nothing fits.
+      m.#limit = shardsFit(expected, end, parsed.shardSize) ? end : -1;
     }
     return m;
   }

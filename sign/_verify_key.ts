@@ -195,7 +195,11 @@ export async function checkDsse(
     return fail("untrusted-key", `Cannot verify signature: ${whose} ${errorText(e)}`, e);
   }
   if (await verifyWithSpki(spki, scheme, envelope.signature, envelope.pae)) return;
-  if (compat !== undefined && scheme.kind === "ecdsa") {
+  // Only in-toto statements were ever signed that way (model_signing v0.2).
+  if (
+    compat !== undefined && scheme.kind === "ecdsa" &&
+    envelope.payloadType === "application/vnd.in-toto+json"
+  ) {
     const old = {
       kind: "ecdsa" as const,
       hash: compat === "sha256" ? "SHA-256" as const : scheme.hash,

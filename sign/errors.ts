@@ -292,13 +292,22 @@ export class HashMismatch extends SignError {
    */
   constructor(expected: string, actual: string, options: HashMismatchOptions = {}) {
     const code = options.code ?? "content-changed";
+    // Shard lists can be long: the message shows their start.
+    const short = (v: string) =>
+      v.length > 200 ? `${v.slice(0, 200)}… (${v.length} characters)` : v;
     super(
       code,
       code === "pin-differs"
-        ? `Cannot accept file: its content differs from the digest the lockfile pins (expected ${expected}, found ${actual})`
+        ? `Cannot accept file: its content differs from the digest the lockfile pins (expected ${
+          short(expected)
+        }, found ${short(actual)})`
         : code === "file-missing"
-        ? `Cannot verify model: a signed file is missing (expected ${expected}, found nothing)`
-        : `Cannot verify model: its content changed since it was signed (expected ${expected}, found ${actual})`,
+        ? `Cannot verify model: a signed file is missing (expected ${
+          short(expected)
+        }, found nothing)`
+        : `Cannot verify model: its content changed since it was signed (expected ${
+          short(expected)
+        }, found ${short(actual)})`,
       options,
     );
     this.name = "HashMismatch";

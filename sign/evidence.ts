@@ -333,6 +333,17 @@ export function decideFile(q: FileQuestion): Verdict {
   const oms = q.oms;
   if (oms.$case === "refused") return refuse(oms.error, "oms");
   if (oms.$case === "verified") {
+    if (q.model.name !== undefined && oms.modelName === undefined) {
+      // A v0.2 statement names no model: it cannot say it is the one asked for.
+      return refuse(
+        new PolicyError(
+          "wrong-model",
+          `Cannot accept ${q.file}: ${oms.where} names no model (a model_signing v0.2 statement), so it cannot vouch for "${q.model.name}"; verify it without a model name, or re-sign`,
+          { file: shown },
+        ),
+        "oms",
+      );
+    }
     if (
       q.model.name !== undefined && oms.modelName !== undefined &&
       !sameModelName(q.model.name, oms.modelName, true)

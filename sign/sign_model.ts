@@ -83,6 +83,13 @@ export async function signModel(path: string, options: SignModelOptions): Promis
     allowSymlinks: options.allowSymlinks ?? false,
     serialization: m.serialization,
   });
+  // Verifiers (this one too) read at most 8 MiB of model.sig; the payload
+  // is base64 in it, a third larger.
+  if (payload.byteLength > MAX_STATEMENT_BYTES) {
+    throw new TypeError(
+      `Cannot sign model: its statement would be ${payload.byteLength} bytes (${m.resources.length} resources), more than the ${MAX_STATEMENT_BYTES} a verifier reads; use larger shards or sign subfolders`,
+    );
+  }
   const bundle = await options.signer.sign(payload, OMS_PAYLOAD_TYPE);
   const tmp = `${m.signature}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
@@ -95,14 +102,18 @@ export async function signModel(path: string, options: SignModelOptions): Promis
   return bundle;
 }
 
+/** The largest statement signed: its model.sig stays under the 8 MiB verifiers read. */
+const MAX_STATEMENT_BYTES = 6 << 20;
+
 /** Options for {@linkcode modelDigest}: how the folder is walked and hashed. */
 export type ModelDigestOptions = Omit<SignModelOptions, "signer" | "modelName">;
 
 /**
- * The digest an OMS statement records for a model (its subject's
- * `sha256`): SHA-256 over every file's (or shard's) digest in statement
- * order, with the same walk and ignores as {@linkcode signModel}. The same
- * value `model_signing digest` prints for the same options. Deno and Node.
+ * The OMS root digest of a model: SHA-256 over every file's (or shard's)
+ * digest in statement order, walked as {@linkcode signModel} walks it. As
+ * `model_signing digest` computes it, a `model.sig` in the folder is hashed
+ * too unless `signature` names it (then the value is the one a signature
+ * written there records as its subject). Deno and Node.
  *
  * @param path The model folder or file.
  * @param options Ignored paths, git paths, symlinks, hash and shards.
@@ -121,12 +132,18 @@ export type ModelDigestOptions = Omit<SignModelOptions, "signer" | "modelName">;
  * ```
  */
 export async function modelDigest(path: string, options: ModelDigestOptions = {}): Promise<string> {
-  const m = await measureModel(path, options);
+  // As `model_signing digest`: a model.sig in the folder is hashed too,
+  // unless a signature path is given.
+  const m = await measureModel(path, options, options.signature !== undefined);
   return `sha256:${await rootDigest(sortResources(m.resources))}`;
 }
 
 /** The resources of a model as signModel would sign them, and what it records. */
-async function measureModel(path: string, options: ModelDigestOptions & { modelName?: string }) {
+async function measureModel(
+  path: string,
+  options: ModelDigestOptions & { modelName?: string },
+  skipSignature = true,
+) {
   const { stat, realpath } = await import("node:fs/promises");
   const { basename, join } = await import("node:path");
   const root = path.replace(/[\\/]+$/, "") || path;
@@ -135,7 +152,7 @@ async function measureModel(path: string, options: ModelDigestOptions & { modelN
   const ignoreGitPaths = options.ignoreGitPaths ?? true;
   const allowSymlinks = options.allowSymlinks ?? false;
   const userIgnores = isDir ? await modelRelative(root, options.ignorePaths ?? []) : [];
-  const inside = isDir ? await signatureWithin(root, signature) : undefined;
+  const inside = isDir && skipSignature ? await signatureWithin(root, signature) : undefined;
   const hashType = options.hashType ?? "sha256";
   if (!["sha256", "blake2b", "blake3"].includes(hashType)) {
     throw new TypeError(
@@ -184,17 +201,17 @@ async function measureModel(path: string, options: ModelDigestOptions & { modelN
 }
 
 /**
- * Ignore paths as the model folder sees them: model-relative ones as they
- * are, absolute ones (and `./…` ones relative to the working directory, as
- * `model_signing`'s scripts pass them) made relative to the folder; a path
- * outside the folder is refused.
+ * Ignore paths as the model folder sees them: relative ones are relative to
+ * the folder (as `model_signing`'s API takes them), absolute ones are made
+ * relative to it; a path outside the folder is refused. (The CLI also takes
+ * paths relative to the working directory: see `cliIgnorePaths`.)
  */
 export async function modelRelative(root: string, paths: readonly string[]): Promise<string[]> {
   const { isAbsolute, relative, resolve, sep } = await import("node:path");
   const out: string[] = [];
   for (const p of paths) {
     let rel = p.replaceAll("\\", "/");
-    if (isAbsolute(p) || existsFromCwd(p, root)) {
+    if (isAbsolute(p)) {
       rel = relative(resolve(root), resolve(p)).split(sep).join("/");
       if (rel === "" || rel.startsWith("../") || rel === "..") {
         throw new TypeError(
@@ -216,11 +233,4 @@ async function signatureWithin(root: string, signature: string): Promise<string 
   return rel === "" || rel === ".." || rel.startsWith("../") || rel.startsWith("/")
     ? undefined
     : rel;
-}
-
-/** A relative path that starts with the model folder (`m/x` for model `m`): relative to the working directory. */
-function existsFromCwd(p: string, root: string): boolean {
-  const norm = (x: string) => x.replaceAll("\\", "/").replace(/^(?:\.\/)+/, "").replace(/\/+$/, "");
-  const r = norm(root);
-  return r !== "" && r !== "." && norm(p).startsWith(`${r}/`);
 }
