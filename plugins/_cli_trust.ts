@@ -125,6 +125,9 @@ export async function trustChoice(
       const valid = (s?.validFor ?? {}) as { start?: string; end?: string };
       const start = valid.start === undefined ? -Infinity : Date.parse(valid.start);
       const end = valid.end === undefined ? Infinity : Date.parse(valid.end);
+      // Version 1 APIs only: the signer speaks Fulcio v1, Rekor v1 and RFC 3161.
+      const major = s?.majorApiVersion;
+      if (major !== undefined && major !== 1) continue;
       if (typeof s?.url === "string" && start <= now && now < end) return s.url;
     }
     return undefined;

@@ -22,7 +22,9 @@ import type { TrustPolicy } from "./policy.ts";
 import { comparePaths, type OmsStatement, unsafePathReason } from "./_oms.ts";
 import { hashModelFolder } from "./_oms_fs.ts";
 import { modelRelative } from "./sign_model.ts";
-import { labelsFor, measureExpected, workersFor } from "./_oms_digest.ts";
+import { labelsFor, StreamMeasure } from "./_oms_digest.ts";
+import { createSha256, toHex } from "../hash/_digest.ts";
+import { rangeChunks, recycle } from "../hash/_source.ts";
 import { MAX_EVIDENCE_BYTES } from "./_json.ts";
 import { readEvidenceFile } from "./_read_fs.ts";
 import { omsFinding, onnxFinding, pinFinding, safetensorsFinding } from "./_findings.ts";
@@ -185,21 +187,32 @@ export async function checkModel(path: string, options: CheckModelOptions): Prom
   const pins = pinFinding(options.lockfile, lockName, lockVersion, options.frozen ?? false);
 
   const where = (file: string) => (isDir ? join(root, file) : root);
-  // A model.sig made with another hash or with shards: measure each file so.
+  // A model.sig made with another hash or with shards: measure each file so,
+  // in one pass that also gives the SHA-256 reported (and pinned by lock), so
+  // both describe the same bytes even if the file changes meanwhile.
   const measured = new Map<string, Record<string, string>>();
   if (oms.$case === "verified") {
-    for (const { file } of present) {
-      const labels = labelsFor(oms, file);
+    for (const entry of present) {
+      const labels = labelsFor(oms, entry.file);
       if (labels.length === 0) continue;
-      const source = await openSource(where(file));
+      const source = await openSource(where(entry.file));
       try {
+        const expected = oms.resources.get(entry.file);
         const digests: Record<string, string> = {};
+        // A shard list that cannot fit the file keeps no shard (StreamMeasure).
+        const streams: [string, StreamMeasure][] = [];
         for (const label of labels) {
-          digests[label] = await measureExpected(label, source, oms.resources.get(file), {
-            workers: workersFor(source.size),
-          });
+          streams.push([label, await StreamMeasure.create(label, expected)]);
         }
-        measured.set(file, digests);
+        const sha = await createSha256();
+        for await (const chunk of rangeChunks(source, 0, source.size)) {
+          sha.update(chunk);
+          for (const [, m] of streams) await m.update(chunk);
+          recycle(chunk);
+        }
+        for (const [label, m] of streams) digests[label] = await m.digest();
+        entry.digest = `sha256:${toHex(sha.digest())}`;
+        measured.set(entry.file, digests);
       } finally {
         await source.close();
       }

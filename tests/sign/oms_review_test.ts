@@ -203,3 +203,32 @@ Deno.test("CLI options that would be ignored are usage errors", () =>
       2,
     );
   }));
+
+Deno.test("under a shard statement, the SHA-256 reported (and pinned by lock) comes from the pass that checks the shards", () =>
+  withModel(async (_dir, model, key) => {
+    await signModel(model, { signer: keySigner(key.pem), shardSize: 4 });
+    const { checkModel } = await import("../../sign/_check_model.ts");
+    const { verifySignedText } = await import("../../sign/_verify_signed.ts");
+    let swapped = false;
+    const check = await checkModel(model, {
+      policy: { publicKeys: [key.pub] },
+      verify: verifySignedText,
+      // A writer racing the verifier: after the first read, w.bin changes.
+      onProgress: (bytes) => {
+        // Once both files (8 + 7 bytes) have been read the first time.
+        if (!swapped && bytes >= 15) {
+          swapped = true;
+          Deno.writeTextFileSync(`${model}/w.bin`, "WEIGHTS");
+        }
+      },
+    });
+    const w = check.files.find((f) => f.file === "w.bin")!;
+    const evil = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", new TextEncoder().encode("WEIGHTS")),
+    );
+    const evilHex = [...evil].map((b) => b.toString(16).padStart(2, "0")).join("");
+    // Whatever the verdict, it is about the bytes reported.
+    if (w.verdict.$case === "verified") assert.notEqual(w.digest, `sha256:${evilHex}`);
+    else assert.equal(w.digest, `sha256:${evilHex}`);
+    assert.ok(swapped);
+  }));
