@@ -10,7 +10,14 @@
 // gate refuses bytes it did not verify. One page per scenario.
 // Skipped where Chromium is missing, except in CI (.ci/run installs it).
 import assert from "node:assert/strict";
-import { certificateSigner, keySigner, signModel, signOnnx } from "../../sign/mod.ts";
+import {
+  certificateSigner,
+  keySigner,
+  signModel,
+  signOnnx,
+  sigstoreSigner,
+} from "../../sign/mod.ts";
+import { startLocalSigstore } from "../sign/_local_sigstore.ts";
 import { main } from "../../plugins/cli.ts";
 import { expected, fixture } from "../_helpers.ts";
 import { freshKeyPem } from "../_model_gen.ts";
@@ -63,14 +70,18 @@ try {
   const scenario = params.get("scenario");
   // Signed repositories are checked against a public key, pinned ones against the
   // lockfile; an embedded ONNX signature vouches for the weights, pins for the rest.
-  const material = await (await fetch("/" + params.get("key") + ".pem")).text();
-  const policy = params.get("key") === "ca"
-    ? { certificateRoots: [material] }
-    : { publicKeys: [material] };
+  // Keyless policies (identity, issuer, the loopback Sigstore's trusted root) come as JSON.
+  const keyName = params.get("key");
+  const policy = keyName.startsWith("sigstore")
+    ? await (await fetch("/" + keyName + ".json")).json()
+    : keyName === "ca"
+    ? { certificateRoots: [await (await fetch("/ca.pem")).text()] }
+    : { publicKeys: [await (await fetch("/" + keyName + ".pem")).text()] };
   const lockfile = new Lockfile(await (await fetch("/lock.json")).json());
   const guard = guardTransformers(
     transformers,
-    scenario.startsWith("acme/signed") || scenario.startsWith("acme/cert")
+    scenario.startsWith("acme/signed") || scenario.startsWith("acme/cert") ||
+      scenario.startsWith("acme/keyless")
       ? { ort, policy }
       : scenario.startsWith("acme/embedded") || scenario.startsWith("acme/pinned")
       ? { ort, policy, lockfile }
@@ -103,7 +114,7 @@ try {
   const report = {};
   // One scenario per page: after a refused session, transformers.js' web build
   // fails every later session creation in the page (its webInitChain).
-  if (["acme/signed", "acme/embedded", "acme/cert"].includes(scenario)) {
+  if (["acme/signed", "acme/embedded", "acme/cert", "acme/keyless"].includes(scenario)) {
     const before = sessions;
     report.good = await load(scenario);
     report.goodSessions = sessions - before;
@@ -249,12 +260,43 @@ Deno.test({
       await signOnnx(`${work}/embedded/model.onnx`, { signer: keySigner(KEY), name, version: "1" });
       return await Deno.readFile(`${work}/embedded/model.onnx`);
     };
+    // Keyless: signed against a loopback Sigstore (Fulcio with a CT log,
+    // Rekor); verified in the page with WebCrypto against its trusted root.
+    const here = await startLocalSigstore();
+    const other = await startLocalSigstore();
+    const ME = "release@example.com";
+    const ISSUER = "https://issuer.example.com";
+    const signKeyless = async (modelName: string) => {
+      await signModel(`${work}/signed`, {
+        signer: sigstoreSigner({
+          identityToken: here.token(ME, ISSUER),
+          fulcioURL: here.fulcioURL,
+          rekorURL: here.rekorURL,
+        }),
+        modelName,
+      });
+      return await Deno.readFile(`${work}/signed/model.sig`);
+    };
+    const keylessPolicy = (identity: string, issuer: string, trustedRoot: unknown) =>
+      JSON.stringify({ signers: [{ identity, issuer }], trustedRoot });
     const embeddedBad = await embeddedFor("acme/embedded-bad");
     embeddedBad[2000]! ^= 1;
     const keys: Record<string, string> = {
       "/release.pem": await Deno.readTextFile(fixture("oms/keys/signing-key-pub.pem")),
       "/foreign.pem": (await freshKeyPem()).publicPem,
       "/ca.pem": await Deno.readTextFile(fixture("oms/keys/ca-cert.pem")),
+      "/sigstore.json": keylessPolicy(ME, ISSUER, here.trustedRoot),
+      "/sigstore-other-identity.json": keylessPolicy(
+        "mallory@example.com",
+        ISSUER,
+        here.trustedRoot,
+      ),
+      "/sigstore-other-issuer.json": keylessPolicy(
+        ME,
+        "https://other.example.com",
+        here.trustedRoot,
+      ),
+      "/sigstore-other-root.json": keylessPolicy(ME, ISSUER, other.trustedRoot),
     };
     const overrides: Record<string, Map<string, Uint8Array>> = {
       "acme/signed": new Map([["model.sig", await sign("acme/signed")]]),
@@ -273,6 +315,12 @@ Deno.test({
       "acme/embedded-bad": new Map([["onnx/model.onnx", embeddedBad]]),
       "acme/signed-bad": new Map([
         ["model.sig", await sign("acme/signed-bad")],
+        ["onnx/model.onnx", flipped("onnx/model.onnx", 2000)],
+      ]),
+      "acme/keyless": new Map([["model.sig", await signKeyless("acme/keyless")]]),
+      "acme/keyless-refused": new Map([["model.sig", await signKeyless("acme/keyless-refused")]]),
+      "acme/keyless-bad": new Map([
+        ["model.sig", await signKeyless("acme/keyless-bad")],
         ["onnx/model.onnx", flipped("onnx/model.onnx", 2000)],
       ]),
       "acme/tiny-bert": new Map(),
@@ -365,6 +413,21 @@ Deno.test({
           "acme/embedded-other/onnx/model.onnx",
         ],
         ["acme/frozen-signed", "release", "PolicyError:not-locked", "frozen"],
+        // Keyless: another identity, another issuer, another instance's root, tampered weights.
+        ["acme/keyless-refused", "sigstore-other-identity", "PolicyError:wrong-signer", "mallory"],
+        [
+          "acme/keyless-refused",
+          "sigstore-other-issuer",
+          "PolicyError:wrong-signer",
+          "other.example.com",
+        ],
+        ["acme/keyless-refused", "sigstore-other-root", "VerificationError:bad-tlog", "model.sig"],
+        [
+          "acme/keyless-bad",
+          "sigstore",
+          "HashMismatch:content-changed",
+          "acme/keyless-bad/onnx/model.onnx",
+        ],
         [
           "acme/pinned-bad",
           "release",
@@ -395,6 +458,13 @@ Deno.test({
       assert.deepEqual(
         [...new Set((signed.records as string[][]).map((r) => r.join(" ")))].sort(),
         FILES.map((f) => `${f} verified oms key`).sort(),
+      );
+      // Keyless (Sigstore), verified in the page with WebCrypto: no node:crypto there.
+      const keyless = await open("acme/keyless", "sigstore");
+      (keyless.good as number[]).forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5));
+      assert.deepEqual(
+        [...new Set((keyless.records as string[][]).map((r) => r.join(" ")))].sort(),
+        FILES.map((f) => `${f} verified oms keyless`).sort(),
       );
       // Signed with a certificate chain to a trusted root: checked with WebCrypto too.
       const cert = await open("acme/cert", "ca");
@@ -429,6 +499,8 @@ Deno.test({
       );
     } finally {
       await server.shutdown();
+      await here.close();
+      await other.close();
       await Deno.remove(work, { recursive: true });
     }
   },
