@@ -29,6 +29,8 @@ const SCT_LIST = "1.3.6.1.4.1.11129.2.4.2";
 interface Authority {
   keyId: Uint8Array;
   spki: Uint8Array;
+  /** An RSA key given as PKCS #1, not SPKI (old CT logs): kept, never used. */
+  pkcs1: boolean;
   baseUrl: string;
   start: Date;
   end: Date;
@@ -79,7 +81,9 @@ async function readTrust(root: unknown): Promise<Trust> {
   const trust = readTrustShape(root);
   for (const [what, logs] of [["tlogs", trust.tlogs], ["ctlogs", trust.ctlogs]] as const) {
     for (const [i, log] of logs.entries()) {
-      if (!await importable(log.spki)) throw new Error(`${what}[${i}] has an invalid public key`);
+      if (!log.pkcs1 && !await importable(log.spki)) {
+        throw new Error(`${what}[${i}] has an invalid public key`);
+      }
     }
   }
   return trust;
@@ -110,6 +114,7 @@ function readTrustShape(root: unknown): Trust {
       return {
         keyId: bytes(id.keyId, `${key}[${i}].logId.keyId`),
         spki: bytes(pk.rawBytes, `${key}[${i}].publicKey.rawBytes`),
+        pkcs1: typeof pk.keyDetails === "string" && pk.keyDetails.startsWith("PKCS1_"),
         baseUrl: typeof t.baseUrl === "string" ? t.baseUrl : "",
         ...window(pk.validFor),
       };
@@ -399,6 +404,55 @@ async function verifyScts(
   return `none of its ${scts.length} signed certificate timestamps verifies against the trusted root's ${ctlogs.length} CT logs`;
 }
 
+// --- RFC 3161 -----------------------------------------------------------------
+
+/**
+ * The genTime an RFC 3161 timestamp token claims (TimeStampResp or bare
+ * ContentInfo): ContentInfo → SignedData → encapContentInfo → TSTInfo.
+ * Read, not verified.
+ */
+function tsaTime(der: Uint8Array): Date | undefined {
+  try {
+    let node = readTlv(der, 0, der.length);
+    let kids = children(der, node);
+    // A TimeStampResp: status, then the token.
+    if (kids[0]?.tag === 0x30 && kids[1]?.tag === 0x30) {
+      node = kids[1];
+      kids = children(der, node);
+    }
+    if (oidText(der, kids[0]!) !== "1.2.840.113549.1.7.2") return undefined;
+    const signedData = children(der, children(der, kids[1]!)[0]!);
+    const encap = signedData.find((k, i) =>
+      i > 0 && k.tag === 0x30 && children(der, k)[0]?.tag === 0x06
+    );
+    const encapKids = encap ? children(der, encap) : [];
+    if (encapKids[0] === undefined || oidText(der, encapKids[0]) !== "1.2.840.113549.1.9.16.1.4") {
+      return undefined;
+    }
+    const octets = children(der, encapKids[1]!)[0]!;
+    const tst = der.subarray(octets.value, octets.end);
+    const info = children(tst, readTlv(tst, 0, tst.length));
+    const gen = info.find((k) => k.tag === 0x18);
+    if (gen === undefined) return undefined;
+    const text = new TextDecoder().decode(tst.subarray(gen.value, gen.end));
+    const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\.\d+)?Z$/.exec(text);
+    if (!m) return undefined;
+    return new Date(
+      Date.UTC(
+        +m[1]!,
+        +m[2]! - 1,
+        +m[3]!,
+        +m[4]!,
+        +m[5]!,
+        +m[6]!,
+        m[7] ? Math.floor(Number(m[7]) * 1000) : 0,
+      ),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
 // --- the verifier -------------------------------------------------------------
 
 function fulcioIssuer(cert: Certificate): string | undefined {
@@ -460,6 +514,15 @@ export const verifyKeylessWeb: KeylessVerifier = async (
     const body = typeof e.canonicalizedBody === "string"
       ? decodeBase64(e.canonicalizedBody)
       : undefined;
+    // Rekor v2 entries carry no integrated time (their time is a TSA's).
+    if (kv.version === "0.0.2" && integrated === undefined && kv.kind !== "intoto") {
+      return fail(
+        "bad-tlog",
+        `Cannot verify ${what}: it is a Rekor v2 entry (${
+          String(kv.kind)
+        } 0.0.2), which this verifier does not check yet`,
+      );
+    }
     if (
       typeof kv.kind !== "string" || typeof kv.version !== "string" || logId === undefined ||
       logIndex === undefined || integrated === undefined || body === undefined
@@ -572,6 +635,16 @@ export const verifyKeylessWeb: KeylessVerifier = async (
         );
       }
     }
+    // Bundles from v0.2 on must carry the proof; v0.1 bundles may rest on the promise.
+    const v01 = typeof bundle.mediaType === "string" && /v0\.1|version=0\.1/.test(bundle.mediaType);
+    if (proof === undefined && !v01) {
+      return fail(
+        "bad-tlog",
+        `Cannot verify ${what}: it has no inclusion proof, which a ${
+          String(bundle.mediaType)
+        } bundle must carry`,
+      );
+    }
     if (!promised && proof === undefined) {
       return fail(
         "bad-tlog",
@@ -593,6 +666,22 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       return fail(
         "untrusted-certificate",
         `Cannot verify keyless signature: it was logged at ${t.toISOString()}, outside its certificate's validity (${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()})`,
+      );
+    }
+  }
+  // RFC 3161 timestamps are not verified here yet; the time each one claims
+  // must still lie inside the certificate's validity, or the bundle is refused
+  // (as a verifier that checks them would refuse it).
+  for (const [i, raw] of tsa.entries()) {
+    const der = isRecord(raw) && typeof raw.signedTimestamp === "string"
+      ? decodeBase64(raw.signedTimestamp)
+      : undefined;
+    const t = der === undefined ? undefined : tsaTime(der);
+    if (t === undefined) return bad(`RFC 3161 timestamp ${i} cannot be read`);
+    if (t < leaf.notBefore || t > leaf.notAfter) {
+      return fail(
+        "untrusted-certificate",
+        `Cannot verify keyless signature: its RFC 3161 timestamp ${i} says ${t.toISOString()}, outside its certificate's validity (${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()})`,
       );
     }
   }

@@ -200,3 +200,31 @@ Deno.test("keyless: a bundle made against a loopback Sigstore (Fulcio, CT log, R
     await other.close();
   }
 });
+
+Deno.test("keyless: the CLI verifies model_signing's keyless vectors with the network denied", async () => {
+  const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "--deny-net",
+      cli,
+      "verify",
+      "sigstore",
+      "--identity",
+      "stefanb@us.ibm.com",
+      "--identity_provider",
+      "https://sigstore.verify.ibm.com/oauth2",
+      "--ignore-paths",
+      `${BASE}v1.1.0-sigstore/ignore-me`,
+      "--signature",
+      `${BASE}v1.1.0-sigstore/model.sig`,
+      `${BASE}v1.1.0-sigstore`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.match(new TextDecoder().decode(out.stdout), /signed by stefanb@us\.ibm\.com/);
+});
