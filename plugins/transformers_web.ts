@@ -37,10 +37,12 @@ import {
   type TransformersGuard,
 } from "./_guard.ts";
 import type { Lockfile } from "../sign/lockfile.ts";
-import type { Issuer, TrustPolicy } from "../sign/policy.ts";
 import { type SignedTextVerifier, verifySignedTextWith } from "../sign/_signed_text.ts";
 import { verifyBundleWith } from "../sign/_verify_cert.ts";
 import { verifyKeylessWeb } from "../sign/_keyless.ts";
+import { verifyBundleUsing } from "../sign/_verify_bundle_core.ts";
+import type { VerifiedBundleResult, VerifyBundleOptions } from "../sign/verify_bundle.ts";
+import type { Issuer, TrustPolicy } from "../sign/policy.ts";
 
 export type {
   GuardOptions,
@@ -50,6 +52,7 @@ export type {
   TransformersGuard,
 } from "./_guard.ts";
 export type { Issuer, Matcher, ModelPolicy, TrustPolicy } from "../sign/policy.ts";
+export type { VerifiedBundleResult, VerifyBundleOptions } from "../sign/verify_bundle.ts";
 export type { EvidenceKind } from "../sign/evidence.ts";
 export type { TrustMaterial, VerifiedSigner } from "../sign/types.ts";
 export type {
@@ -95,6 +98,42 @@ export interface WebGuardOptions
    * onnxruntime from `globalThis[Symbol.for("onnxruntime")]`.
    */
   ort?: { InferenceSession: SessionClass };
+}
+
+/**
+ * Verifies a Sigstore bundle against a trust policy in the browser: the
+ * same as `verifyBundle` of `@safemodels/safemodels/sign`, with the WebCrypto
+ * keyless verifier (Rekor v1 entries; see the README).
+ *
+ * @param bundle The bundle, parsed or as JSON text.
+ * @param policy The trust policy (or accepted keyless signers).
+ * @param options Payload type and file name for messages.
+ * @returns The signer, the payload and the statement.
+ * @throws {VerificationError} When the bundle does not verify.
+ * @throws {PolicyError} When it verifies but the policy does not accept its signer.
+ *
+ * @example Checking a model.sig before fetching weights
+ * ```ts ignore
+ * import { verifyBundle } from "@safemodels/safemodels/plugins/transformers-web";
+ *
+ * const sig = await (await fetch("https://huggingface.co/acme/tiny/resolve/main/model.sig")).text();
+ * const { signer } = await verifyBundle(sig, {
+ *   signers: [{ identity: "release@acme.example", issuer: "https://accounts.google.com" }],
+ * });
+ * console.log(signer.identities);
+ * ```
+ */
+export function verifyBundle(
+  bundle: unknown,
+  policy?: TrustPolicy | Issuer | Issuer[],
+  options: Omit<VerifyBundleOptions, "keyless"> = {},
+): Promise<VerifiedBundleResult> {
+  return verifyBundleUsing(
+    (b, t, f) => verifyBundleWith(verifyKeylessWeb, b, t, f),
+    bundle,
+    policy,
+    options,
+  );
 }
 
 /**

@@ -5,6 +5,7 @@
 // the entry body against the bundle (dsse 0.0.1, intoto 0.0.2). Time comes
 // from verified entry timestamps. RFC 3161 timestamps and Rekor v2 entries
 // are not verified here yet: a bundle that needs them is refused by name.
+import { fulcioExtensions } from "./_fulcio.ts";
 import type { TrustMaterial } from "./types.ts";
 import { decodeBase64 } from "./_dsse.ts";
 import {
@@ -724,6 +725,7 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       keyFingerprint: await sha256Hex(leaf.spki),
       pem: toPem("CERTIFICATE", leaf.der),
       signedAt: at,
+      extensions: fulcioExtensions(leaf),
     },
   } satisfies VerifiedBundle;
 };

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { fulcioExtensions } from "./_fulcio.ts";
 import nodeCrypto from "node:crypto";
 import { bundleFromJSON } from "@sigstore/bundle";
 import { toSignedEntity, VerificationError, Verifier } from "@sigstore/verify";
@@ -200,6 +201,7 @@ const verifyKeyless: KeylessVerifier = async (bundle, leaf, envelope, trust, fai
       keyFingerprint: await sha256Hex(leaf.spki),
       pem: toPem("CERTIFICATE", leaf.der),
       signedAt: times[0],
+      extensions: fulcioExtensions(leaf),
     },
   };
 };

@@ -52,13 +52,16 @@ export type {
 export type { Signer, SigstoreBundle, TrustMaterial, VerifiedSigner } from "./types.ts";
 export {
   checkSigner,
+  FULCIO_EXTENSIONS,
   init,
   Issuer,
   resolvePolicy,
   signatureRequirement,
   toPolicy,
 } from "./policy.ts";
-export type { Matcher, ModelPolicy, TrustPolicy } from "./policy.ts";
+export type { FulcioExtension, Matcher, ModelPolicy, TrustPolicy } from "./policy.ts";
+export { verifyBundle } from "./verify_bundle.ts";
+export type { VerifiedBundleResult, VerifyBundleOptions } from "./verify_bundle.ts";
 export { lockedSigner, Lockfile, normalizeDigest } from "./lockfile.ts";
 export type {
   FoundEntry,

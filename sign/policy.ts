@@ -15,7 +15,59 @@ export interface Issuer {
   readonly identity: Matcher;
   /** The OIDC issuer, e.g. `"https://token.actions.githubusercontent.com"`. */
   readonly issuer: Matcher;
+  /**
+   * Fulcio certificate extensions that must match too (a CI policy: the
+   * repository, ref and workflow that ran), by name; see
+   * {@linkcode FULCIO_EXTENSIONS}. A certificate without an extension named
+   * here does not match.
+   */
+  readonly extensions?: Readonly<Partial<Record<FulcioExtension, Matcher>>>;
 }
+
+/**
+ * The Fulcio certificate extensions a policy can match, by name, with their
+ * OIDs (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md).
+ *
+ * @example Matching the repository and ref of a GitHub Actions run
+ * ```ts
+ * import { FULCIO_EXTENSIONS, Issuer } from "@safemodels/safemodels/sign";
+ * import assert from "node:assert/strict";
+ *
+ * const ci = Issuer({
+ *   identity: "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main",
+ *   issuer: "https://token.actions.githubusercontent.com",
+ *   extensions: {
+ *     sourceRepositoryURI: "https://github.com/acme/models",
+ *     sourceRepositoryRef: "refs/heads/main",
+ *   },
+ * });
+ * assert.equal(FULCIO_EXTENSIONS.sourceRepositoryRef, "1.3.6.1.4.1.57264.1.14");
+ * assert.equal(ci.extensions?.sourceRepositoryRef, "refs/heads/main");
+ * ```
+ */
+export const FULCIO_EXTENSIONS = {
+  githubWorkflowTrigger: "1.3.6.1.4.1.57264.1.2",
+  githubWorkflowSha: "1.3.6.1.4.1.57264.1.3",
+  githubWorkflowName: "1.3.6.1.4.1.57264.1.4",
+  githubWorkflowRepository: "1.3.6.1.4.1.57264.1.5",
+  githubWorkflowRef: "1.3.6.1.4.1.57264.1.6",
+  buildSignerURI: "1.3.6.1.4.1.57264.1.9",
+  buildSignerDigest: "1.3.6.1.4.1.57264.1.10",
+  runnerEnvironment: "1.3.6.1.4.1.57264.1.11",
+  sourceRepositoryURI: "1.3.6.1.4.1.57264.1.12",
+  sourceRepositoryDigest: "1.3.6.1.4.1.57264.1.13",
+  sourceRepositoryRef: "1.3.6.1.4.1.57264.1.14",
+  sourceRepositoryIdentifier: "1.3.6.1.4.1.57264.1.15",
+  sourceRepositoryOwnerURI: "1.3.6.1.4.1.57264.1.16",
+  sourceRepositoryOwnerIdentifier: "1.3.6.1.4.1.57264.1.17",
+  buildConfigURI: "1.3.6.1.4.1.57264.1.18",
+  buildConfigDigest: "1.3.6.1.4.1.57264.1.19",
+  buildTrigger: "1.3.6.1.4.1.57264.1.20",
+  runInvocationURI: "1.3.6.1.4.1.57264.1.21",
+} as const;
+
+/** The name of a Fulcio extension a policy can match; see {@linkcode FULCIO_EXTENSIONS}. */
+export type FulcioExtension = keyof typeof FULCIO_EXTENSIONS;
 
 /**
  * Builds an accepted keyless signer, as the seed project's `Issuer(...)`.
@@ -36,7 +88,30 @@ export interface Issuer {
  * assert.equal(ci.issuer, "https://token.actions.githubusercontent.com");
  * ```
  */
-export function Issuer(signer: { identity: Matcher; issuer: Matcher }): Issuer {
+export function Issuer(
+  signer: {
+    identity: Matcher;
+    issuer: Matcher;
+    extensions?: Readonly<Partial<Record<FulcioExtension, Matcher>>>;
+  },
+): Issuer {
+  const extensions = signer?.extensions;
+  if (extensions !== undefined) {
+    for (const [name, v] of Object.entries(extensions)) {
+      if (!Object.hasOwn(FULCIO_EXTENSIONS, name)) {
+        throw new TypeError(
+          `Cannot create Issuer: unknown Fulcio extension "${name}" (known: ${
+            Object.keys(FULCIO_EXTENSIONS).join(", ")
+          })`,
+        );
+      }
+      if (!(v instanceof RegExp) && (typeof v !== "string" || v === "")) {
+        throw new TypeError(
+          `Cannot create Issuer: extension ${name} must be a non-empty string or a RegExp`,
+        );
+      }
+    }
+  }
   for (const key of ["identity", "issuer"] as const) {
     const v = signer?.[key];
     if (!(v instanceof RegExp) && (typeof v !== "string" || v === "")) {
@@ -47,7 +122,11 @@ export function Issuer(signer: { identity: Matcher; issuer: Matcher }): Issuer {
       );
     }
   }
-  return Object.freeze({ identity: signer.identity, issuer: signer.issuer });
+  return Object.freeze({
+    identity: signer.identity,
+    issuer: signer.issuer,
+    ...(extensions === undefined ? {} : { extensions: Object.freeze({ ...extensions }) }),
+  });
 }
 
 /** What a trust policy accepts. Every field is optional; what is absent is not trusted. */
@@ -273,19 +352,33 @@ export function checkSigner(signer: VerifiedSigner, policy: TrustPolicy, file?: 
   const accepted = policy.signers ?? [];
   const ok = accepted.some((a) =>
     signer.issuer !== undefined && matches(a.issuer, signer.issuer) &&
-    signer.identities.some((id) => matches(a.identity, id))
+    signer.identities.some((id) => matches(a.identity, id)) &&
+    Object.entries(a.extensions ?? {}).every(([name, m]) => {
+      const have = signer.extensions?.[name as FulcioExtension];
+      return m !== undefined && have !== undefined && matches(m, have);
+    })
   );
   if (ok) return;
   const expected = accepted.length === 0
     ? "the policy accepts no keyless signers"
     : `expected one of [${
-      accepted.map((a) => `${show(a.identity)} with issuer ${show(a.issuer)}`).join("; ")
+      accepted.map((a) =>
+        `${show(a.identity)} with issuer ${show(a.issuer)}${
+          a.extensions
+            ? ` and ${Object.entries(a.extensions).map(([k, v]) => `${k} ${show(v!)}`).join(", ")}`
+            : ""
+        }`
+      ).join("; ")
     }]`;
   throw new PolicyError(
     "wrong-signer",
     `Cannot verify signature: none of the expected identities matched what was in the certificate, got subjects [${
       signer.identities.join(", ")
-    }] with issuer ${signer.issuer ?? "(none)"}; ${expected}`,
+    }] with issuer ${signer.issuer ?? "(none)"}${
+      signer.extensions && Object.keys(signer.extensions).length
+        ? ` and ${Object.entries(signer.extensions).map(([k, v]) => `${k} ${v}`).join(", ")}`
+        : ""
+    }; ${expected}`,
     file === undefined ? {} : { file },
   );
 }

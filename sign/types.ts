@@ -45,6 +45,11 @@ export interface VerifiedSigner {
   pem: string;
   /** When the signature was logged or timestamped (keyless), if known. */
   signedAt: Date | undefined;
+  /**
+   * The Fulcio extensions of a keyless signer's certificate, by name (see
+   * `FULCIO_EXTENSIONS`): the repository, ref and workflow of a CI run.
+   */
+  extensions?: Record<string, string>;
 }
 
 /** Key material verification trusts, in addition to the identity policy. */

@@ -68,3 +68,52 @@ for (const name of cases) {
 Deno.test("sigstore-conformance: the vendored cases are all here", () => {
   assert.equal(cases.length, 14);
 });
+
+Deno.test("verifyBundle: a CI policy matches Fulcio extensions exactly (repository, ref, workflow), in both keyless verifiers", async () => {
+  const { Issuer, verifyBundle } = await import("../../sign/mod.ts");
+  const web = await import("../../plugins/transformers_web.ts");
+  const text = await Deno.readTextFile(`${BASE}happy-path-intoto-in-dsse-v3/bundle.sigstore.json`);
+  const ci = (ref: string) =>
+    Issuer({
+      identity: IDENTITY,
+      issuer: ISSUER,
+      extensions: {
+        sourceRepositoryURI:
+          "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon",
+        sourceRepositoryRef: ref,
+        buildSignerURI: IDENTITY,
+      },
+    });
+  for (
+    const verify of [
+      (p: unknown) => verifyBundle(text, p as never, { keyless: "webcrypto" }),
+      (p: unknown) => verifyBundle(text, p as never, { keyless: "sigstore-js" }),
+      (p: unknown) => web.verifyBundle(text, p as never),
+    ]
+  ) {
+    const r = await verify(ci("refs/heads/main"));
+    assert.equal(r.signer.extensions?.sourceRepositoryRef, "refs/heads/main");
+    assert.ok(Array.isArray((r.statement as { subject: unknown[] }).subject));
+    await assert.rejects(
+      verify(ci("refs/heads/release")),
+      (e) =>
+        e instanceof PolicyError && e.code === "wrong-signer" &&
+        /sourceRepositoryRef/.test(e.message),
+    );
+    // An anchored RegExp matches the whole value only.
+    await assert.rejects(
+      verify(Issuer({ identity: /extremely-dangerous/, issuer: ISSUER })),
+      (e) => e instanceof PolicyError && e.code === "wrong-signer",
+    );
+    await verify(
+      Issuer({
+        identity: /https:\/\/github\.com\/sigstore-conformance\/.*@refs\/heads\/main/,
+        issuer: ISSUER,
+      }),
+    );
+  }
+  assert.throws(
+    () => Issuer({ identity: "a", issuer: "b", extensions: { nonsense: "x" } as never }),
+    TypeError,
+  );
+});
