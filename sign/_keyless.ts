@@ -7,6 +7,7 @@
 // are not verified here yet: a bundle that needs them is refused by name.
 import { fulcioExtensions } from "./_fulcio.ts";
 import type { TrustMaterial } from "./types.ts";
+import { SignError } from "./errors.ts";
 import { decodeBase64 } from "./_dsse.ts";
 import {
   checkDsse,
@@ -19,12 +20,17 @@ import {
 } from "./_verify_key.ts";
 import { findPath, issuedBy, type KeylessVerifier } from "./_verify_cert.ts";
 import { type Certificate, derString, parseCertificate, sha256Hex, toPem } from "./_x509.ts";
-import { children, readTlv, spkiKeyType, type Tlv, verifyWithSpki } from "./_spki.ts";
+import { children, pemBlocks, readTlv, spkiKeyType, type Tlv, verifyWithSpki } from "./_spki.ts";
 import { publicGoodTrustedRootWeb } from "./_trusted_root_web.ts";
+import { type TimestampAuthority, verifyTimestamp } from "./_rfc3161.ts";
 
 const FULCIO_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8";
 const FULCIO_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1";
 const SCT_LIST = "1.3.6.1.4.1.11129.2.4.2";
+/** The most signatures a checkpoint may carry (the log's and witnesses'). */
+const MAX_NOTE_SIGNATURES = 16;
+/** The most transparency log entries a bundle may carry. */
+const MAX_ENTRIES = 8;
 
 /** A log or CA of the trusted root, with the window it may be used in. */
 interface Authority {
@@ -47,6 +53,7 @@ interface Trust {
   tlogs: Authority[];
   ctlogs: Authority[];
   cas: CertAuthority[];
+  tsas: TimestampAuthority[];
 }
 
 const END_OF_TIME = new Date(8640000000000000);
@@ -54,6 +61,9 @@ const END_OF_TIME = new Date(8640000000000000);
 function window(v: unknown): { start: Date; end: Date } {
   const w = isRecord(v) ? v : {};
   const start = typeof w.start === "string" ? new Date(w.start) : new Date(NaN);
+  if (w.end !== undefined && typeof w.end !== "string") {
+    throw new Error("validFor.end is not a date");
+  }
   const end = typeof w.end === "string" ? new Date(w.end) : END_OF_TIME;
   if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) {
     throw new Error("validFor is not a time window");
@@ -82,12 +92,24 @@ async function readTrust(root: unknown): Promise<Trust> {
   const trust = readTrustShape(root);
   for (const [what, logs] of [["tlogs", trust.tlogs], ["ctlogs", trust.ctlogs]] as const) {
     for (const [i, log] of logs.entries()) {
-      if (!log.pkcs1 && !await importable(log.spki)) {
+      if (log.pkcs1 ? !isPkcs1Rsa(log.spki) : !await importable(log.spki)) {
         throw new Error(`${what}[${i}] has an invalid public key`);
       }
     }
   }
   return trust;
+}
+
+/** A PKCS #1 RSAPublicKey: a SEQUENCE of exactly two INTEGERs. */
+function isPkcs1Rsa(der: Uint8Array): boolean {
+  try {
+    const seq = readTlv(der, 0, der.length);
+    const parts = children(der, seq);
+    return seq.tag === 0x30 && seq.end === der.length && parts.length === 2 &&
+      parts.every((p) => p.tag === 0x02);
+  } catch {
+    return false;
+  }
 }
 
 async function importable(spki: Uint8Array): Promise<boolean> {
@@ -135,7 +157,21 @@ function readTrustShape(root: unknown): Trust {
     if (certs.length === 0) throw new Error(`certificateAuthorities[${i}] has no certificates`);
     return { certs, ...window(ca.validFor) };
   });
-  return { tlogs: logs("tlogs"), ctlogs: logs("ctlogs"), cas };
+  const tsas = list(root.timestampAuthorities, "timestampAuthorities").map((raw, i) => {
+    const ta = isRecord(raw) ? raw : {};
+    const chain = isRecord(ta.certChain) ? ta.certChain : {};
+    const certs = list(chain.certificates, `timestampAuthorities[${i}].certChain.certificates`)
+      .map((c, j) =>
+        parseCertificate(
+          bytes(
+            isRecord(c) ? c.rawBytes : undefined,
+            `timestampAuthorities[${i}] certificate ${j}`,
+          ),
+        )
+      );
+    return { certs, ...window(ta.validFor) };
+  });
+  return { tlogs: logs("tlogs"), ctlogs: logs("ctlogs"), cas, tsas };
 }
 
 const within = (a: { start: Date; end: Date }, t: Date) => t >= a.start && t <= a.end;
@@ -233,6 +269,8 @@ function bodyProblem(
   version: string,
   envelope: Envelope,
   payloadHash: string,
+  paeHash: string,
+  leaf: Certificate,
 ): string | undefined {
   if (body.kind !== kind || body.apiVersion !== version) {
     return `its body is a ${String(body.kind)} ${
@@ -242,10 +280,15 @@ function bodyProblem(
   const spec = isRecord(body.spec) ? body.spec : {};
   let sigs: unknown[];
   let hash: unknown;
+  // What each logged signature names as its verifier: PEM text or DER.
+  const verifiers: (string | Uint8Array | null)[] = [];
   if (kind === "dsse" && version === "0.0.1") {
     sigs = list(spec.signatures, "signatures").map((s) =>
       isRecord(s) && typeof s.signature === "string" ? decodeBase64(s.signature) : undefined
     );
+    for (const x of list(spec.signatures, "signatures")) {
+      if (isRecord(x) && x.verifier !== undefined) verifiers.push(pemOf(x.verifier));
+    }
     hash = isRecord(spec.payloadHash) ? spec.payloadHash : undefined;
   } else if (kind === "intoto" && version === "0.0.2") {
     const content = isRecord(spec.content) ? spec.content : {};
@@ -256,10 +299,61 @@ function bodyProblem(
       return once === undefined ? undefined : decodeBase64(new TextDecoder().decode(once));
     });
     hash = isRecord(content.payloadHash) ? content.payloadHash : undefined;
+    for (const x of list(env.signatures, "signatures")) {
+      if (isRecord(x) && x.publicKey !== undefined) verifiers.push(pemOf(x.publicKey));
+    }
+  } else if ((kind === "dsse" || kind === "hashedrekord") && version === "0.0.2") {
+    // Rekor v2: protobuf JSON, digests in base64. A DSSE envelope is logged
+    // as a dsse entry (the payload's digest) or a hashedrekord entry (the
+    // digest of the signed PAE).
+    const v2 = kind === "dsse" ? spec.dsseV002 : spec.hashedRekordV002;
+    if (!isRecord(v2)) {
+      return `its body has no ${kind === "dsse" ? "dsseV002" : "hashedRekordV002"} spec`;
+    }
+    const raw = kind === "dsse"
+      ? list(v2.signatures, "signatures")
+      : v2.signature === undefined
+      ? []
+      : [v2.signature];
+    sigs = raw.map((x) =>
+      isRecord(x) && typeof x.content === "string" ? decodeBase64(x.content) : undefined
+    );
+    for (const x of raw) {
+      const v = isRecord(x) && isRecord(x.verifier) ? x.verifier : undefined;
+      const holder = v && isRecord(v.x509Certificate)
+        ? v.x509Certificate
+        : v && isRecord(v.publicKey)
+        ? v.publicKey
+        : undefined;
+      if (v !== undefined) {
+        verifiers.push(
+          holder && typeof holder.rawBytes === "string"
+            ? decodeBase64(holder.rawBytes) ?? null
+            : null,
+        );
+      }
+    }
+    const h = kind === "dsse" ? v2.payloadHash : v2.data;
+    const digest = isRecord(h) && typeof h.digest === "string" ? decodeBase64(h.digest) : undefined;
+    hash = isRecord(h) && h.algorithm === "SHA2_256" && digest !== undefined
+      ? { algorithm: "sha256", value: hex(digest) }
+      : undefined;
+    if (kind === "hashedrekord") {
+      if (!isRecord(hash) || hash.value !== paeHash) {
+        return "the digest it logs is not the envelope's signed bytes'";
+      }
+      hash = { algorithm: "sha256", value: payloadHash };
+    }
   } else {
-    return `its kind ${kind} ${version} is not one this verifier reads (dsse 0.0.1, intoto 0.0.2)`;
+    return `its kind ${kind} ${version} is not one this verifier reads (dsse 0.0.1 and 0.0.2, intoto 0.0.2, hashedrekord 0.0.2)`;
   }
   if (sigs.length !== 1) return `it logs ${sigs.length} signatures, the envelope has 1`;
+  // The key or certificate it logs, where it logs one, is the bundle's.
+  if (verifiers.length > 1) return "it logs more than one verifier";
+  const logged0 = verifiers[0];
+  if (logged0 !== undefined && !sameLeaf(logged0, leaf)) {
+    return "the certificate it logs is not the bundle's";
+  }
   const logged = sigs[0];
   if (!(logged instanceof Uint8Array) || !sameBytes(logged, envelope.signature)) {
     return "the signature it logs is not the envelope's";
@@ -271,6 +365,26 @@ function bodyProblem(
     return "the payload digest it logs is not the envelope payload's";
   }
   return undefined;
+}
+
+/** A logged verifier given as base64 of PEM text: the text, or null. */
+function pemOf(v: unknown): string | null {
+  const raw = typeof v === "string" ? decodeBase64(v) : undefined;
+  return raw === undefined ? null : new TextDecoder().decode(raw);
+}
+
+/** Whether a logged verifier (PEM text or DER) is the leaf certificate or its key. */
+function sameLeaf(v: string | Uint8Array | null, leaf: Certificate): boolean {
+  if (v === null) return false;
+  if (v instanceof Uint8Array) return sameBytes(v, leaf.der) || sameBytes(v, leaf.spki);
+  try {
+    const certs = pemBlocks(v, "CERTIFICATE");
+    const keys = pemBlocks(v, "PUBLIC KEY");
+    if (certs.length + keys.length !== 1) return false;
+    return certs.length === 1 ? sameBytes(certs[0]!, leaf.der) : sameBytes(keys[0]!, leaf.spki);
+  } catch {
+    return false;
+  }
 }
 
 // --- signed certificate timestamps ------------------------------------------
@@ -378,11 +492,16 @@ async function verifyScts(
   }
   const issuerKeyHash = await sha256(issuer.spki);
   const tbs = tbsWithoutScts(leaf.tbs);
-  for (const sct of scts) {
+  if (scts.length === 0) return "its signed certificate timestamp list is empty";
+  // Every SCT must verify (as @sigstore/verify requires), each by a CT log
+  // of the trusted root valid at its time.
+  for (const [i, sct] of scts.entries()) {
     const time = new Date(Number(sct.timestamp));
-    const logs = ctlogs.filter((l) => sameBytes(l.keyId, sct.logId) && within(l, time));
+    const logs = ctlogs.filter((l) => !l.pkcs1 && sameBytes(l.keyId, sct.logId) && within(l, time));
     // hash 4 = SHA-256; signature 3 = ECDSA, 1 = RSA.
-    if (sct.hashAlg !== 4 || (sct.sigAlg !== 3 && sct.sigAlg !== 1)) continue;
+    if (sct.hashAlg !== 4 || (sct.sigAlg !== 3 && sct.sigAlg !== 1)) {
+      return `its signed certificate timestamp ${i} uses an algorithm this verifier does not take`;
+    }
     const ts = new Uint8Array(8);
     new DataView(ts.buffer).setBigUint64(0, sct.timestamp);
     const tbsLen = Uint8Array.of(tbs.length >> 16, (tbs.length >> 8) & 0xff, tbs.length & 0xff);
@@ -395,63 +514,21 @@ async function verifyScts(
       tbs,
       sct.extensions,
     );
+    const scheme = sct.sigAlg === 3
+      ? { kind: "ecdsa" as const, hash: "SHA-256" as const }
+      : { kind: "rsa-pkcs1" as const, hash: "SHA-256" as const };
+    let ok = false;
     for (const log of logs) {
-      const scheme = sct.sigAlg === 3
-        ? { kind: "ecdsa" as const, hash: "SHA-256" as const }
-        : { kind: "rsa-pkcs1" as const, hash: "SHA-256" as const };
-      if (await verifyWithSpki(log.spki, scheme, sct.signature, data)) return undefined;
+      if (await verifyWithSpki(log.spki, scheme, sct.signature, data)) {
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) {
+      return `its signed certificate timestamp ${i} does not verify against a CT log of the trusted root (${ctlogs.length} logs)`;
     }
   }
-  return `none of its ${scts.length} signed certificate timestamps verifies against the trusted root's ${ctlogs.length} CT logs`;
-}
-
-// --- RFC 3161 -----------------------------------------------------------------
-
-/**
- * The genTime an RFC 3161 timestamp token claims (TimeStampResp or bare
- * ContentInfo): ContentInfo → SignedData → encapContentInfo → TSTInfo.
- * Read, not verified.
- */
-function tsaTime(der: Uint8Array): Date | undefined {
-  try {
-    let node = readTlv(der, 0, der.length);
-    let kids = children(der, node);
-    // A TimeStampResp: status, then the token.
-    if (kids[0]?.tag === 0x30 && kids[1]?.tag === 0x30) {
-      node = kids[1];
-      kids = children(der, node);
-    }
-    if (oidText(der, kids[0]!) !== "1.2.840.113549.1.7.2") return undefined;
-    const signedData = children(der, children(der, kids[1]!)[0]!);
-    const encap = signedData.find((k, i) =>
-      i > 0 && k.tag === 0x30 && children(der, k)[0]?.tag === 0x06
-    );
-    const encapKids = encap ? children(der, encap) : [];
-    if (encapKids[0] === undefined || oidText(der, encapKids[0]) !== "1.2.840.113549.1.9.16.1.4") {
-      return undefined;
-    }
-    const octets = children(der, encapKids[1]!)[0]!;
-    const tst = der.subarray(octets.value, octets.end);
-    const info = children(tst, readTlv(tst, 0, tst.length));
-    const gen = info.find((k) => k.tag === 0x18);
-    if (gen === undefined) return undefined;
-    const text = new TextDecoder().decode(tst.subarray(gen.value, gen.end));
-    const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\.\d+)?Z$/.exec(text);
-    if (!m) return undefined;
-    return new Date(
-      Date.UTC(
-        +m[1]!,
-        +m[2]! - 1,
-        +m[3]!,
-        +m[4]!,
-        +m[5]!,
-        +m[6]!,
-        m[7] ? Math.floor(Number(m[7]) * 1000) : 0,
-      ),
-    );
-  } catch {
-    return undefined;
-  }
+  return undefined;
 }
 
 // --- the verifier -------------------------------------------------------------
@@ -467,7 +544,7 @@ function fulcioIssuer(cert: Certificate): string | undefined {
  * Keyless verification with WebCrypto (see the module comment). The same
  * shape as the node:crypto verifier, so both plug into `verifyBundleWith`.
  */
-export const verifyKeylessWeb: KeylessVerifier = async (
+const keylessWeb: KeylessVerifier = async (
   bundle,
   leaf,
   envelope,
@@ -496,12 +573,37 @@ export const verifyKeylessWeb: KeylessVerifier = async (
   if (entries.length === 0) {
     return fail(
       "bad-tlog",
-      tsa.length > 0
-        ? "Cannot verify keyless signature: it has only RFC 3161 timestamps, which this verifier does not check yet (it needs a Rekor v1 entry with a signed entry timestamp)"
-        : "Cannot verify keyless signature: it has no transparency log entry",
+      "Cannot verify keyless signature: it has no transparency log entry (a keyless signature needs one)",
     );
   }
+  if (entries.length > MAX_ENTRIES || tsa.length > MAX_ENTRIES) {
+    return bad(
+      `it has ${entries.length} log entries and ${tsa.length} timestamps, more than ${MAX_ENTRIES}`,
+    );
+  }
+  const seenEntries = new Set<string>();
+  for (const e of entries) {
+    const r = isRecord(e) ? e : {};
+    const key = `${JSON.stringify(isRecord(r.logId) ? r.logId.keyId : null)} ${String(r.logIndex)}`;
+    if (seenEntries.has(key)) return bad("it carries the same transparency log entry twice");
+    seenEntries.add(key);
+  }
+  // RFC 3161 timestamps over the envelope's signature: each must verify
+  // against a timestamp authority of the trusted root.
+  const tsaTimes: Date[] = [];
+  for (const [i, raw] of tsa.entries()) {
+    const der = isRecord(raw) && typeof raw.signedTimestamp === "string"
+      ? decodeBase64(raw.signedTimestamp)
+      : undefined;
+    if (der === undefined) return bad(`RFC 3161 timestamp ${i} is not base64`);
+    try {
+      tsaTimes.push(await verifyTimestamp(der, envelope.signature, trust.tsas));
+    } catch (e) {
+      return fail("bad-tlog", `Cannot verify RFC 3161 timestamp ${i}: ${errorText(e)}`, e);
+    }
+  }
   const payloadHash = hex(await sha256(envelope.payload));
+  const paeHash = hex(await sha256(envelope.pae));
   const times: Date[] = [];
   for (const [i, raw] of entries.entries()) {
     const what = `transparency log entry ${i}`;
@@ -511,19 +613,12 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       ? decodeBase64(e.logId.keyId)
       : undefined;
     const logIndex = int(e.logIndex);
-    const integrated = int(e.integratedTime);
+    // Rekor v2 entries carry no integrated time (their time is a TSA's).
+    const rekorV2 = kv.version === "0.0.2" && (kv.kind === "dsse" || kv.kind === "hashedrekord");
+    const integrated = int(e.integratedTime ?? (rekorV2 ? "0" : undefined));
     const body = typeof e.canonicalizedBody === "string"
       ? decodeBase64(e.canonicalizedBody)
       : undefined;
-    // Rekor v2 entries carry no integrated time (their time is a TSA's).
-    if (kv.version === "0.0.2" && integrated === undefined && kv.kind !== "intoto") {
-      return fail(
-        "bad-tlog",
-        `Cannot verify ${what}: it is a Rekor v2 entry (${
-          String(kv.kind)
-        } 0.0.2), which this verifier does not check yet`,
-      );
-    }
     if (
       typeof kv.kind !== "string" || typeof kv.version !== "string" || logId === undefined ||
       logIndex === undefined || integrated === undefined || body === undefined
@@ -540,10 +635,25 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       return fail("bad-tlog", `Cannot verify ${what}: its body is not JSON`, err);
     }
     const problem = isRecord(parsed)
-      ? bodyProblem(parsed, kv.kind, kv.version, envelope, payloadHash)
+      ? bodyProblem(parsed, kv.kind, kv.version, envelope, payloadHash, paeHash, leaf)
       : "its body is not an object";
     if (problem) return fail("bad-tlog", `Cannot verify ${what}: ${problem}`);
-    const time = new Date(Number(integrated) * 1000);
+    // The log must be trusted at the entry's time: its integrated time, or
+    // for Rekor v2 the earliest verified RFC 3161 time.
+    if (rekorV2 && (integrated !== 0n || e.inclusionPromise !== undefined)) {
+      return bad(
+        `${what} is a Rekor v2 entry with an integrated time or a promise, which v2 has not`,
+      );
+    }
+    if (rekorV2 && tsaTimes.length === 0) {
+      return fail(
+        "bad-tlog",
+        `Cannot verify ${what}: a Rekor v2 entry needs an RFC 3161 timestamp, and the bundle has none`,
+      );
+    }
+    const time = rekorV2
+      ? new Date(Math.min(...tsaTimes.map((t) => t.getTime())))
+      : new Date(Number(integrated) * 1000);
     const logs = trust.tlogs.filter((l) => sameBytes(l.keyId, logId) && within(l, time));
     if (logs.length === 0) {
       return fail(
@@ -621,13 +731,24 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       }
       let signed = false;
       const note = new TextEncoder().encode(cp.note);
+      if (cp.sigs.length > MAX_NOTE_SIGNATURES) {
+        return fail(
+          "bad-tlog",
+          `Cannot verify ${what}: its checkpoint has ${cp.sigs.length} signatures, more than ${MAX_NOTE_SIGNATURES}`,
+        );
+      }
+      // Signed by the entry's own log (the one valid at the entry's time).
       for (const s of cp.sigs) {
-        for (const log of trust.tlogs) {
+        for (const log of logs) {
           if (!sameBytes(log.keyId.subarray(0, 4), s.hint) || !log.baseUrl.includes(s.name)) {
             continue;
           }
-          if (await verifyWithSpki(log.spki, keyScheme(log.spki), s.sig, note)) signed = true;
+          if (await verifyWithSpki(log.spki, keyScheme(log.spki), s.sig, note)) {
+            signed = true;
+            break;
+          }
         }
+        if (signed) break;
       }
       if (!signed) {
         return fail(
@@ -637,7 +758,7 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       }
     }
     // Bundles from v0.2 on must carry the proof; v0.1 bundles may rest on the promise.
-    const v01 = typeof bundle.mediaType === "string" && /v0\.1|version=0\.1/.test(bundle.mediaType);
+    const v01 = bundle.mediaType === "application/vnd.dev.sigstore.bundle+json;version=0.1";
     if (proof === undefined && !v01) {
       return fail(
         "bad-tlog",
@@ -652,15 +773,16 @@ export const verifyKeylessWeb: KeylessVerifier = async (
         `Cannot verify ${what}: it has neither a signed entry timestamp nor an inclusion proof`,
       );
     }
-    if (!promised) {
+    if (!promised && tsaTimes.length === 0) {
       return fail(
         "bad-tlog",
-        `Cannot verify ${what}: without a signed entry timestamp its time needs an RFC 3161 timestamp, which this verifier does not check yet`,
+        `Cannot verify ${what}: without a signed entry timestamp its time needs an RFC 3161 timestamp, and the bundle has none`,
       );
     }
-    times.push(time);
+    if (promised) times.push(time);
   }
   // The certificate at each verified time, and its path to a Fulcio CA then.
+  times.push(...tsaTimes);
   times.sort((a, b) => a.getTime() - b.getTime());
   for (const t of times) {
     if (t < leaf.notBefore || t > leaf.notAfter) {
@@ -670,49 +792,40 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       );
     }
   }
-  // RFC 3161 timestamps are not verified here yet; the time each one claims
-  // must still lie inside the certificate's validity, or the bundle is refused
-  // (as a verifier that checks them would refuse it).
-  for (const [i, raw] of tsa.entries()) {
-    const der = isRecord(raw) && typeof raw.signedTimestamp === "string"
-      ? decodeBase64(raw.signedTimestamp)
-      : undefined;
-    const t = der === undefined ? undefined : tsaTime(der);
-    if (t === undefined) return bad(`RFC 3161 timestamp ${i} cannot be read`);
-    if (t < leaf.notBefore || t > leaf.notAfter) {
-      return fail(
-        "untrusted-certificate",
-        `Cannot verify keyless signature: its RFC 3161 timestamp ${i} says ${t.toISOString()}, outside its certificate's validity (${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()})`,
+  // The chain must hold at every verified time, each through a CA valid then.
+  let path: Certificate[] | undefined;
+  for (const at of times) {
+    path = undefined;
+    let problem = `no certificate authority of the trusted root is valid at ${at.toISOString()}`;
+    for (const ca of trust.cas.filter((c) => within(c, at))) {
+      // The chain must end at a validly self-signed certificate (a damaged
+      // trusted root is refused, as @sigstore/verify refuses it).
+      const anchor = ca.certs[ca.certs.length - 1]!;
+      if (!sameBytes(anchor.subject, anchor.issuer) || !await issuedBy(anchor, anchor)) {
+        problem =
+          `the trusted root's CA chain ends at ${anchor.subjectName}, which is not a validly self-signed certificate`;
+        continue;
+      }
+      // The chain's last certificate is the anchor; the others must lead to it.
+      const found = await findPath(
+        leaf,
+        ca.certs.slice(0, -1),
+        ca.certs.slice(-1),
+        at,
+        "when the signature was logged",
       );
+      if ("path" in found) {
+        path = found.path;
+        break;
+      }
+      problem = found.problem;
     }
+    if (path === undefined) return fail("untrusted-certificate", problem);
+  }
+  if (path === undefined) {
+    return fail("untrusted-certificate", "Cannot verify certificate: no verified time");
   }
   const at = times[0]!;
-  let path: Certificate[] | undefined;
-  let problem = `no certificate authority of the trusted root is valid at ${at.toISOString()}`;
-  for (const ca of trust.cas.filter((c) => within(c, at))) {
-    // The chain must end at a validly self-signed certificate (a damaged
-    // trusted root is refused, as @sigstore/verify refuses it).
-    const anchor = ca.certs[ca.certs.length - 1]!;
-    if (!sameBytes(anchor.subject, anchor.issuer) || !await issuedBy(anchor, anchor)) {
-      problem =
-        `the trusted root's CA chain ends at ${anchor.subjectName}, which is not a validly self-signed certificate`;
-      continue;
-    }
-    // The chain's last certificate is the anchor; the others must lead to it.
-    const found = await findPath(
-      leaf,
-      ca.certs.slice(0, -1),
-      ca.certs.slice(-1),
-      at,
-      "when the signature was logged",
-    );
-    if ("path" in found) {
-      path = found.path;
-      break;
-    }
-    problem = found.problem;
-  }
-  if (path === undefined) return fail("untrusted-certificate", problem);
   const sct = await verifyScts(leaf, path[1]!, trust.ctlogs);
   if (sct !== undefined) return fail("untrusted-certificate", `Cannot verify certificate: ${sct}`);
   return {
@@ -728,4 +841,26 @@ export const verifyKeylessWeb: KeylessVerifier = async (
       extensions: fulcioExtensions(leaf),
     },
   } satisfies VerifiedBundle;
+};
+
+/**
+ * Keyless verification with WebCrypto (see the module comment). The same
+ * shape as the node:crypto verifier, so both plug into `verifyBundleWith`.
+ * Anything malformed that slips past the checks above is still a typed
+ * `VerificationError` (`bad-bundle`), never a plain `Error`.
+ */
+export const verifyKeylessWeb: KeylessVerifier = async (
+  bundle,
+  leaf,
+  envelope,
+  trust,
+  fail,
+  bad,
+) => {
+  try {
+    return await keylessWeb(bundle, leaf, envelope, trust, fail, bad);
+  } catch (e) {
+    if (e instanceof SignError) throw e;
+    return bad(errorText(e), e);
+  }
 };

@@ -150,7 +150,11 @@ export function ecdsaDerToP1363(
   for (const [i, int] of ints.entries()) {
     let v = sig.subarray(int.value, int.end);
     if (int.tag !== INTEGER || v.length === 0 || (v[0]! & 0x80) !== 0) return undefined;
-    while (v.length > 1 && v[0] === 0) v = v.subarray(1);
+    // DER: one leading zero only, and only before a byte with its top bit set.
+    if (v[0] === 0) {
+      if (v.length < 2 || (v[1]! & 0x80) === 0) return undefined;
+      v = v.subarray(1);
+    }
     if (v.length > size) return undefined;
     out.set(v, i * size + size - v.length);
   }

@@ -178,7 +178,13 @@ function role(cert: Certificate, depth: number, length: number): string {
  * Why a path (leaf first, trust anchor last) is not acceptable at `at`, or
  * undefined. `now` only bounds `at` from above.
  */
-function pathProblem(path: Certificate[], at: Date, now: Date, when: string): string | undefined {
+function pathProblem(
+  path: Certificate[],
+  at: Date,
+  now: Date,
+  when: string,
+  leafCheck: (leaf: Certificate, name: string) => string | undefined = leafUsageProblem,
+): string | undefined {
   const name = (depth: number) => role(path[depth]!, depth, path.length);
   const leaf = path[0]!;
   if (at > now) {
@@ -223,7 +229,7 @@ function pathProblem(path: Certificate[], at: Date, now: Date, when: string): st
       } below it (basicConstraints pathLenConstraint), found ${below}`;
     }
   }
-  return leafUsageProblem(leaf, name(0)) ?? nameConstraintsProblem(path, name);
+  return leafCheck(leaf, name(0)) ?? nameConstraintsProblem(path, name);
 }
 
 /**
@@ -380,6 +386,7 @@ export async function findPath(
   roots: Certificate[],
   at: Date,
   when: string,
+  leafCheck: (leaf: Certificate, name: string) => string | undefined = leafUsageProblem,
 ): Promise<{ path: Certificate[] } | { problem: string }> {
   const now = new Date();
   const distinct = pool.filter((c, i, all) =>
@@ -405,7 +412,7 @@ export async function findPath(
     for (const root of roots) {
       if (await signs(last, root)) {
         const full = [...path, root];
-        const p = pathProblem(full, at, now, when);
+        const p = pathProblem(full, at, now, when, leafCheck);
         if (p === undefined) return full;
         problem ??= p;
       }

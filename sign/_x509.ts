@@ -56,6 +56,8 @@ export interface Certificate {
   der: Uint8Array;
   tbs: Uint8Array;
   issuer: Uint8Array;
+  /** The serial number's content bytes (two's complement, as encoded). */
+  serial: Uint8Array;
   subject: Uint8Array;
   issuerName: string;
   subjectName: string;
@@ -241,6 +243,9 @@ export function parseCertificate(der: Uint8Array): Certificate {
     // The signed bytes exactly as encoded.
     tbs: encodingOf(der, tbsTlv),
     issuer: encodingOf(der, issuer),
+    serial: new Uint8Array(
+      der.subarray(expect(tbs[off], 0x02, "serialNumber").value, tbs[off]!.end),
+    ),
     subject: encodingOf(der, subject),
     issuerName: formatName(der, issuer),
     subjectName: formatName(der, subject),

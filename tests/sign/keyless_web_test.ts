@@ -111,6 +111,7 @@ Deno.test("keyless: on seeded mutations the WebCrypto verifier never accepts wha
     !(ca.validFor as Json).end
   );
   const rootFields = fields(root).filter((p) =>
+    (p[0] === "timestampAuthorities" && /rawBytes|validFor/.test(p.join("."))) ||
     (p[0] === "certificateAuthorities" && p[1] === fulcio &&
       /rawBytes|validFor/.test(p.join("."))) ||
     (p[0] === "tlogs" &&
@@ -125,9 +126,7 @@ Deno.test("keyless: on seeded mutations the WebCrypto verifier never accepts wha
     let trusted: Json | undefined;
     let where: string;
     if (next() < 0.8) {
-      // RFC 3161 timestamps are not verified by the WebCrypto verifier yet (a
-      // bundle's time comes from its signed entry timestamp): not mutated.
-      const paths = fields(bundle).filter((p) => !p.includes("timestampVerificationData"));
+      const paths = fields(bundle);
       const p = paths[Math.floor(next() * paths.length)]!;
       set(bundle, p, mutate(get(bundle, p), next));
       where = `bundle ${p.join(".")}`;
@@ -186,7 +185,7 @@ Deno.test("keyless: a bundle made against a loopback Sigstore (Fulcio, CT log, R
     const wrong = await verdict(web, bundle, other.trustedRoot);
     assert.ok(!wrong.ok && wrong.error instanceof InvalidSignature);
     const next = prng(0xbee);
-    const paths = fields(bundle).filter((p) => !p.includes("timestampVerificationData"));
+    const paths = fields(bundle);
     for (let n = 0; n < 100; n++) {
       const b = structuredClone(bundle);
       const p = paths[Math.floor(next() * paths.length)]!;
@@ -227,4 +226,20 @@ Deno.test("keyless: the CLI verifies model_signing's keyless vectors with the ne
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   assert.match(new TextDecoder().decode(out.stdout), /signed by stefanb@us\.ibm\.com/);
+});
+
+Deno.test("keyless: a checkpoint padded with thousands of signature lines, or an entry repeated, is refused at once", async () => {
+  const b = structuredClone(VECTORS[3]);
+  const cp = b.verificationMaterial.tlogEntries[0].inclusionProof.checkpoint;
+  const line = cp.envelope.split("\n").find((l: string) => l.startsWith("\u2014"));
+  cp.envelope = cp.envelope + `${line}\n`.repeat(5000);
+  // Refused by counting the lines, before any signature work on them.
+  const r = await verdict(web, b);
+  assert.ok(!r.ok && /more than 16/.test(r.error.message), !r.ok ? r.error.message : "accepted");
+  const twice = structuredClone(VECTORS[3]);
+  twice.verificationMaterial.tlogEntries.push(
+    structuredClone(twice.verificationMaterial.tlogEntries[0]),
+  );
+  const r2 = await verdict(web, twice);
+  assert.ok(!r2.ok && /twice/.test(r2.error.message));
 });

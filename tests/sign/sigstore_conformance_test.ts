@@ -16,7 +16,7 @@ const IDENTITY =
   "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const ISSUER = "https://token.actions.githubusercontent.com";
 /** Cases the WebCrypto verifier refuses by design for now (Rekor v2). */
-const NOT_YET = new Set(["rekor2-dsse-happy-path"]);
+const NOT_YET = new Set<string>();
 
 const read = (path: string) => Deno.readTextFile(path).catch(() => undefined);
 const cases = [...Deno.readDirSync(BASE)].filter((e) => e.isDirectory).map((e) => e.name).sort();
@@ -116,4 +116,54 @@ Deno.test("verifyBundle: a CI policy matches Fulcio extensions exactly (reposito
     () => Issuer({ identity: "a", issuer: "b", extensions: { nonsense: "x" } as never }),
     TypeError,
   );
+});
+
+Deno.test("sigstore-conformance: mutants of the Rekor v2 and custom-root happy paths never pass the WebCrypto verifier alone", async () => {
+  let seed = 0xc0f;
+  const next = () => ((seed = (seed * 48271) % 0x7fffffff) / 0x7fffffff);
+  const mutate = (s: string): string => {
+    if (/^\d+$/.test(s)) return String(BigInt(s) + 1n);
+    try {
+      const b = Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+      if (b.length >= 6 && /^[A-Za-z0-9+/]+=*$/.test(s)) {
+        b[Math.floor(next() * b.length)]! ^= 1 << Math.floor(next() * 8);
+        return btoa(String.fromCharCode(...b));
+      }
+    } catch { /* text */ }
+    const i = Math.floor(next() * Math.max(1, s.length));
+    return s.slice(0, i) + String.fromCharCode((s.charCodeAt(i) || 65) ^ 1) + s.slice(i + 1);
+  };
+  const strings = (v: unknown, path: (string | number)[] = [], out: (string | number)[][] = []) => {
+    if (typeof v === "string") out.push(path);
+    else if (Array.isArray(v)) v.forEach((x, i) => strings(x, [...path, i], out));
+    else if (v && typeof v === "object") {
+      for (const [k, x] of Object.entries(v)) if (k !== "mediaType") strings(x, [...path, k], out);
+    }
+    return out;
+  };
+  let refused = 0, total = 0;
+  for (const name of ["rekor2-dsse-happy-path", "intoto-with-custom-trust-root"]) {
+    const dir = `${BASE}${name}`;
+    const original = JSON.parse(await Deno.readTextFile(`${dir}/bundle.sigstore.json`));
+    const trust = { trustedRoot: JSON.parse(await Deno.readTextFile(`${dir}/trusted_root.json`)) };
+    const paths = strings(original);
+    for (let n = 0; n < 150; n++) {
+      const b = structuredClone(original);
+      const p = paths[Math.floor(next() * paths.length)]!;
+      const parent = p.slice(0, -1).reduce(
+        (o: Record<string | number, unknown>, k) => o[k] as Record<string | number, unknown>,
+        b,
+      );
+      parent[p[p.length - 1]!] = mutate(parent[p[p.length - 1]!] as string);
+      const web = await verifyBundleWith(verifyKeylessWeb, b, trust).then(() => true, () => false);
+      const js = await verifyBundle(b, trust).then(() => true, () => false);
+      assert.ok(
+        !(web && !js),
+        `${name} ${p.join(".")}: the WebCrypto verifier accepts what @sigstore/verify refuses`,
+      );
+      total++;
+      if (!web) refused++;
+    }
+  }
+  assert.ok(refused > total / 2, `only ${refused} of ${total} refused`);
 });
