@@ -1,8 +1,11 @@
-// verifySignedTextWith (_signed_text.ts) with the full bundle verifier: key,
-// certificate and keyless Sigstore bundles (needs node:crypto).
+// verifySignedTextWith (_signed_text.ts) with the bundle verifier every
+// runtime uses: key, certificate and keyless Sigstore bundles, all with
+// WebCrypto (sign/_keyless.ts for keyless). @sigstore/verify stays available
+// as `verifyBundle(…, { keyless: "sigstore-js" })` and as the tests' oracle.
 import type { TrustPolicy } from "./policy.ts";
 import type { VerifiedSigner } from "./types.ts";
-import { verifyBundle } from "./_verify_bundle.ts";
+import { verifyBundleWith } from "./_verify_cert.ts";
+import { verifyKeylessWeb } from "./_keyless.ts";
 import { type SignedAt, verifySignedTextWith } from "./_signed_text.ts";
 
 export type { SignedAt } from "./_signed_text.ts";
@@ -14,5 +17,11 @@ export function verifySignedText(
   payloadType: string,
   at: SignedAt,
 ): Promise<{ payload: Uint8Array; signer: VerifiedSigner }> {
-  return verifySignedTextWith(verifyBundle, text, policy, payloadType, at);
+  return verifySignedTextWith(
+    (b, t, f) => verifyBundleWith(verifyKeylessWeb, b, t, f),
+    text,
+    policy,
+    payloadType,
+    at,
+  );
 }

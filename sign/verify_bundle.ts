@@ -13,11 +13,11 @@ export interface VerifyBundleOptions {
    */
   payloadType?: string;
   /**
-   * Which keyless verifier checks Sigstore bundles: `"webcrypto"` (ours, the
-   * one browsers use; Rekor v1 entries) or `"sigstore-js"` (`@sigstore/verify`,
-   * Deno and Node; also RFC 3161-only and Rekor v2 bundles). Key and
-   * certificate bundles are checked the same way by both.
-   * @default {"sigstore-js"}
+   * Which keyless verifier checks Sigstore bundles: `"webcrypto"` (ours, in
+   * every runtime, what `verifyModel`, the CLI and the guards use) or
+   * `"sigstore-js"` (`@sigstore/verify`, Deno and Node, loaded on demand).
+   * Key and certificate bundles are checked the same way by both.
+   * @default {"webcrypto"}
    */
   keyless?: "webcrypto" | "sigstore-js";
   /** The file the bundle came from, for messages. */
@@ -68,8 +68,8 @@ export async function verifyBundle(
   policy?: TrustPolicy | Issuer | Issuer[],
   options: VerifyBundleOptions = {},
 ): Promise<VerifiedBundleResult> {
-  const verify: BundleVerifier = options.keyless === "webcrypto"
-    ? (b, t, f) => verifyBundleWith(verifyKeylessWeb, b, t, f)
-    : async (b, t, f) => (await import("./_verify_bundle.ts")).verifyBundle(b, t, f);
+  const verify: BundleVerifier = options.keyless === "sigstore-js"
+    ? async (b, t, f) => (await import("./_verify_bundle.ts")).verifyBundle(b, t, f)
+    : (b, t, f) => verifyBundleWith(verifyKeylessWeb, b, t, f);
   return await verifyBundleUsing(verify, bundle, policy, options);
 }
