@@ -112,6 +112,24 @@ try {
     }
   };
   const report = {};
+  if (scenario === "conformance") {
+    // The Sigstore conformance suite's DSSE cases, through the page's verifier.
+    report.conformance = [];
+    for (const c of await (await fetch("/conformance.json")).json()) {
+      let verdict;
+      try {
+        const r = await verifyBundle(c.bundle, {
+          signers: [{ identity: c.identity, issuer: c.issuer }],
+          ...(c.trustedRoot ? { trustedRoot: c.trustedRoot } : {}),
+        });
+        const subjects = (r.statement?.subject ?? []).map((s) => s.digest?.sha256);
+        verdict = subjects.includes(c.digest) ? "verified" : "not-the-artifact";
+      } catch (e) {
+        verdict = "refused " + (e instanceof SignError ? e.name : String(e));
+      }
+      report.conformance.push([c.name, verdict]);
+    }
+  }
   // One scenario per page: after a refused session, transformers.js' web build
   // fails every later session creation in the page (its webInitChain).
   if (["acme/signed", "acme/embedded", "acme/cert", "acme/keyless"].includes(scenario)) {
@@ -129,6 +147,8 @@ try {
       }
       report.verifyMs = times.sort((a, b) => a - b)[3];
     }
+  } else if (scenario === "conformance") {
+    // Checked above, without loading a model.
   } else if (scenario !== "good") {
     report.refusal = await refusal(scenario);
     report.cached = await cached();
@@ -338,6 +358,28 @@ Deno.test({
       "acme/bad-onnx": new Map([["onnx/model.onnx", flipped("onnx/model.onnx", 2000)]]),
       "acme/bad-tokenizer": new Map([["tokenizer.json", flipped("tokenizer.json", 100)]]),
     };
+    // The vendored Sigstore conformance cases, as the page needs them.
+    const CONF = new URL("../testdata/sigstore_conformance/", import.meta.url).pathname;
+    const IDENTITY =
+      "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+    const conformance: Record<string, unknown>[] = [];
+    for (const e of [...Deno.readDirSync(CONF)].filter((e) => e.isDirectory)) {
+      const dir = `${CONF}${e.name}`;
+      const opt = (f: string) => Deno.readTextFile(`${dir}/${f}`).catch(() => undefined);
+      const root = await opt("trusted_root.json");
+      const artifact = await Deno.readFile(
+        (await opt("artifact")) === undefined ? `${CONF}a.txt` : `${dir}/artifact`,
+      );
+      conformance.push({
+        name: e.name,
+        bundle: JSON.parse(await Deno.readTextFile(`${dir}/bundle.sigstore.json`)),
+        trustedRoot: root === undefined ? undefined : JSON.parse(root),
+        identity: (await opt("identity"))?.trim() ?? IDENTITY,
+        issuer: (await opt("issuer"))?.trim() ?? "https://token.actions.githubusercontent.com",
+        digest: [...new Uint8Array(await crypto.subtle.digest("SHA-256", artifact))]
+          .map((b) => b.toString(16).padStart(2, "0")).join(""),
+      });
+    }
     const hits: string[] = [];
     const types: Record<string, string> = {
       js: "text/javascript",
@@ -352,6 +394,7 @@ Deno.test({
         return new Response(source, { headers: { "content-type": "text/javascript" } });
       }
       if (path === "/lock.json") return Response.json(lock);
+      if (path === "/conformance.json") return Response.json(conformance);
       if (keys[path]) return new Response(keys[path]);
       if (path === "/hits") return Response.json(hits);
       if (path === "/control") {
@@ -470,6 +513,15 @@ Deno.test({
         [...new Set((signed.records as string[][]).map((r) => r.join(" ")))].sort(),
         FILES.map((f) => `${f} verified oms key`).sort(),
       );
+      // The Sigstore conformance suite's DSSE cases in Chromium: every *_fail
+      // refused with a typed error, every happy path verified for its artifact.
+      const conf = (await open("conformance")).conformance as [string, string][];
+      assert.equal(conf.length, conformance.length);
+      for (const [name, verdict] of conf) {
+        if (name.endsWith("_fail")) {
+          assert.match(verdict, /^refused (VerificationError|PolicyError)/, `${name}: ${verdict}`);
+        } else assert.equal(verdict, "verified", name);
+      }
       // Keyless (Sigstore), verified in the page with WebCrypto: no node:crypto there.
       const keyless = await open("acme/keyless", "sigstore");
       console.log(
