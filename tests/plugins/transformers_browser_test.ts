@@ -308,8 +308,16 @@ Deno.test({
       });
       return await Deno.readFile(`${work}/signed/model.sig`);
     };
-    const keylessPolicy = (identity: string, issuer: string, trustedRoot: unknown) =>
-      JSON.stringify({ signers: [{ identity, issuer }], trustedRoot });
+    const keylessPolicy = (
+      identity: string,
+      issuer: string,
+      trustedRoot: unknown,
+      extensions?: Record<string, string>,
+    ) =>
+      JSON.stringify({
+        signers: [{ identity, issuer, ...(extensions ? { extensions } : {}) }],
+        trustedRoot,
+      });
     const embeddedBad = await embeddedFor("acme/embedded-bad");
     embeddedBad[2000]! ^= 1;
     const keys: Record<string, string> = {
@@ -328,6 +336,11 @@ Deno.test({
         here.trustedRoot,
       ),
       "/sigstore-other-root.json": keylessPolicy(ME, ISSUER, other.trustedRoot),
+      // A CI policy: the certificate must name this workflow (it names none).
+      "/sigstore-other-workflow.json": keylessPolicy(ME, ISSUER, here.trustedRoot, {
+        buildSignerURI:
+          "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main",
+      }),
     };
     const overrides: Record<string, Map<string, Uint8Array>> = {
       "acme/signed": new Map([["model.sig", await sign("acme/signed")]]),
@@ -476,6 +489,12 @@ Deno.test({
           "other.example.com",
         ],
         ["acme/keyless-refused", "sigstore-other-root", "VerificationError:bad-tlog", "model.sig"],
+        [
+          "acme/keyless-refused",
+          "sigstore-other-workflow",
+          "PolicyError:wrong-signer",
+          "buildSignerURI",
+        ],
         [
           "acme/keyless-bad",
           "sigstore",
