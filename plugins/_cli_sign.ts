@@ -22,6 +22,8 @@ import {
 const POLICY_OPTIONS = {
   identity: { type: "string", multiple: true },
   issuer: { type: "string", multiple: true },
+  "identity-regexp": { type: "string", multiple: true },
+  "issuer-regexp": { type: "string", multiple: true },
   key: { type: "string", multiple: true },
   "cert-root": { type: "string", multiple: true },
   "trusted-root": { type: "string" },
@@ -80,7 +82,7 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
   checkMode(mode, {
     key: (values.key?.length ?? 0) > 0,
     certificate: (values["cert-root"]?.length ?? 0) > 0,
-    sigstore: (values.identity?.length ?? 0) > 0,
+    sigstore: (values.identity?.length ?? 0) + (values["identity-regexp"]?.length ?? 0) > 0,
   });
   const target = positionals[0]!;
   const policy = await policyFrom(values, command);
@@ -200,6 +202,8 @@ async function policyFrom(values: {
   policy?: string;
   identity?: string[];
   issuer?: string[];
+  "identity-regexp"?: string[];
+  "issuer-regexp"?: string[];
   key?: string[];
   "cert-root"?: string[];
   "trusted-root"?: string;
@@ -208,8 +212,24 @@ async function policyFrom(values: {
   "trust-config"?: string;
 }, command: string): Promise<TrustPolicy> {
   const chosen = await trustChoice(values, read);
-  const ids = values.identity ?? [];
-  const issuers = values.issuer ?? [];
+  // Exact values and anchored regular expressions (the whole value must match).
+  const regexp = (v: string, what: string) => {
+    try {
+      return new RegExp(v);
+    } catch (e) {
+      throw new UsageError(
+        `${what} ${JSON.stringify(v)} is not a regular expression (${(e as Error).message})`,
+      );
+    }
+  };
+  const ids: (string | RegExp)[] = [
+    ...(values.identity ?? []),
+    ...(values["identity-regexp"] ?? []).map((v) => regexp(v, "--identity-regexp")),
+  ];
+  const issuers: (string | RegExp)[] = [
+    ...(values.issuer ?? []),
+    ...(values["issuer-regexp"] ?? []).map((v) => regexp(v, "--issuer-regexp")),
+  ];
   const flags = ids.length + issuers.length + (values.key?.length ?? 0) +
     (values["cert-root"]?.length ?? 0);
   if (values.policy !== undefined) {
@@ -224,11 +244,16 @@ async function policyFrom(values: {
     const policy = await loadPolicyFile(values.policy);
     return values["signatures-optional"] ? { ...policy, signatures: "optional" } : policy;
   }
-  if (ids.length !== issuers.length) {
-    throw new UsageError("give --identity and --issuer in pairs");
+  // One issuer for every identity, or one each, in order.
+  if (ids.length !== issuers.length && !(issuers.length === 1 && ids.length > 1)) {
+    throw new UsageError(
+      "give one --issuer for all identities, or --identity and --issuer in pairs (and their -regexp forms)",
+    );
   }
   const policy: TrustPolicy = {
-    signers: ids.map((identity, i) => Issuer({ identity, issuer: issuers[i]! })),
+    signers: ids.map((identity, i) =>
+      Issuer({ identity, issuer: issuers[issuers.length === 1 ? 0 : i]! })
+    ),
     publicKeys: await Promise.all((values.key ?? []).map(read)),
     certificateRoots: await Promise.all((values["cert-root"] ?? []).map(read)),
     signatures: values["signatures-optional"] ? "optional" : "required",
@@ -426,7 +451,7 @@ async function keyPassword(
 }
 
 /** A line from the terminal without echoing it. */
-async function readHidden(): Promise<string> {
+export async function readHidden(): Promise<string> {
   Deno.stdin.setRaw(true);
   const chars: number[] = [];
   const buf = new Uint8Array(1);

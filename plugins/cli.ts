@@ -20,7 +20,25 @@
  * @module
  */
 
-import { parse, UsageError } from "./_cli_args.ts";
+import { closest, parse, UsageError } from "./_cli_args.ts";
+import config from "../deno.json" with { type: "json" };
+
+const VERSION: string = config.version;
+const COMMANDS = ["hash", "digest", "meta", "sign", "verify", "lock", "check", "keygen"];
+
+/** The part of the usage about one command (its lines under "Commands:"). */
+function commandUsage(command: string): string {
+  const lines = USAGE.split("\n");
+  const out: string[] = [];
+  let inside = false;
+  for (const line of lines) {
+    const head = /^ {2}(\S+)/.exec(line)?.[1];
+    if (head !== undefined) inside = head === command;
+    else if (!line.startsWith("      ") && !line.startsWith("       ")) inside = false;
+    if (inside) out.push(line);
+  }
+  return [`Usage: safemodels ${command} [options]`, "", ...out].join("\n");
+}
 import { ModelFormatError } from "../hash/errors.ts";
 import { EvidenceError, SignError } from "../sign/errors.ts";
 import { safeHash } from "../hash/safe_hash.ts";
@@ -53,6 +71,7 @@ Commands:
       file: a signature embedded in its __metadata__ (needs --model-version), unless --detached
       (or --shards / --hash). --shards signs shards of SIZE bytes (default 1000000000).
   verify <file|dir> (--identity I --issuer U | --key PUB | --cert-root R | --policy P)...
+       [--identity-regexp RE] [--issuer-regexp RE] (anchored: the whole value must match)
        [--trusted-root F] [--name N] [--model-version V] [--ignore P...] [--files F...]
        [--signature S] [--lock F [--frozen]] [--signatures-optional] [--json]
        [--allow-symlinks] [--no-ignore-git-paths] [--ignore-unsigned-files]
@@ -65,8 +84,12 @@ Commands:
       Verify, then record every file's digest and the signer (default safemodels.lock).
   check <file|dir> --policy P (options as verify)
       verify with a JSON policy file: the transformers.js guard's decision without loading.
+  keygen [--curve P-256|P-384|P-521] [--out key.pem] [--pub key.pub.pem] [--encrypt]
+      A new EC signing key (PKCS #8, mode 0600) and its public key for --key; --encrypt asks for a
+      password (terminal, --key-password-file or SAFEMODELS_KEY_PASSWORD). Never overwrites.
 
 Permissions: --allow-read (hash, digest, meta get, verify); plus --allow-write (meta set, sign, lock);\nkeyless sign also --allow-net and --allow-env.
+Also: safemodels <command> --help, safemodels --version.
 Exit status: 0 success, 1 failed check, 2 usage or input error.`;
 
 /**
@@ -116,7 +139,24 @@ export async function main(
 ): Promise<number> {
   try {
     const [command, ...rest] = args;
+    // `<command> --help`: that command's part of the usage, on stdout.
+    const ends = rest.indexOf("--");
+    const before = ends < 0 ? rest : rest.slice(0, ends);
+    if (
+      command !== undefined && COMMANDS.includes(command) &&
+      (before.includes("--help") || before.includes("-h"))
+    ) {
+      io.out(commandUsage(command));
+      return 0;
+    }
     switch (command) {
+      case "--version":
+      case "-V":
+      case "version":
+        io.out(`safemodels ${VERSION}`);
+        return 0;
+      case "keygen":
+        return await (await import("./_cli_keygen.ts")).keygenCommand(rest, io);
       case "hash":
         return await hashCommand(rest, io);
       case "digest":
@@ -140,8 +180,12 @@ export async function main(
         }
         io.out(USAGE);
         return 0;
-      default:
-        throw new UsageError(`unknown command "${command}" (try --help)`);
+      default: {
+        const guess = closest(command, COMMANDS);
+        throw new UsageError(
+          `unknown command "${command}"${guess ? `; did you mean "${guess}"?` : ""} (try --help)`,
+        );
+      }
     }
   } catch (e) {
     // One line, whatever the message holds (names can contain newlines).

@@ -1,0 +1,131 @@
+// The CLI as a new user meets it: help for each command, the version, "did
+// you mean" for typos, keygen from nothing, and regexp identities.
+import assert from "node:assert/strict";
+import nodeCrypto from "node:crypto";
+import { main } from "../../plugins/cli.ts";
+import config from "../../deno.json" with { type: "json" };
+
+async function run(args: string[]) {
+  let out = "", err = "";
+  const code = await main(args, {
+    out: (s: string) => void (out += s + "\n"),
+    err: (s: string) => void (err += s + "\n"),
+    isTerminal: false,
+  });
+  return { code, out, err };
+}
+
+Deno.test("cli: <command> --help prints that command's usage on stdout and exits 0", async () => {
+  for (const command of ["hash", "digest", "meta", "sign", "verify", "lock", "check", "keygen"]) {
+    const r = await run([command, "--help"]);
+    assert.equal(r.code, 0, `${command}: ${r.err}`);
+    assert.match(r.out, new RegExp(`^Usage: safemodels ${command}`));
+    assert.match(r.out, new RegExp(`\\n  ${command}`), `${command}: ${r.out}`);
+    assert.equal(r.err, "");
+  }
+  const all = await run(["--help"]);
+  assert.equal(all.code, 0);
+  assert.match(all.out, /keygen/);
+});
+
+Deno.test("cli: --version prints the package version", async () => {
+  for (const flag of ["--version", "-V"]) {
+    const r = await run([flag]);
+    assert.equal(r.code, 0);
+    assert.equal(r.out.trim(), `safemodels ${config.version}`);
+  }
+});
+
+Deno.test("cli: a mistyped command or option says what was probably meant (exit 2)", async () => {
+  const c = await run(["verfy", "x"]);
+  assert.equal(c.code, 2);
+  assert.match(c.err, /did you mean "verify"/);
+  const o = await run(["hash", "--algoritm", "seed-xxh64", "x"]);
+  assert.equal(o.code, 2);
+  assert.match(o.err, /did you mean --algorithm\?/);
+  const far = await run(["zzzzzz"]);
+  assert.doesNotMatch(far.err, /did you mean/);
+});
+
+Deno.test("cli: keygen writes a key pair that signs and verifies; encrypted with a password file; never overwrites", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "keygen-" });
+  try {
+    const key = `${dir}/k.pem`;
+    const r = await run(["keygen", "--out", key]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal((await Deno.stat(key)).mode! & 0o777, 0o600);
+    const pub = await Deno.readTextFile(`${dir}/k.pub.pem`);
+    assert.equal(nodeCrypto.createPublicKey(pub).asymmetricKeyDetails?.namedCurve, "prime256v1");
+    // Sign and verify a folder with the pair.
+    await Deno.mkdir(`${dir}/m`);
+    await Deno.writeTextFile(`${dir}/m/w.bin`, "w");
+    assert.equal((await run(["sign", `${dir}/m`, "--key", key])).code, 0);
+    assert.equal((await run(["verify", `${dir}/m`, "--key", `${dir}/k.pub.pem`])).code, 0);
+    // Never overwrites.
+    const again = await run(["keygen", "--out", key]);
+    assert.equal(again.code, 2);
+    assert.match(again.err, /never overwrites/);
+    // P-521, encrypted with a password from a file.
+    await Deno.writeTextFile(`${dir}/pw`, "correct horse\n");
+    const enc = await run([
+      "keygen",
+      "--curve",
+      "P-521",
+      "--encrypt",
+      "--key-password-file",
+      `${dir}/pw`,
+      "--out",
+      `${dir}/e.pem`,
+    ]);
+    assert.equal(enc.code, 0, enc.err);
+    assert.match(await Deno.readTextFile(`${dir}/e.pem`), /ENCRYPTED PRIVATE KEY/);
+    assert.equal(
+      (await run(["sign", `${dir}/m`, "--key", `${dir}/e.pem`, "--key-password-file", `${dir}/pw`]))
+        .code,
+      0,
+    );
+    assert.equal((await run(["verify", `${dir}/m`, "--key", `${dir}/e.pub.pem`])).code, 0);
+    assert.equal((await run(["keygen", "--curve", "P-999", "--out", `${dir}/x.pem`])).code, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: --identity-regexp and --issuer-regexp match whole values; one issuer serves several identities", async () => {
+  const base = new URL("../testdata/model_signing/", import.meta.url).pathname;
+  const args = (...policy: string[]) => [
+    "verify",
+    ...policy,
+    "--ignore-paths",
+    `${base}v1.1.0-sigstore/ignore-me`,
+    "--signature",
+    `${base}v1.1.0-sigstore/model.sig`,
+    `${base}v1.1.0-sigstore`,
+  ];
+  const issuer = "https://sigstore.verify.ibm.com/oauth2";
+  assert.equal(
+    (await run(args("--identity-regexp", "stefanb@.*\\.com", "--issuer", issuer))).code,
+    0,
+  );
+  // Anchored: a fragment does not match.
+  assert.equal((await run(args("--identity-regexp", "stefanb", "--issuer", issuer))).code, 1);
+  assert.equal(
+    (await run(
+      args(
+        "--identity",
+        "stefanb@us.ibm.com",
+        "--issuer-regexp",
+        "https://sigstore\\.verify\\.ibm\\.com/.*",
+      ),
+    )).code,
+    0,
+  );
+  // Several identities, one issuer.
+  assert.equal(
+    (await run(
+      args("--identity", "a@example.com", "--identity", "stefanb@us.ibm.com", "--issuer", issuer),
+    )).code,
+    0,
+  );
+  assert.equal((await run(args("--identity-regexp", "(", "--issuer", issuer))).code, 2);
+});
