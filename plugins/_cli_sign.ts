@@ -1,6 +1,6 @@
 // `sign`, `verify` and `lock`: the signing half of the CLI, loaded on demand.
 import type { CliIO } from "./cli.ts";
-import { parse, UsageError } from "./_cli_args.ts";
+import { closest, parse, UsageError } from "./_cli_args.ts";
 import { certificateSigner } from "../sign/certificate_signer.ts";
 import { keySigner } from "../sign/key_signer.ts";
 import { sigstoreSigner } from "../sign/sigstore_signer.ts";
@@ -254,7 +254,15 @@ async function policyFrom(values: {
     signers: ids.map((identity, i) =>
       Issuer({ identity, issuer: issuers[issuers.length === 1 ? 0 : i]! })
     ),
-    publicKeys: await Promise.all((values.key ?? []).map(read)),
+    publicKeys: await Promise.all((values.key ?? []).map(async (path) => {
+      const text = await read(path);
+      if (/-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(text)) {
+        throw new UsageError(
+          `${path} is a private key; verify takes the public key (${command} --key PUBLIC.pem; safemodels keygen writes both)`,
+        );
+      }
+      return text;
+    })),
     certificateRoots: await Promise.all((values["cert-root"] ?? []).map(read)),
     signatures: values["signatures-optional"] ? "optional" : "required",
   };
@@ -483,6 +491,27 @@ async function loadPolicyFile(path: string): Promise<TrustPolicy> {
   } catch (e) {
     throw new UsageError(`${path}: not a JSON policy (${(e as Error).message})`);
   }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new UsageError(`${path}: a policy is a JSON object`);
+  }
+  const known = [
+    "signers",
+    "publicKeys",
+    "certificateRoots",
+    "trustedRoot",
+    "signatures",
+    "models",
+  ];
+  for (const field of Object.keys(raw)) {
+    if (!known.includes(field)) {
+      const guess = closest(field, known);
+      throw new UsageError(
+        `${path}: unknown policy field "${field}"${
+          guess ? ` (did you mean "${guess}"?)` : ""
+        }; known: ${known.join(", ")}`,
+      );
+    }
+  }
   const pems = async (list: unknown, what: string): Promise<string[]> => {
     if (list === undefined) return [];
     if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) {
@@ -494,6 +523,15 @@ async function loadPolicyFile(path: string): Promise<TrustPolicy> {
   };
   const signers = raw.signers ?? [];
   if (!Array.isArray(signers)) throw new UsageError(`${path}: signers must be a list`);
+  for (const [i, signer] of signers.entries()) {
+    for (const field of Object.keys(signer ?? {})) {
+      if (!["identity", "issuer", "extensions"].includes(field)) {
+        throw new UsageError(
+          `${path}: unknown field "${field}" in signers[${i}] (known: identity, issuer, extensions)`,
+        );
+      }
+    }
+  }
   const policy: TrustPolicy = {
     signers: signers.map((s) => Issuer(s as { identity: string; issuer: string })),
     publicKeys: await pems(raw.publicKeys, "publicKeys"),

@@ -129,3 +129,32 @@ Deno.test("cli: --identity-regexp and --issuer-regexp match whole values; one is
   );
   assert.equal((await run(args("--identity-regexp", "(", "--issuer", issuer))).code, 2);
 });
+
+Deno.test("cli: a private key given to verify --key, and a policy file with an unknown field, are usage errors (exit 2) that say so", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli-usage-" });
+  try {
+    assert.equal((await run(["keygen", "--out", `${dir}/k.pem`])).code, 0);
+    await Deno.mkdir(`${dir}/m`);
+    await Deno.writeTextFile(`${dir}/m/w.bin`, "w");
+    assert.equal((await run(["sign", `${dir}/m`, "--key", `${dir}/k.pem`])).code, 0);
+    const wrong = await run(["verify", `${dir}/m`, "--key", `${dir}/k.pem`]);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.err, /is a private key; verify takes the public key/);
+    await Deno.writeTextFile(`${dir}/p.json`, JSON.stringify({ publicKey: ["k.pub.pem"] }));
+    const typo = await run(["check", `${dir}/m`, "--policy", `${dir}/p.json`]);
+    assert.equal(typo.code, 2);
+    assert.match(typo.err, /unknown policy field "publicKey" \(did you mean "publicKeys"\?\)/);
+    await Deno.writeTextFile(
+      `${dir}/p.json`,
+      JSON.stringify({ signers: [{ identity: "a@b.c", issuer: "https://x", isuer: "y" }] }),
+    );
+    assert.match(
+      (await run(["check", `${dir}/m`, "--policy", `${dir}/p.json`])).err,
+      /unknown field "isuer"/,
+    );
+    await Deno.writeTextFile(`${dir}/p.json`, JSON.stringify({ publicKeys: ["k.pub.pem"] }));
+    assert.equal((await run(["check", `${dir}/m`, "--policy", `${dir}/p.json`])).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
