@@ -88,6 +88,19 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
   const policy = await policyFrom(values, command);
   const lockPath = values.lock ??
     (command === "lock" || values.frozen ? "safemodels.lock" : undefined);
+  // The lockfile inside the model folder: never one of the model's files,
+  // and `lock` puts it there only when told to (--lock).
+  const { isAbsolute, relative, resolve, sep } = await import("node:path");
+  const lockRel = lockPath === undefined ? undefined : relative(resolve(target), resolve(lockPath));
+  const lockInside = lockRel !== undefined && lockRel !== "" && !lockRel.startsWith("..") &&
+      !isAbsolute(lockRel)
+    ? lockRel.split(sep).join("/")
+    : undefined;
+  if (command === "lock" && values.lock === undefined && lockInside !== undefined) {
+    throw new UsageError(
+      `lock would write safemodels.lock into the model folder ${target}; give --lock PATH (inside the folder too, if you mean it)`,
+    );
+  }
   const lockfile = lockPath === undefined ? undefined : await Lockfile.load(lockPath);
   const check = await checkModel(target, {
     policy,
@@ -97,9 +110,12 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     version: values["model-version"] ??
       (values.name === undefined ? undefined : policy.models?.[values.name]?.version),
     signature: values.signature,
-    ignorePaths: values.ignore && (await Deno.stat(target)).isDirectory
-      ? await cliIgnorePaths(target, values.ignore)
-      : values.ignore,
+    ignorePaths: [
+      ...(values.ignore && (await Deno.stat(target)).isDirectory
+        ? await cliIgnorePaths(target, values.ignore)
+        : values.ignore ?? []),
+      ...(lockInside !== undefined ? [lockInside] : []),
+    ],
     files: values.files,
     lockfile,
     frozen: values.frozen ?? false,

@@ -158,3 +158,54 @@ Deno.test("cli: a private key given to verify --key, and a policy file with an u
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: lock does not write into the model folder unless told, and a lockfile there is never one of the model's files", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli-lock-" });
+  const before = Deno.cwd();
+  try {
+    await Deno.writeTextFile(`${dir}/w.bin`, "w");
+    Deno.chdir(dir);
+    const r = await run([
+      "lock",
+      ".",
+      "--signatures-optional",
+      "--identity",
+      "a@b.c",
+      "--issuer",
+      "https://x",
+    ]);
+    assert.equal(r.code, 2, r.out + r.err);
+    assert.match(r.err, /into the model folder/);
+    // Told to: it writes there, and verifying the folder later does not count it.
+    const told = await run([
+      "lock",
+      ".",
+      "--signatures-optional",
+      "--lock",
+      "safemodels.lock",
+      "--identity",
+      "a@b.c",
+      "--issuer",
+      "https://x",
+    ]);
+    assert.equal(told.code, 0, told.err);
+    const again = await run([
+      "verify",
+      ".",
+      "--signatures-optional",
+      "--lock",
+      "safemodels.lock",
+      "--frozen",
+      "--identity",
+      "a@b.c",
+      "--issuer",
+      "https://x",
+      "--json",
+    ]);
+    assert.equal(again.code, 0, again.err);
+    assert.deepEqual(JSON.parse(again.out).checked, ["w.bin"]);
+  } finally {
+    Deno.chdir(before);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
