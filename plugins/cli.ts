@@ -52,10 +52,10 @@ import { updateMeta } from "../meta/update_meta.ts";
 const USAGE = `Usage: safemodels <command> [options]
 
 Commands:
-  hash <files or folders...> [--algorithm A] [--format F] [--workers N] [--allow-symlinks] [--json]
+  hash <files or folders... | -> [--algorithm A] [--format F] [--workers N] [--allow-symlinks] [--json]
       Tensor hash of each model file, folder or sharded checkpoint (*.index.json: one hash
       over all shards). A: safemodels-v1 (default), seed-xxh64, seed-blake2b160.
-  digest <files or folders...> [--algorithm sha256|blake2b|blake3] [--ignore-paths P...]
+  digest <files or folders... | -> [--algorithm sha256|blake2b|blake3] [--ignore-paths P...]
        [--no-ignore-git-paths] [--allow-symlinks] [--json]
       Digest of each file's bytes; of a folder, the OMS root digest model_signing prints
       (SHA-256 over every file's digest: the digest a model.sig signs).
@@ -267,7 +267,8 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
   for (const file of positionals as string[]) {
     const bar = progressBar(io, file);
     let files: string[] | undefined;
-    const hash = await safeHash(file, {
+    // `-`: standard input (safetensors streams; other formats need --format).
+    const hash = await safeHash(file === "-" ? Deno.stdin.readable : file, {
       algorithm,
       ...(format ? { format } : {}),
       ...(workers !== undefined ? { workers } : {}),
@@ -313,7 +314,11 @@ async function digestCommand(args: string[], io: CliIO): Promise<number> {
   const results: { file: string; algorithm: string; digest: string }[] = [];
   for (const file of positionals as string[]) {
     let digest: string;
-    if ((await Deno.stat(file)).isDirectory) {
+    if (file === "-") {
+      // Standard input: its bytes' digest.
+      digest = await fileDigest(Deno.stdin.readable, { algorithm });
+      results.push({ file, algorithm, digest });
+    } else if ((await Deno.stat(file)).isDirectory) {
       // A folder: the OMS root digest, as `model_signing digest` prints it.
       const { modelDigest } = await import("../sign/sign_model.ts");
       const { cliIgnorePaths } = await import("./_cli_trust.ts");

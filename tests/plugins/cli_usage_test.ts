@@ -209,3 +209,29 @@ Deno.test("cli: lock does not write into the model folder unless told, and a loc
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: `-` reads standard input for hash and digest", async () => {
+  const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+  const model =
+    new URL("../../../shared/fixtures/tiny-bert/model.safetensors", import.meta.url).pathname;
+  const piped = async (args: string[], input: Uint8Array) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", cli, ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(input);
+    await writer.close();
+    const out = await child.output();
+    return { code: out.code, out: new TextDecoder().decode(out.stdout) };
+  };
+  const bytes = await Deno.readFile(model);
+  const fromStdin = await piped(["hash", "-"], bytes);
+  assert.equal(fromStdin.code, 0);
+  const fromFile = await run(["hash", model]);
+  assert.equal(fromStdin.out.split(/\s+/)[0], fromFile.out.split(/\s+/)[0]);
+  const d = await piped(["digest", "-"], new TextEncoder().encode("abc"));
+  assert.equal(d.out.trim(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -");
+});
