@@ -1,6 +1,7 @@
 // `sign`, `verify` and `lock`: the signing half of the CLI, loaded on demand.
 import type { CliIO } from "./cli.ts";
 import { closest, parse, UsageError } from "./_cli_args.ts";
+import { progressBar } from "./_cli_progress.ts";
 import { certificateSigner } from "../sign/certificate_signer.ts";
 import { keySigner } from "../sign/key_signer.ts";
 import { sigstoreSigner } from "../sign/sigstore_signer.ts";
@@ -102,7 +103,9 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     );
   }
   const lockfile = lockPath === undefined ? undefined : await Lockfile.load(lockPath);
+  const bar = progressBar(io, target);
   const check = await checkModel(target, {
+    onProgress: (bytes) => bar(bytes, undefined),
     policy,
     verify: verifySignedText,
     name: values.name,
@@ -123,6 +126,7 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     ignoreGitPaths: gitPaths(values),
     ignoreUnsigned: values["ignore-unsigned-files"] ?? false,
   });
+  bar.done();
   let locked: "recorded" | "matched" | undefined;
   if (check.failures.length === 0 && lockfile !== undefined && lockPath !== undefined) {
     if (check.pins?.entry === undefined) {
@@ -395,7 +399,9 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     return 0;
   }
   const signature = values.signature;
+  const bar = progressBar(io, target);
   await signModel(target, {
+    onProgress: (bytes) => bar(bytes, undefined),
     signer,
     ...(values.ignore && !isFile
       ? { ignorePaths: await cliIgnorePaths(target, values.ignore) }
@@ -407,6 +413,7 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     allowSymlinks: values["allow-symlinks"] ?? false,
     ignoreGitPaths: gitPaths(values),
   });
+  bar.done();
   io.out(`Signed ${target} (${signature ?? (isFile ? `${target}.sig` : `${target}/model.sig`)})`);
   if (hashType !== "sha256" || shardSize !== undefined) {
     const how = hashType === "blake2b"

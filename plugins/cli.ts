@@ -21,6 +21,7 @@
  */
 
 import { closest, parse, UsageError } from "./_cli_args.ts";
+import { progressBar } from "./_cli_progress.ts";
 import config from "../deno.json" with { type: "json" };
 
 const VERSION: string = config.version;
@@ -382,37 +383,6 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
 }
 
 /** Files smaller than this never show a progress bar. */
-const PROGRESS_MIN_BYTES = 256 << 20;
-
-function progressBar(io: CliIO, file: string) {
-  let shown = false;
-  let last = 0;
-  const update = (bytes: number, total: number | undefined) => {
-    if (!io.isTerminal || total === undefined || total < PROGRESS_MIN_BYTES) {
-      return;
-    }
-    const now = Date.now();
-    if (now - last < 100 && bytes < total) return;
-    last = now;
-    shown = true;
-    const width = 30;
-    const frac = Math.min(1, bytes / total);
-    const fill = Math.round(frac * width);
-    const mib = (n: number) => (n / 2 ** 20).toFixed(0);
-    Deno.stderr.writeSync(
-      new TextEncoder().encode(
-        `\r${"#".repeat(fill)}${"-".repeat(width - fill)} ${(frac * 100).toFixed(0).padStart(3)}% ${
-          mib(bytes)
-        }/${mib(total)} MiB ${file}`,
-      ),
-    );
-  };
-  return Object.assign(update, {
-    done() {
-      if (shown) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
-    },
-  });
-}
 
 if (import.meta.main) {
   Deno.exit(await main(Deno.args));

@@ -235,3 +235,59 @@ Deno.test("cli: `-` reads standard input for hash and digest", async () => {
   const d = await piped(["digest", "-"], new TextEncoder().encode("abc"));
   assert.equal(d.out.trim(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -");
 });
+
+Deno.test("cli: long verify and sign show one progress line on a terminal, cut to its width and cleared at the end", async (t) => {
+  const script = await new Deno.Command("script", {
+    args: ["--version"],
+    stdout: "null",
+    stderr: "null",
+  })
+    .output().then((o) => o.success, () => false);
+  if (!script) {
+    await t.step("script(1) is missing: skipped", () => {});
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "cli-progress-" });
+  try {
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    await Deno.mkdir(`${dir}/a-model-with-a-rather-long-folder-name-for-the-line`);
+    const model = `${dir}/a-model-with-a-rather-long-folder-name-for-the-line`;
+    const file = await Deno.open(`${model}/w.bin`, { write: true, create: true });
+    const block = new Uint8Array(1 << 20).fill(7);
+    for (let i = 0; i < 300; i++) await file.write(block);
+    file.close();
+    assert.equal((await run(["keygen", "--out", `${dir}/k.pem`])).code, 0);
+    // A terminal 40 columns wide (script(1) gives the command a pty).
+    const inTerminal = async (args: string[]) => {
+      const command = [Deno.execPath(), "run", "-A", cli, ...args].map((a) => `'${a}'`).join(" ");
+      const out = await new Deno.Command("script", {
+        args: ["-qec", `stty cols 40; ${command}`, "/dev/null"],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return new TextDecoder().decode(out.stdout);
+    };
+    for (
+      const args of [["sign", model, "--key", `${dir}/k.pem`], [
+        "verify",
+        model,
+        "--key",
+        `${dir}/k.pub.pem`,
+      ]]
+    ) {
+      const text = await inTerminal(args);
+      const lines = text.split("\r").filter((l) => l.includes("MiB"));
+      assert.ok(
+        lines.length > 0,
+        `${args[0]}: no progress shown: ${JSON.stringify(text.slice(0, 300))}`,
+      );
+      for (const l of lines) {
+        const visible = l.replaceAll("\x1b[K", "").replace(/\n.*$/s, "");
+        assert.ok(visible.length <= 39, `${args[0]}: ${visible.length} columns: ${visible}`);
+      }
+      assert.ok(text.includes("\r\x1b[K"), `${args[0]}: the line is not cleared`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
