@@ -1,3 +1,4 @@
+import { trackTempFile, untrackTempFile } from "../hash/_temp_files.ts";
 import { rewriteMetadata, type RewriteMetadataOptions } from "./rewrite_metadata.ts";
 
 /**
@@ -44,6 +45,7 @@ export async function updateMeta(
   try {
     mode = (await fs.stat(file)).mode & 0o7777;
     out = await fs.open(tmp, "wx", mode & 0o777);
+    trackTempFile(tmp);
   } catch (e) {
     await stream.cancel().catch(() => {});
     throw e;
@@ -60,9 +62,11 @@ export async function updateMeta(
     await out.sync();
     await out.close();
     await fs.rename(tmp, file);
+    untrackTempFile(tmp);
   } catch (e) {
     await out.close().catch(() => {});
     await fs.rm(tmp, { force: true });
+    untrackTempFile(tmp);
     await stream.cancel().catch(() => {});
     throw e;
   }

@@ -385,5 +385,12 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
 /** Files smaller than this never show a progress bar. */
 
 if (import.meta.main) {
+  // Ctrl-C: remove any temporary file being written (meta set, sign), then
+  // exit as interrupted; the original files are untouched.
+  Deno.addSignalListener("SIGINT", async () => {
+    const { removeTempFiles } = await import("../hash/_temp_files.ts");
+    await removeTempFiles();
+    Deno.exit(130);
+  });
   Deno.exit(await main(Deno.args));
 }

@@ -1,3 +1,4 @@
+import { trackTempFile, untrackTempFile } from "../hash/_temp_files.ts";
 import { HashMismatch, PolicyError } from "./errors.ts";
 import { checkJsonBounds, MAX_EVIDENCE_BYTES } from "./_json.ts";
 import { sameModelName } from "./_names.ts";
@@ -204,12 +205,15 @@ export class Lockfile {
   async save(path: string): Promise<void> {
     const { writeFile, rename, rm } = await import("node:fs/promises");
     const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+    trackTempFile(tmp);
     try {
       await writeFile(tmp, JSON.stringify(this.toJSON(), null, 2) + "\n");
       await rename(tmp, path);
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => {});
       throw e;
+    } finally {
+      untrackTempFile(tmp);
     }
   }
 

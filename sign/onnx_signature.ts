@@ -1,3 +1,4 @@
+import { trackTempFile, untrackTempFile } from "../hash/_temp_files.ts";
 import { openSource } from "../hash/_source.ts";
 import { encodeStringEntry } from "../hash/_protobuf.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
@@ -50,6 +51,7 @@ export async function signOnnx(path: string, options: SignOnnxOptions): Promise<
     const old = await signatureEntries(source);
     const { mode } = await fs.stat(path);
     const out = await fs.open(tmp, "wx", mode & 0o777);
+    trackTempFile(tmp);
     let bundle: SigstoreBundle;
     try {
       // One pass: the file without any old signature entry is hashed as it
@@ -77,6 +79,7 @@ export async function signOnnx(path: string, options: SignOnnxOptions): Promise<
     await fs.rm(tmp, { force: true });
     throw e;
   } finally {
+    untrackTempFile(tmp);
     await source.close();
   }
 }

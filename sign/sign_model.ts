@@ -1,3 +1,4 @@
+import { trackTempFile, untrackTempFile } from "../hash/_temp_files.ts";
 import {
   buildStatement,
   OMS_PAYLOAD_TYPE,
@@ -92,12 +93,15 @@ export async function signModel(path: string, options: SignModelOptions): Promis
   }
   const bundle = await options.signer.sign(payload, OMS_PAYLOAD_TYPE);
   const tmp = `${m.signature}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  trackTempFile(tmp);
   try {
     await writeFile(tmp, JSON.stringify(bundle));
     await rename(tmp, m.signature);
   } catch (e) {
     await rm(tmp, { force: true });
     throw e;
+  } finally {
+    untrackTempFile(tmp);
   }
   return bundle;
 }

@@ -291,3 +291,45 @@ Deno.test("cli: long verify and sign show one progress line on a terminal, cut t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: Ctrl-C during meta set leaves no temporary file and the original intact", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli-sigint-" });
+  try {
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    const path = `${dir}/big.safetensors`;
+    const n = 768 << 20;
+    const header = new TextEncoder().encode(
+      JSON.stringify({ w: { dtype: "U8", shape: [n], data_offsets: [0, n] } }).padEnd(64, " "),
+    );
+    const head = new Uint8Array(8 + header.length);
+    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+    head.set(header, 8);
+    const f = await Deno.open(path, { write: true, create: true });
+    await f.write(head);
+    await f.truncate(head.length + n);
+    f.close();
+    const before = await Deno.stat(path);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", cli, "meta", "set", path, "note=interrupted"],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    // Wait for the temporary file, then interrupt.
+    let seen = false;
+    for (let i = 0; i < 500 && !seen; i++) {
+      seen = [...Deno.readDirSync(dir)].some((e) => e.name.endsWith(".tmp"));
+      if (!seen) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(seen, "the temporary file never appeared");
+    child.kill("SIGINT");
+    const status = await child.status;
+    const left = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.deepEqual(left, ["big.safetensors"], `left behind: ${left}`);
+    assert.equal(status.code, 130);
+    const after = await Deno.stat(path);
+    assert.equal(after.size, before.size);
+    assert.equal(after.mtime?.getTime(), before.mtime?.getTime());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
