@@ -44,6 +44,7 @@ const POLICY_OPTIONS = {
   "ignore-unsigned-files": { type: "boolean" },
   "use-staging": { type: "boolean" },
   "trust-config": { type: "string" },
+  update: { type: "boolean" },
 } as const;
 
 /** `model_signing verify`'s option names, as ours. */
@@ -103,6 +104,8 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     );
   }
   const lockfile = lockPath === undefined ? undefined : await Lockfile.load(lockPath);
+  if (values.update && command !== "lock") throw new UsageError("--update is for lock");
+  const updating = command === "lock" && values.update === true;
   const bar = progressBar(io, target);
   const check = await checkModel(target, {
     onProgress: (bytes) => bar(bytes, undefined),
@@ -120,16 +123,26 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
       ...(lockInside !== undefined ? [lockInside] : []),
     ],
     files: values.files,
-    lockfile,
+    // lock --update: the model is checked against its evidence alone, then
+    // its entry replaced.
+    lockfile: updating ? undefined : lockfile,
     frozen: values.frozen ?? false,
     allowSymlinks: values["allow-symlinks"] ?? false,
     ignoreGitPaths: gitPaths(values),
     ignoreUnsigned: values["ignore-unsigned-files"] ?? false,
   });
   bar.done();
-  let locked: "recorded" | "matched" | undefined;
+  let locked: "recorded" | "matched" | "updated" | undefined;
   if (check.failures.length === 0 && lockfile !== undefined && lockPath !== undefined) {
-    if (check.pins?.entry === undefined) {
+    if (updating) {
+      const had = lockfile.get(check.lockName, check.lockVersion ?? "unversioned") !== undefined;
+      lockfile.record(check.lockName, check.lockVersion ?? "unversioned", {
+        digests: Object.fromEntries(check.files.map((f) => [f.file, f.digest])),
+        ...(check.signer ? { signer: lockedSigner(check.signer) } : {}),
+      });
+      await lockfile.save(lockPath);
+      locked = had ? "updated" : "recorded";
+    } else if (check.pins?.entry === undefined) {
       lockfile.record(check.lockName, check.lockVersion ?? "unversioned", {
         digests: Object.fromEntries(check.files.map((f) => [f.file, f.digest])),
         ...(check.signer ? { signer: lockedSigner(check.signer) } : {}),

@@ -81,8 +81,9 @@ Commands:
       file's embedded signature, else its lockfile pin; --name and --model-version are the model
       asked for (evidence for another is refused). model_signing's spellings work too
       (verify key|certificate|sigstore, --public_key, --certificate_chain, --ignore-paths, …).
-  lock <file|dir> (options as verify) [--lock F]
-      Verify, then record every file's digest and the signer (default safemodels.lock).
+  lock <file|dir> (options as verify) [--lock F] [--update]
+      Verify, then record every file's digest and the signer (default safemodels.lock, never
+      inside the model folder unless given); --update replaces the model's entry.
   check <file|dir> --policy P (options as verify)
       verify with a JSON policy file: the transformers.js guard's decision without loading.
   keygen [--curve P-256|P-384|P-521] [--out key.pem] [--pub key.pub.pem] [--encrypt]

@@ -333,3 +333,31 @@ Deno.test("cli: Ctrl-C during meta set leaves no temporary file and the original
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: lock --update replaces a model's entry after a deliberate change; plain lock refuses the change", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli-update-" });
+  try {
+    await Deno.mkdir(`${dir}/m`);
+    await Deno.writeTextFile(`${dir}/m/w.bin`, "v1");
+    const policy = ["--signatures-optional", "--identity", "a@b.c", "--issuer", "https://x"];
+    const lock = `${dir}/safemodels.lock`;
+    assert.equal((await run(["lock", `${dir}/m`, ...policy, "--lock", lock])).code, 0);
+    await Deno.writeTextFile(`${dir}/m/w.bin`, "v2");
+    const refused = await run(["lock", `${dir}/m`, ...policy, "--lock", lock]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /lockfile pins/);
+    const updated = await run(["lock", `${dir}/m`, ...policy, "--lock", lock, "--update"]);
+    assert.equal(updated.code, 0, updated.err);
+    assert.match(updated.out, /lockfile updated/);
+    assert.equal(
+      (await run(["verify", `${dir}/m`, ...policy, "--lock", lock, "--frozen"])).code,
+      0,
+    );
+    assert.equal(
+      (await run(["verify", `${dir}/m`, ...policy, "--lock", lock, "--update"])).code,
+      2,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
