@@ -332,6 +332,7 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     "allow-symlinks": { type: "boolean" },
     "ignore-git-paths": { type: "boolean" },
     "no-ignore-git-paths": { type: "boolean" },
+    json: { type: "boolean" },
   });
   const values = parsed.values;
   const { positionals, mode } = dropModeWord(parsed.positionals);
@@ -408,7 +409,11 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     const name = values.name ?? target.replace(/^.*[\\/]/, "").replace(/\.safetensors$/, "");
     const sm = await SafeModel.fromFile(name, version, target);
     await sm.signSafetensor(target, { signer });
-    io.out(`Signed ${target} (${name}@${version}, embedded in __metadata__)`);
+    io.out(
+      values.json
+        ? JSON.stringify({ ok: true, target, embedded: true, name, version }, null, 2)
+        : `Signed ${target} (${name}@${version}, embedded in __metadata__)`,
+    );
     return 0;
   }
   const signature = values.signature;
@@ -427,7 +432,12 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     ignoreGitPaths: gitPaths(values),
   });
   bar.done();
-  io.out(`Signed ${target} (${signature ?? (isFile ? `${target}.sig` : `${target}/model.sig`)})`);
+  const written = signature ?? (isFile ? `${target}.sig` : `${target}/model.sig`);
+  io.out(
+    values.json
+      ? JSON.stringify({ ok: true, target, embedded: false, signature: written }, null, 2)
+      : `Signed ${target} (${written})`,
+  );
   if (hashType !== "sha256" || shardSize !== undefined) {
     const how = hashType === "blake2b"
       ? 'not at all (it writes BLAKE2b as "blake2b" but reads only "blake2")'

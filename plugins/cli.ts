@@ -265,29 +265,48 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
       );
     }
   }
-  const results: { file: string; algorithm: string; hash: string; files?: string[] }[] = [];
+  const results: Record<string, unknown>[] = [];
+  let failed = 0;
   for (const file of positionals as string[]) {
     const bar = progressBar(io, file);
     let files: string[] | undefined;
-    // `-`: standard input (safetensors streams; other formats need --format).
-    const hash = await safeHash(file === "-" ? Deno.stdin.readable : file, {
-      algorithm,
-      ...(format ? { format } : {}),
-      ...(workers !== undefined ? { workers } : {}),
-      ...(values["allow-symlinks"] ? { allowSymlinks: true } : {}),
-      onProgress: (p: HashProgress) => bar(p.bytes, p.totalBytes),
-      onFiles: (f) => (files = f),
-    });
-    bar.done();
-    results.push({ file, algorithm, hash, ...(files ? { files } : {}) });
-    if (!values.json) {
-      // A folder or index: say which files were read (to stderr, so stdout stays one line a model).
-      io.out(`${hash}  ${file}`);
-      if (files) io.err(`  read ${files.join(", ")}`);
+    try {
+      // `-`: standard input (safetensors streams; other formats need --format).
+      const hash = await safeHash(file === "-" ? Deno.stdin.readable : file, {
+        algorithm,
+        ...(format ? { format } : {}),
+        ...(workers !== undefined ? { workers } : {}),
+        ...(values["allow-symlinks"] ? { allowSymlinks: true } : {}),
+        onProgress: (p: HashProgress) => bar(p.bytes, p.totalBytes),
+        onFiles: (f) => (files = f),
+      });
+      bar.done();
+      results.push({ file, algorithm, hash, ...(files ? { files } : {}) });
+      if (!values.json) {
+        // A folder or index: say which files were read (to stderr, so stdout stays one line a model).
+        io.out(`${hash}  ${file}`);
+        if (files) io.err(`  read ${files.join(", ")}`);
+      }
+    } catch (e) {
+      bar.done();
+      // One file failing does not stop the others (exit 1 at the end).
+      if (positionals.length === 1 && !values.json) throw e;
+      failed++;
+      results.push({ file, algorithm, error: errorJson(e) });
+      if (!values.json) io.err(`safemodels: ${file}: ${describe(e).replace(/[\r\n]+/g, " ")}`);
     }
   }
   if (values.json) io.out(JSON.stringify(results, null, 2));
-  return 0;
+  return failed > 0 ? 1 : 0;
+}
+
+/** An error as the JSON outputs carry it. */
+function errorJson(e: unknown): Record<string, unknown> {
+  return {
+    name: e instanceof Error ? e.name : "Error",
+    code: (e as { code?: string }).code ?? null,
+    message: describe(e),
+  };
 }
 
 async function digestCommand(args: string[], io: CliIO): Promise<number> {
@@ -313,48 +332,57 @@ async function digestCommand(args: string[], io: CliIO): Promise<number> {
     throw new UsageError("give --ignore-git-paths or --no-ignore-git-paths, not both");
   }
   const ignoreGiven = [...(values.ignore ?? []), ...(values["ignore-paths"] ?? [])];
-  const results: { file: string; algorithm: string; digest: string }[] = [];
+  const results: Record<string, unknown>[] = [];
+  let failed = 0;
   for (const file of positionals as string[]) {
     let digest: string;
-    if (file === "-") {
-      // Standard input: its bytes' digest.
-      digest = await fileDigest(Deno.stdin.readable, { algorithm });
-      results.push({ file, algorithm, digest });
-    } else if ((await Deno.stat(file)).isDirectory) {
-      // A folder: the OMS root digest, as `model_signing digest` prints it.
-      const { modelDigest } = await import("../sign/sign_model.ts");
-      const { cliIgnorePaths } = await import("./_cli_trust.ts");
-      const ignorePaths = await cliIgnorePaths(file, ignoreGiven);
-      const bar = progressBar(io, file);
-      digest = await modelDigest(file, {
-        hashType: algorithm,
-        ignorePaths,
-        ignoreGitPaths: !values["no-ignore-git-paths"],
-        allowSymlinks: values["allow-symlinks"] ?? false,
-        onProgress: (b) => bar(b, 0),
-      });
-      bar.done();
-      results.push({ file, algorithm: "oms-root", digest });
-    } else {
-      const size = (await Deno.stat(file)).size;
-      const bar = progressBar(io, file);
-      digest = await fileDigest(file, {
-        algorithm,
-        onProgress: (b) => bar(b, size),
-      });
-      bar.done();
-      results.push({ file, algorithm, digest });
+    try {
+      if (file === "-") {
+        // Standard input: its bytes' digest.
+        digest = await fileDigest(Deno.stdin.readable, { algorithm });
+        results.push({ file, algorithm, digest });
+      } else if ((await Deno.stat(file)).isDirectory) {
+        // A folder: the OMS root digest, as `model_signing digest` prints it.
+        const { modelDigest } = await import("../sign/sign_model.ts");
+        const { cliIgnorePaths } = await import("./_cli_trust.ts");
+        const ignorePaths = await cliIgnorePaths(file, ignoreGiven);
+        const bar = progressBar(io, file);
+        digest = await modelDigest(file, {
+          hashType: algorithm,
+          ignorePaths,
+          ignoreGitPaths: !values["no-ignore-git-paths"],
+          allowSymlinks: values["allow-symlinks"] ?? false,
+          onProgress: (b) => bar(b, 0),
+        });
+        bar.done();
+        results.push({ file, algorithm: "oms-root", digest });
+      } else {
+        const size = (await Deno.stat(file)).size;
+        const bar = progressBar(io, file);
+        digest = await fileDigest(file, {
+          algorithm,
+          onProgress: (b) => bar(b, size),
+        });
+        bar.done();
+        results.push({ file, algorithm, digest });
+      }
+      if (!values.json) io.out(`${digest}  ${file}`);
+    } catch (e) {
+      if (positionals.length === 1 && !values.json) throw e;
+      failed++;
+      results.push({ file, algorithm, error: errorJson(e) });
+      if (!values.json) io.err(`safemodels: ${file}: ${describe(e).replace(/[\r\n]+/g, " ")}`);
     }
-    if (!values.json) io.out(`${digest}  ${file}`);
   }
   if (values.json) io.out(JSON.stringify(results, null, 2));
-  return 0;
+  return failed > 0 ? 1 : 0;
 }
 
 async function metaCommand(args: string[], io: CliIO): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "get") {
-    const { positionals } = parse(rest, {});
+    // The metadata is JSON already; --json is accepted for uniformity.
+    const { positionals } = parse(rest, { json: { type: "boolean" } });
     if (positionals.length !== 1) {
       throw new UsageError("meta get needs exactly one file");
     }
@@ -364,6 +392,7 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
   if (sub === "set") {
     const { values, positionals } = parse(rest, {
       clobber: { type: "boolean" },
+      json: { type: "boolean" },
     });
     const [file, ...pairs] = positionals as string[];
     if (file === undefined || pairs.length === 0) {
@@ -376,6 +405,9 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
       meta[pair.slice(0, eq)] = pair.slice(eq + 1);
     }
     await updateMeta(file, meta, { clobber: values.clobber ?? false });
+    if (values.json) {
+      io.out(JSON.stringify({ ok: true, file, metadata: await extractMetadata(file) }, null, 2));
+    }
     return 0;
   }
   throw new UsageError(

@@ -280,10 +280,20 @@ Deno.test("cli errors: missing and bad files", async () => {
     assertError(await run(...cmd, missing), /no such file/i);
   }
   assertError(await run("meta", "set", missing, "a=b"), /no such file/i);
-  // A later missing file still fails the run (after printing the first).
-  const r = await run("hash", MIXED, missing);
-  assert.equal(r.code, 2);
+  // With several files, each gets its result; one failing makes the run exit 1.
+  const r = await run("hash", MIXED, missing, MIXED);
+  assert.equal(r.code, 1);
+  assert.equal(r.out.length, 2);
   assert.equal(r.err.length, 1);
+  assert.match(r.err[0]!, /nonexistent\/model\.safetensors.*no such file/);
+  // In JSON the error is one of the results.
+  const j = await run("digest", "--json", MIXED, missing);
+  assert.equal(j.code, 1);
+  const results = JSON.parse(j.out.join("\n"));
+  assert.equal(results.length, 2);
+  assert.match(results[0].digest, /^[0-9a-f]{64}$/);
+  assert.equal(results[1].file, missing);
+  assert.match(results[1].error.message, /no such file/);
   const line = assertError(
     await run("hash", fixture("bad/evil_reduce.bin")),
     /posix\.system/,
