@@ -12,6 +12,8 @@ import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { Signer, VerifiedSigner } from "../sign/types.ts";
 import { checkModel, type FileCheck } from "../sign/_check_model.ts";
 import { verifySignedText } from "../sign/_verify_signed.ts";
+import { parseCertificate } from "../sign/_x509.ts";
+import { pemBlocks } from "../sign/_spki.ts";
 import {
   checkMode,
   cliIgnorePaths,
@@ -225,8 +227,18 @@ function errorJson(e: Error): Record<string, unknown> {
 
 /** A verified signer in words: identities (and issuer), or the key. */
 function describeSigner(s: VerifiedSigner): string {
-  if (s.identities.length > 0) {
+  if (s.kind === "keyless") {
     return `${s.identities.join(", ")}${s.issuer ? ` (${s.issuer})` : ""}`;
+  }
+  if (s.kind === "certificate") {
+    // The certificate's subject (and its names), as the chain checks name it.
+    try {
+      const cert = parseCertificate(pemBlocks(s.pem, "CERTIFICATE")[0]!);
+      const names = s.identities.length ? ` [${s.identities.join(", ")}]` : "";
+      return `certificate ${cert.subjectName}${names}`;
+    } catch {
+      return `certificate for key ${s.keyFingerprint.slice(0, 16)}…`;
+    }
   }
   return `key ${s.keyFingerprint.slice(0, 16)}…`;
 }

@@ -361,3 +361,33 @@ Deno.test("cli: lock --update replaces a model's entry after a deliberate change
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: a certificate-signed model is reported by the certificate's subject, a key-signed one by the key", async () => {
+  const base = new URL("../testdata/model_signing/", import.meta.url).pathname;
+  const cert = await run([
+    "verify",
+    "certificate",
+    "--signature",
+    `${base}v1.1.0-certificate/model.sig`,
+    "--certificate_chain",
+    `${base}keys/certificate/ca-cert.pem`,
+    "--ignore-paths",
+    `${base}v1.1.0-certificate/ignore-me`,
+    `${base}v1.1.0-certificate`,
+  ]);
+  assert.equal(cert.code, 0, cert.err);
+  assert.match(cert.out, /signed by certificate CN=intermediate-ca;/);
+  const key = await run([
+    "verify",
+    "key",
+    "--signature",
+    `${base}v1.1.0-elliptic-key/model.sig`,
+    "--public_key",
+    `${base}keys/certificate/signing-key-pub.pem`,
+    "--ignore-paths",
+    `${base}v1.1.0-elliptic-key/ignore-me`,
+    `${base}v1.1.0-elliptic-key`,
+  ]);
+  assert.equal(key.code, 0, key.err);
+  assert.match(key.out, /signed by key [0-9a-f]{16}…/);
+});
