@@ -46,7 +46,10 @@ const NO_TOKEN =
   "set the SIGSTORE_ID_TOKEN environment variable, or run in GitHub Actions with the " +
   "`id-token: write` permission (ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN)";
 
-/** Reads an environment variable; a missing `--allow-env` reads as unset. */
+/** Names of variables a missing `--allow-env` kept from being read. */
+const denied = new Set<string>();
+
+/** Reads an environment variable; a missing `--allow-env` reads as unset (and is remembered). */
 function env(name: string): string | undefined {
   try {
     // Deno.env where it exists (a missing --allow-env throws), else process.env.
@@ -57,6 +60,7 @@ function env(name: string): string | undefined {
     const value = g.Deno ? g.Deno.env.get(name) : g.process?.env[name];
     return value === "" ? undefined : value;
   } catch {
+    denied.add(name);
     return undefined;
   }
 }
@@ -104,12 +108,23 @@ async function resolveToken(options: SigstoreSignerOptions): Promise<string> {
     }
     return options.identityToken;
   }
+  denied.clear();
   const fromEnv = env("SIGSTORE_ID_TOKEN");
   if (fromEnv !== undefined) return fromEnv;
   const requestURL = env("ACTIONS_ID_TOKEN_REQUEST_URL");
   const requestToken = env("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
   if (requestURL !== undefined && requestToken !== undefined) {
     return await githubActionsToken(requestURL, requestToken, options.fetch ?? fetch);
+  }
+  if (denied.size > 0) {
+    // The variables may be set: say it is the permission that is missing.
+    throw new TypeError(
+      `Cannot sign with Sigstore: reading ${
+        [...denied].join(", ")
+      } needs permission (deno run --allow-env=${
+        [...denied].join(",")
+      }), or pass an identity token`,
+    );
   }
   throw new TypeError(NO_TOKEN);
 }

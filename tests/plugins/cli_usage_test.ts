@@ -391,3 +391,24 @@ Deno.test("cli: a certificate-signed model is reported by the certificate's subj
   assert.equal(key.code, 0, key.err);
   assert.match(key.out, /signed by key [0-9a-f]{16}…/);
 });
+
+Deno.test("cli: keyless signing without --allow-env says the permission is missing, not that the token is unset", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli-env-" });
+  try {
+    await Deno.writeTextFile(`${dir}/w.bin`, "w");
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-write", cli, "sign", dir],
+      env: { SIGSTORE_ID_TOKEN: "set-but-unreadable" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2);
+    assert.match(
+      new TextDecoder().decode(out.stderr),
+      /SIGSTORE_ID_TOKEN needs permission|SIGSTORE_ID_TOKEN, .* needs permission/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
