@@ -18,7 +18,13 @@
 export * from "./hash/mod.ts";
 export * from "./meta/mod.ts";
 
-if (import.meta.main) {
-  const { main } = await import("./plugins/cli.ts");
+// Run as a program (`deno run jsr:@safemodels/safemodels hash …`): the CLI.
+// The specifier is computed on purpose, so that bundlers leave the CLI (and
+// the Sigstore libraries it loads) out of apps that only import this module,
+// and the hook does nothing where there is no Deno (Node 24 sets
+// import.meta.main too).
+if (import.meta.main && typeof Deno !== "undefined") {
+  const cli = new URL("./plugins/cli.ts", import.meta.url).href;
+  const { main } = await import(cli);
   Deno.exit(await main(Deno.args));
 }

@@ -412,3 +412,23 @@ Deno.test("cli: keyless signing without --allow-env says the permission is missi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the root module's bundle (an app that only hashes) carries neither the CLI nor Sigstore", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bundle-" });
+  try {
+    const root = new URL("../../mod.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--quiet", "--platform", "node", "-o", `${dir}/m.mjs`, root],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const text = await Deno.readTextFile(`${dir}/m.mjs`);
+    for (const marker of ["fulcio", "rekor", "parseArgs", "addSignalListener"]) {
+      assert.ok(!text.includes(marker), `the bundle holds "${marker}"`);
+    }
+    assert.match(text, /safemodels-v1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
