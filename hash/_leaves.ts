@@ -6,6 +6,25 @@ import { spanOf, sweep } from "./_sweep.ts";
 import { ModelFormatError } from "./errors.ts";
 import type { Tensor } from "./types.ts";
 
+/**
+ * Whether hash workers can run here. In Deno a worker's local modules need
+ * read permission (a run scoped to the model file, `--allow-read=FILE`, has
+ * none): then the work stays on this thread rather than failing.
+ */
+export function workersAllowed(): boolean {
+  if (typeof Worker === "undefined") return false;
+  const here = new URL("./", import.meta.url);
+  const deno = (globalThis as {
+    Deno?: { permissions?: { querySync?(d: { name: "read"; path: URL }): { state: string } } };
+  }).Deno;
+  if (here.protocol !== "file:" || deno?.permissions?.querySync === undefined) return true;
+  try {
+    return deno.permissions.querySync({ name: "read", path: here }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
 /** The 32-byte leaves of `n` tensors, in one buffer (no object per tensor). */
 export class Leaves {
   readonly bytes: Uint8Array;
@@ -84,7 +103,7 @@ export async function tensorLeaves(
       return { tensors: seen, leaves };
     }
     const leaves = new Leaves(tensors.length);
-    const useWorkers = options.workers > 1 && typeof Worker !== "undefined";
+    const useWorkers = options.workers > 1 && workersAllowed();
     const newHasher = await sha256Factory();
     // Spans by source, in file order; the rest one by one.
     const bySource = new Map<ByteSource, { index: number; offset: number; length: number }[]>();
@@ -146,7 +165,7 @@ export async function spanDigests(
     for (let i = 0; i < items.length; i++) {
       if (items[i]!.length === 0) leaves.set(i, newHasher(0).digest());
     }
-    if (options.workers > 1 && typeof Worker !== "undefined" && source.path !== undefined) {
+    if (options.workers > 1 && workersAllowed() && source.path !== undefined) {
       await onSweepWorkers(source.path, indexed, leaves, options);
     } else {
       await sweepLeaves(source, indexed, leaves, newHasher, options);

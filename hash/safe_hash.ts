@@ -8,7 +8,7 @@ import {
 import { bytesSource, inputName, isPathLike, responseBody, StreamReader } from "./_source.ts";
 import { detectFormat } from "./detect_format.ts";
 import { readSafetensorsStream } from "./_safetensors.ts";
-import { readAhead, tensorLeaves } from "./_leaves.ts";
+import { readAhead, tensorLeaves, workersAllowed } from "./_leaves.ts";
 import { spanOf, sweep } from "./_sweep.ts";
 import { shardOf } from "./_shards.ts";
 import {
@@ -310,7 +310,7 @@ async function manifestOf(
 ): Promise<HashManifest> {
   const known = Array.isArray(set.tensors) ? total(set.tensors) : undefined;
   const workers = options.workers ??
-    (typeof Worker !== "undefined" && (known ?? 0) >= AUTO_WORKER_BYTES
+    (workersAllowed() && (known ?? 0) >= AUTO_WORKER_BYTES
       ? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1)
       : 0);
   const onBytes = progressReporter(options, known);

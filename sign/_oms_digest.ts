@@ -3,7 +3,7 @@
 // hashed alone; SHA-256 shards of a local file are spread over workers, which
 // is the point of shards). Browser-safe: byte sources only.
 import { createBlake2b, createBlake3, createSha256, type Hasher, toHex } from "../hash/_digest.ts";
-import { spanDigests } from "../hash/_leaves.ts";
+import { spanDigests, workersAllowed } from "../hash/_leaves.ts";
 import { type ByteSource, rangeChunks, recycle } from "../hash/_source.ts";
 import { type OmsHashType, shardRanges } from "./_oms.ts";
 
@@ -202,7 +202,7 @@ export class StreamMeasure {
 
 /** Worker lanes for measuring a file of `size` bytes (shards of a big file in parallel). */
 export function workersFor(size: number): number {
-  return size >= (384 << 20) && typeof Worker !== "undefined"
+  return size >= (384 << 20) && workersAllowed()
     ? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1)
     : 0;
 }

@@ -432,3 +432,37 @@ Deno.test("the root module's bundle (an app that only hashes) carries neither th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: --allow-read scoped to the model works for files big enough for workers (hashed on one thread, same hash)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli-scoped-" });
+  try {
+    const path = `${dir}/big.safetensors`;
+    const n = 400 << 20;
+    const header = new TextEncoder().encode(
+      JSON.stringify({
+        a: { dtype: "U8", shape: [n / 2], data_offsets: [0, n / 2] },
+        b: { dtype: "U8", shape: [n / 2], data_offsets: [n / 2, n] },
+      }).padEnd(96, " "),
+    );
+    const head = new Uint8Array(8 + header.length);
+    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+    head.set(header, 8);
+    const f = await Deno.open(path, { write: true, create: true });
+    await f.write(head);
+    await f.truncate(head.length + n);
+    f.close();
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", `--allow-read=${path}`, cli, "hash", path],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, err);
+    assert.equal(err, "");
+    const full = await run(["hash", path]);
+    assert.equal(new TextDecoder().decode(out.stdout), full.out);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
