@@ -20,7 +20,8 @@ import {
 } from "./_verify_key.ts";
 import { findPath, issuedBy, type KeylessVerifier } from "./_verify_cert.ts";
 import { type Certificate, derString, parseCertificate, sha256Hex, toPem } from "./_x509.ts";
-import { children, pemBlocks, readTlv, spkiKeyType, type Tlv, verifyWithSpki } from "./_spki.ts";
+import { children, pemBlocks, readOid, readTlv, spkiKeyType, verifyWithSpki } from "./_spki.ts";
+import { toHex } from "../hash/_digest.ts";
 import { publicGoodTrustedRootWeb } from "./_trusted_root_web.ts";
 import { type TimestampAuthority, verifyTimestamp } from "./_rfc3161.ts";
 
@@ -187,10 +188,6 @@ function canonical(value: Record<string, string | number>): string {
   }}`;
 }
 
-function hex(b: Uint8Array): string {
-  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-}
-
 async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
 }
@@ -336,7 +333,7 @@ function bodyProblem(
     const h = kind === "dsse" ? v2.payloadHash : v2.data;
     const digest = isRecord(h) && typeof h.digest === "string" ? decodeBase64(h.digest) : undefined;
     hash = isRecord(h) && h.algorithm === "SHA2_256" && digest !== undefined
-      ? { algorithm: "sha256", value: hex(digest) }
+      ? { algorithm: "sha256", value: toHex(digest) }
       : undefined;
     if (kind === "hashedrekord") {
       if (!isRecord(hash) || hash.value !== paeHash) {
@@ -413,25 +410,11 @@ function tbsWithoutScts(tbs: Uint8Array): Uint8Array {
     const seq = children(tbs, p)[0]!;
     const kept = children(tbs, seq).filter((ext) => {
       const oid = children(tbs, ext)[0]!;
-      return oidText(tbs, oid) !== SCT_LIST;
+      return readOid(tbs, oid, "extension id") !== SCT_LIST;
     }).map((ext) => tbs.subarray(ext.start, ext.end));
     out.push(tlv(0xa3, tlv(0x30, concat(...kept))));
   }
   return tlv(0x30, concat(...out));
-}
-
-function oidText(der: Uint8Array, t: Tlv): string {
-  const b = der.subarray(t.value, t.end);
-  const parts: number[] = [Math.floor(b[0]! / 40), b[0]! % 40];
-  let v = 0;
-  for (let i = 1; i < b.length; i++) {
-    v = v * 128 + (b[i]! & 0x7f);
-    if ((b[i]! & 0x80) === 0) {
-      parts.push(v);
-      v = 0;
-    }
-  }
-  return parts.join(".");
 }
 
 interface Sct {
@@ -602,8 +585,8 @@ const keylessWeb: KeylessVerifier = async (
       return fail("bad-tlog", `Cannot verify RFC 3161 timestamp ${i}: ${errorText(e)}`, e);
     }
   }
-  const payloadHash = hex(await sha256(envelope.payload));
-  const paeHash = hex(await sha256(envelope.pae));
+  const payloadHash = toHex(await sha256(envelope.payload));
+  const paeHash = toHex(await sha256(envelope.pae));
   const times: Date[] = [];
   for (const [i, raw] of entries.entries()) {
     const what = `transparency log entry ${i}`;
@@ -673,7 +656,7 @@ const keylessWeb: KeylessVerifier = async (
       const data = new TextEncoder().encode(canonical({
         body: e.canonicalizedBody as string,
         integratedTime: Number(integrated),
-        logID: hex(logId),
+        logID: toHex(logId),
         logIndex: Number(logIndex),
       }));
       for (const log of logs) {

@@ -4,7 +4,7 @@
 // the signer info's signed attributes carry the TSTInfo's digest and are
 // signed by the timestamp authority's leaf certificate, which chains to its
 // CA in the trusted root. Browser-safe.
-import { children, readTlv, type Tlv, verifyWithSpki } from "./_spki.ts";
+import { children, readOid, readTlv, type Tlv, verifyWithSpki } from "./_spki.ts";
 import type { Certificate } from "./_x509.ts";
 import { findPath, issuedBy } from "./_verify_cert.ts";
 import { sameBytes } from "./_verify_key.ts";
@@ -33,20 +33,8 @@ const ECDSA: Record<string, "SHA-256" | "SHA-384" | "SHA-512"> = {
   "1.2.840.10045.4.3.4": "SHA-512",
 };
 
-function oid(der: Uint8Array, t: Tlv | undefined): string {
-  if (t === undefined || t.tag !== 0x06) throw new Error("expected an OID");
-  const b = der.subarray(t.value, t.end);
-  const parts: number[] = [Math.floor(b[0]! / 40), b[0]! % 40];
-  let v = 0;
-  for (let i = 1; i < b.length; i++) {
-    v = v * 128 + (b[i]! & 0x7f);
-    if ((b[i]! & 0x80) === 0) {
-      parts.push(v);
-      v = 0;
-    }
-  }
-  return parts.join(".");
-}
+/** An OBJECT IDENTIFIER's dotted form (the shared DER reader's). */
+const oid = (der: Uint8Array, t: Tlv | undefined) => readOid(der, t, "object identifier");
 
 function kids(der: Uint8Array, t: Tlv | undefined, what: string): Tlv[] {
   if (t === undefined) throw new Error(`${what} is missing`);
