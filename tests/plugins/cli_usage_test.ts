@@ -2,18 +2,10 @@
 // you mean" for typos, keygen from nothing, and regexp identities.
 import assert from "node:assert/strict";
 import nodeCrypto from "node:crypto";
-import { main } from "../../plugins/cli.ts";
+import { runCli } from "./_cli_run.ts";
 import config from "../../deno.json" with { type: "json" };
 
-async function run(args: string[]) {
-  let out = "", err = "";
-  const code = await main(args, {
-    out: (s: string) => void (out += s + "\n"),
-    err: (s: string) => void (err += s + "\n"),
-    isTerminal: false,
-  });
-  return { code, out, err };
-}
+const run = (args: string[]) => runCli(args);
 
 Deno.test("cli: <command> --help prints that command's usage on stdout and exits 0", async () => {
   for (const command of ["hash", "digest", "meta", "sign", "verify", "lock", "check", "keygen"]) {

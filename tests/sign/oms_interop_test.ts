@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import nodeCrypto from "node:crypto";
-import { main } from "../../plugins/cli.ts";
+import { runCli } from "../plugins/_cli_run.ts";
 import { compatPae, pyBytesRepr } from "../../sign/_verify_key.ts";
 import { keySigner, modelDigest, signModel, verifyModel } from "../../sign/mod.ts";
 import { HashMismatch, SignatureMissing } from "../../sign/errors.ts";
@@ -35,25 +35,7 @@ const VECTORS: { vectors: Vector[] } = JSON.parse(
   await Deno.readTextFile(`${BASE}vectors.json`),
 );
 
-/** Runs the CLI in `cwd` (upstream's scripts pass paths relative to it). */
-async function cli(
-  cwd: string,
-  args: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  const before = Deno.cwd();
-  let out = "", err = "";
-  Deno.chdir(cwd);
-  try {
-    const code = await main(args, {
-      out: (s: string) => void (out += s + "\n"),
-      err: (s: string) => void (err += s + "\n"),
-      isTerminal: false,
-    });
-    return { code, out, err };
-  } finally {
-    Deno.chdir(before);
-  }
-}
+const cli = (cwd: string, args: string[]) => runCli(args, cwd);
 
 Deno.test("every model_signing vector verifies with upstream's own command lines (their spellings, their working directory)", async (t) => {
   let runs = 0;

@@ -2,28 +2,14 @@
 // made unambiguous) the way model_signing refuses it.
 import assert from "node:assert/strict";
 import nodeCrypto from "node:crypto";
-import { main } from "../../plugins/cli.ts";
+import { runCli } from "../plugins/_cli_run.ts";
 import { HashMismatch, keySigner, PolicyError, signModel, verifyModel } from "../../sign/mod.ts";
 import { buildStatement, OMS_PAYLOAD_TYPE } from "../../sign/_oms.ts";
 import { hashModelFolder } from "../../sign/_oms_fs.ts";
 
 const BASE = new URL("../testdata/model_signing/", import.meta.url).pathname;
 
-async function cli(cwd: string, args: string[]) {
-  const before = Deno.cwd();
-  let out = "", err = "";
-  Deno.chdir(cwd);
-  try {
-    const code = await main(args, {
-      out: (s: string) => void (out += s + "\n"),
-      err: (s: string) => void (err += s + "\n"),
-      isTerminal: false,
-    });
-    return { code, out, err };
-  } finally {
-    Deno.chdir(before);
-  }
-}
+const cli = (cwd: string, args: string[]) => runCli(args, cwd);
 
 function keyPair(): { pem: string; pub: string } {
   const { privateKey, publicKey } = nodeCrypto.generateKeyPairSync("ec", {
