@@ -12,30 +12,15 @@
 //   python3-xxhash; the group says so when they are missing).
 import { fileDigest, safeHash } from "../../hash/mod.ts";
 import { writeBenchModel } from "../_gen.ts";
+import { available, opensslBaseline, run } from "../_bench_helpers.ts";
 
 const sizes = (Deno.env.get("SAFEMODELS_BENCH_MIB") ?? "64,1024")
   .split(",").map(Number).filter((n) => n > 0);
 const dir = await Deno.makeTempDir({ prefix: "safemodels-bench-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 
-async function run(cmd: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
-  if (!out.success) throw new Error(`${cmd} failed: ${new TextDecoder().decode(out.stderr)}`);
-}
-
-async function available(cmd: string, args: string[]): Promise<boolean> {
-  try {
-    await run(cmd, args);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const hasOpenssl = await available("openssl", ["version"]);
 const PYTHON = "/usr/bin/python3";
 const hasSeed = await available(PYTHON, ["-c", "import numpy, xxhash"]);
-if (!hasOpenssl) console.warn("bench: openssl is missing: the openssl baselines are skipped");
 if (!hasSeed) {
   console.warn(
     "bench: /usr/bin/python3 with numpy and xxhash is missing (apt-get install python3-numpy python3-xxhash): the Python seed baseline is skipped",
@@ -86,14 +71,7 @@ for (const mib of sizes) {
   await writeBenchModel(path, mib);
   const group = `${mib} MiB safetensors`;
   const opts = { group, n: mib >= 512 ? 5 : 20, warmup: 1 };
-  if (hasOpenssl) {
-    Deno.bench({
-      name: "openssl dgst -sha256 (baseline)",
-      baseline: true,
-      ...opts,
-      fn: async () => await run("openssl", ["dgst", "-sha256", path]),
-    });
-  }
+  opensslBaseline(opts, [path]);
   Deno.bench({
     name: "safeHash, one core (workers: 0)",
     ...opts,
@@ -138,14 +116,7 @@ for (const mib of sizes) {
   const path = `${dir}/tensors-20k.safetensors`;
   await writeManyTensors(path, 20_000, 10_000);
   const opts = { group: "20,000 tensors of 10 KB (200 MB)", n: 10, warmup: 2 };
-  if (hasOpenssl) {
-    Deno.bench({
-      name: "openssl dgst -sha256 (baseline)",
-      baseline: true,
-      ...opts,
-      fn: async () => await run("openssl", ["dgst", "-sha256", path]),
-    });
-  }
+  opensslBaseline(opts, [path]);
   Deno.bench({
     name: "safeHash, default",
     ...opts,

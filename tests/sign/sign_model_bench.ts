@@ -5,17 +5,11 @@
 //   target is at most 3x openssl for both sign and verify.
 // - One file of SAFEMODELS_BENCH_SIGN_MIB MiB (default 1024): at most 1.0x.
 import nodeCrypto from "node:crypto";
+import { opensslBaseline } from "../_bench_helpers.ts";
 import { keySigner, modelDigest, signModel, verifyModel } from "../../sign/mod.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "safemodels-sign-bench-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-
-async function run(cmd: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
-  if (!out.success) throw new Error(`${cmd} failed: ${new TextDecoder().decode(out.stderr)}`);
-}
-const hasOpenssl = await run("openssl", ["version"]).then(() => true, () => false);
-if (!hasOpenssl) console.warn("bench: openssl is missing: the openssl baselines are skipped");
 
 const { privateKey, publicKey } = nodeCrypto.generateKeyPairSync("ec", {
   namedCurve: "prime256v1",
@@ -40,14 +34,7 @@ function random(n: number): Uint8Array {
   }
   await signModel(model, { signer }); // so that verify has a model.sig from the start
   const opts = { group: "5,000 files of 20 KB", n: 10, warmup: 2 };
-  if (hasOpenssl) {
-    Deno.bench({
-      name: "openssl dgst -sha256 (baseline)",
-      baseline: true,
-      ...opts,
-      fn: async () => await run("openssl", ["dgst", "-sha256", ...names]),
-    });
-  }
+  opensslBaseline(opts, names);
   Deno.bench({
     name: "signModel (P-256 key)",
     ...opts,
@@ -71,14 +58,7 @@ function random(n: number): Uint8Array {
   file.close();
   await signModel(model, { signer });
   const opts = { group: `one file of ${mib} MiB`, n: 5, warmup: 1 };
-  if (hasOpenssl) {
-    Deno.bench({
-      name: "openssl dgst -sha256 (baseline)",
-      baseline: true,
-      ...opts,
-      fn: async () => await run("openssl", ["dgst", "-sha256", path]),
-    });
-  }
+  opensslBaseline(opts, [path]);
   Deno.bench({
     name: "signModel",
     ...opts,
