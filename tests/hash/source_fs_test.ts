@@ -30,6 +30,15 @@ Deno.test("fileSource: windowed small reads equal the file's bytes, whatever the
           assert.deepEqual(got[i], bytes.subarray(r.offset, r.offset + r.length), `round ${round}`);
         }
       }
+      // Reads that end just inside, at and just past the end of the window a
+      // previous small read opened (64 KiB from its offset).
+      for (let base = 0; base < size - 70_000; base += 9_973) {
+        for (const over of [-1, 0, 1, 2]) {
+          await source.read(base, 10);
+          const offset = base + 65_536 - 100 + over;
+          assert.deepEqual(await source.read(offset, 100), bytes.subarray(offset, offset + 100));
+        }
+      }
       await assert.rejects(source.read(size - 10, 11), ModelFormatError);
     } finally {
       await source.close();
