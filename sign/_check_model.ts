@@ -5,7 +5,7 @@
 // are this with different inputs; the guards gather the same findings from
 // what transformers.js loads and ask the same decision.
 import { safeHash } from "../hash/safe_hash.ts";
-import { openSource } from "../hash/_source.ts";
+import { openSource, rangeChunks, recycle } from "../hash/_source.ts";
 import { extractMetadata } from "../meta/extract_metadata.ts";
 import { HashMismatch, SignatureMissing } from "./errors.ts";
 import {
@@ -24,7 +24,6 @@ import { hashModelFolder } from "./_oms_fs.ts";
 import { modelRelative } from "./sign_model.ts";
 import { labelsFor, StreamMeasure } from "./_oms_digest.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
-import { rangeChunks, recycle } from "../hash/_source.ts";
 import { MAX_EVIDENCE_BYTES } from "./_json.ts";
 import { readEvidenceFile } from "./_read_fs.ts";
 import { omsFinding, onnxFinding, pinFinding, safetensorsFinding } from "./_findings.ts";
