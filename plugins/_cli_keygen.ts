@@ -2,6 +2,7 @@
 // `verify --key`, so the README's key examples start from nothing.
 import type { CliIO } from "./cli.ts";
 import { parse, UsageError } from "./_cli_args.ts";
+import { envVar, isTerminal, PermissionNeeded, readHidden, readText } from "./_cli_runtime.ts";
 
 const CURVES: Record<string, string> = {
   "P-256": "prime256v1",
@@ -68,24 +69,25 @@ export async function keygenCommand(args: string[], io: CliIO): Promise<number> 
 
 /** A password for a new key: a file, SAFEMODELS_KEY_PASSWORD, or asked twice on the terminal. */
 async function newPassword(file: string | undefined, io: CliIO): Promise<string> {
-  if (file !== undefined) return (await Deno.readTextFile(file)).replace(/\r?\n$/, "");
+  if (file !== undefined) return (await readText(file)).replace(/\r?\n$/, "");
   let fromEnv: string | undefined;
   try {
-    fromEnv = Deno.env.get("SAFEMODELS_KEY_PASSWORD");
+    fromEnv = envVar("SAFEMODELS_KEY_PASSWORD");
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotCapable)) throw e;
+    // No --allow-env: the terminal asks instead.
+    if (!(e instanceof PermissionNeeded)) throw e;
   }
   if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  if (!Deno.stdin.isTerminal()) {
+  if (!isTerminal("stdin")) {
     throw new UsageError(
       "--encrypt needs a password: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
     );
   }
-  const { readHidden } = await import("./_cli_sign.ts");
+  const interrupted = () => new UsageError("interrupted");
   io.err("Password for the new key: ");
-  const first = await readHidden();
+  const first = await readHidden(interrupted);
   io.err("Again: ");
-  if (await readHidden() !== first) throw new UsageError("the two passwords differ");
+  if (await readHidden(interrupted) !== first) throw new UsageError("the two passwords differ");
   if (first === "") throw new UsageError("an empty password encrypts nothing");
   return first;
 }

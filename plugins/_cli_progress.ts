@@ -1,5 +1,6 @@
 // The CLI's progress line (stderr, terminals only).
 import type { CliIO } from "./cli.ts";
+import { terminalColumns, writeStderr } from "./_cli_runtime.ts";
 
 /** Work smaller than this shows no progress. */
 const PROGRESS_MIN_BYTES = 256 << 20;
@@ -15,14 +16,6 @@ export function progressBar(
 ): ((bytes: number, total: number | undefined) => void) & { done(): void } {
   let shown = false;
   let last = 0;
-  const encoder = new TextEncoder();
-  const columns = () => {
-    try {
-      return Deno.consoleSize().columns;
-    } catch {
-      return 80;
-    }
-  };
   const update = (bytes: number, total: number | undefined) => {
     if (!io.isTerminal) return;
     const known = total !== undefined && total > 0;
@@ -41,13 +34,13 @@ export function progressBar(
         (frac * 100).toFixed(0).padStart(3)
       }% ${mib(bytes)}/${mib(total)} MiB ${file}`;
     } else line = `${mib(bytes)} MiB hashed ${file}`;
-    const max = Math.max(10, columns() - 1);
+    const max = Math.max(10, terminalColumns() - 1);
     if (line.length > max) line = `${line.slice(0, max - 1)}…`;
-    Deno.stderr.writeSync(encoder.encode(`\r${line}\x1b[K`));
+    writeStderr(`\r${line}\x1b[K`);
   };
   return Object.assign(update, {
     done() {
-      if (shown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+      if (shown) writeStderr("\r\x1b[K");
       shown = false;
     },
   });

@@ -2,6 +2,14 @@
 import type { CliIO } from "./cli.ts";
 import { closest, parse, UsageError } from "./_cli_args.ts";
 import { progressBar } from "./_cli_progress.ts";
+import {
+  envVar,
+  isTerminal,
+  pathInfo,
+  PermissionNeeded,
+  readHidden,
+  readText,
+} from "./_cli_runtime.ts";
 import { certificateSigner } from "../sign/certificate_signer.ts";
 import { keySigner } from "../sign/key_signer.ts";
 import { sigstoreSigner } from "../sign/sigstore_signer.ts";
@@ -74,7 +82,7 @@ function gitPaths(
   return !values["no-ignore-git-paths"];
 }
 
-const read = (path: string) => Deno.readTextFile(path);
+const read = readText;
 
 /** Runs `sign`, `verify`, `lock` or `check`. */
 export async function signCommand(command: string, args: string[], io: CliIO): Promise<number> {
@@ -119,7 +127,7 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
       (values.name === undefined ? undefined : policy.models?.[values.name]?.version),
     signature: values.signature,
     ignorePaths: [
-      ...(values.ignore && (await Deno.stat(target)).isDirectory
+      ...(values.ignore && (await pathInfo(target)).isDirectory
         ? await cliIgnorePaths(target, values.ignore)
         : values.ignore ?? []),
       ...(lockInside !== undefined ? [lockInside] : []),
@@ -411,7 +419,7 @@ async function sign(args: string[], io: CliIO): Promise<number> {
       );
     }
   }
-  const isFile = (await Deno.stat(target)).isFile;
+  const isFile = (await pathInfo(target)).isFile;
   const omsOnly = values.shards !== undefined || values.hash !== undefined;
   if (isFile && target.endsWith(".safetensors") && !values.detached && !omsOnly) {
     const version = values["model-version"];
@@ -499,40 +507,21 @@ async function keyPassword(
   if (file !== undefined) return { password: (await read(file)).replace(/\r?\n$/, "") };
   let fromEnv: string | undefined;
   try {
-    fromEnv = Deno.env.get("SAFEMODELS_KEY_PASSWORD");
+    fromEnv = envVar("SAFEMODELS_KEY_PASSWORD");
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotCapable)) throw e;
+    if (!(e instanceof PermissionNeeded)) throw e;
     throw new UsageError(
       "the private key is encrypted: reading SAFEMODELS_KEY_PASSWORD needs --allow-env=SAFEMODELS_KEY_PASSWORD (or give --key-password-file)",
     );
   }
   if (fromEnv !== undefined) return { password: fromEnv };
-  if (!Deno.stdin.isTerminal()) {
+  if (!isTerminal("stdin")) {
     throw new UsageError(
       "the private key is encrypted: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
     );
   }
   io.err("Password for the private key: ");
-  return { password: await readHidden() };
-}
-
-/** A line from the terminal without echoing it. */
-export async function readHidden(): Promise<string> {
-  Deno.stdin.setRaw(true);
-  const chars: number[] = [];
-  const buf = new Uint8Array(1);
-  try {
-    for (;;) {
-      const n = await Deno.stdin.read(buf);
-      if (n === null || buf[0] === 0x0d || buf[0] === 0x0a) break;
-      if (buf[0] === 0x03) throw new UsageError("interrupted");
-      if (buf[0] === 0x7f || buf[0] === 0x08) chars.pop();
-      else chars.push(buf[0]!);
-    }
-  } finally {
-    Deno.stdin.setRaw(false);
-  }
-  return new TextDecoder().decode(new Uint8Array(chars));
+  return { password: await readHidden(() => new UsageError("interrupted")) };
 }
 
 /**

@@ -22,9 +22,20 @@
 
 import { closest, parse, UsageError } from "./_cli_args.ts";
 import { progressBar } from "./_cli_progress.ts";
+import {
+  exitProcess,
+  isPermissionError,
+  isTerminal,
+  onInterrupt,
+  pathInfo,
+  programArgs,
+  sibling,
+  stdinStream,
+} from "./_cli_runtime.ts";
 import config from "../deno.json" with { type: "json" };
 
 const VERSION: string = config.version;
+type SignModule = typeof import("./_cli_sign.ts");
 const COMMANDS = ["hash", "digest", "meta", "sign", "verify", "lock", "check", "keygen"];
 
 /** The part of the usage about one command (its lines under "Commands:"). */
@@ -118,7 +129,7 @@ export interface CliIO {
 const defaultIO: CliIO = {
   out: (s) => console.log(s),
   err: (s) => console.error(s),
-  isTerminal: typeof Deno !== "undefined" && Deno.stderr.isTerminal(),
+  isTerminal: isTerminal("stderr"),
 };
 
 /**
@@ -169,8 +180,9 @@ export async function main(
       case "verify":
       case "lock":
       case "check":
-        // Loaded on demand: hashing never loads the Sigstore libraries.
-        return await (await import("./_cli_sign.ts")).signCommand(command, rest, io);
+        // Loaded on demand, by a computed specifier: hashing never loads (nor
+        // on a first run downloads) the Sigstore libraries.
+        return await (await lazy<SignModule>("./_cli_sign")).signCommand(command, rest, io);
       case undefined:
       case "help":
       case "--help":
@@ -193,6 +205,26 @@ export async function main(
     // One line, whatever the message holds (names can contain newlines).
     io.err(`safemodels: ${describe(e).replace(/[\r\n]+/g, " ")}`);
     return isFailedCheck(e) ? 1 : 2;
+  }
+}
+
+/**
+ * Loads a module of the CLI's signing half by a computed specifier, so that
+ * hashing neither loads nor (on a first run) downloads the Sigstore libraries.
+ * Deno asks read permission for modules loaded this way from a local clone.
+ */
+async function lazy<T>(path: string): Promise<T> {
+  const url = sibling(path, import.meta.url);
+  try {
+    return await import(url) as T;
+  } catch (e) {
+    if (!isPermissionError(e) && !/Requires read access/.test(String(e))) throw e;
+    const dir = new URL("../", import.meta.url);
+    throw new UsageError(
+      `this command loads more of safemodels from ${
+        dir.protocol === "file:" ? decodeURIComponent(dir.pathname) : dir.href
+      }: allow reading it too (--allow-read=…,THAT_FOLDER), or run the published package`,
+    );
   }
 }
 
@@ -272,7 +304,7 @@ async function hashCommand(args: string[], io: CliIO): Promise<number> {
     let files: string[] | undefined;
     try {
       // `-`: standard input (safetensors streams; other formats need --format).
-      const hash = await safeHash(file === "-" ? Deno.stdin.readable : file, {
+      const hash = await safeHash(file === "-" ? await stdinStream() : file, {
         algorithm,
         ...(format ? { format } : {}),
         ...(workers !== undefined ? { workers } : {}),
@@ -339,10 +371,11 @@ async function digestCommand(args: string[], io: CliIO): Promise<number> {
     try {
       if (file === "-") {
         // Standard input: its bytes' digest.
-        digest = await fileDigest(Deno.stdin.readable, { algorithm });
+        digest = await fileDigest(await stdinStream(), { algorithm });
         results.push({ file, algorithm, digest });
-      } else if ((await Deno.stat(file)).isDirectory) {
+      } else if ((await pathInfo(file)).isDirectory) {
         // A folder: the OMS root digest, as `model_signing digest` prints it.
+        // Static specifiers: neither module loads Sigstore.
         const { modelDigest } = await import("../sign/sign_model.ts");
         const { cliIgnorePaths } = await import("./_cli_trust.ts");
         const ignorePaths = await cliIgnorePaths(file, ignoreGiven);
@@ -357,7 +390,7 @@ async function digestCommand(args: string[], io: CliIO): Promise<number> {
         bar.done();
         results.push({ file, algorithm: "oms-root", digest });
       } else {
-        const size = (await Deno.stat(file)).size;
+        const size = (await pathInfo(file)).size;
         const bar = progressBar(io, file);
         digest = await fileDigest(file, {
           algorithm,
@@ -420,10 +453,10 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
 if (import.meta.main) {
   // Ctrl-C: remove any temporary file being written (meta set, sign), then
   // exit as interrupted; the original files are untouched.
-  Deno.addSignalListener("SIGINT", async () => {
+  onInterrupt(async () => {
     const { removeTempFiles } = await import("../hash/_temp_files.ts");
     await removeTempFiles();
-    Deno.exit(130);
+    exitProcess(130);
   });
-  Deno.exit(await main(Deno.args));
+  exitProcess(await main(programArgs()));
 }

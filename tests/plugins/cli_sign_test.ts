@@ -284,9 +284,13 @@ Deno.test("cli verify: a missing read permission is a usage error naming --allow
   const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
   try {
     const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
-    // Read access to the model and the key, but not to the signature beside it.
+    // Read access to the model, the key and safemodels' own modules (which the
+    // CLI loads on demand), but not to the signature beside the model.
     await Deno.rename(`${dir}/model.sig`, `${dir}.sig`);
-    const allowed = [dir, PUB].join(",");
+    const own = ["plugins", "sign", "hash", "deno.json"].map((p) =>
+      new URL(`../../${p}`, import.meta.url).pathname
+    );
+    const allowed = [dir, PUB, ...own].join(",");
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -312,6 +316,27 @@ Deno.test("cli verify: a missing read permission is a usage error naming --allow
     assert.match(err, /--allow-read=.*\.sig/);
   } finally {
     await Deno.remove(`${dir}.sig`).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli verify: read access to the model only names the folder the signing half loads from", async () => {
+  const dir = await copyDir(fixture("oms/v1.0.1-elliptic-key"));
+  try {
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--no-prompt", `--allow-read=${dir},${PUB}`, cli, "verify", dir],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 2, err);
+    assert.match(
+      err,
+      /^safemodels: this command loads more of safemodels from \/.*: allow reading it/,
+    );
+    assert.equal(err.trim().split("\n").length, 1, err);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

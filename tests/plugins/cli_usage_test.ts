@@ -458,3 +458,49 @@ Deno.test("cli: --allow-read scoped to the model works for files big enough for 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: a first run of hash and digest from a clone needs no npm package but hash-wasm (no lockfile snapshot, no Sigstore)", async () => {
+  const { npmCache } = JSON.parse(
+    new TextDecoder().decode(
+      (await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" })
+        .output()).stdout,
+    ),
+  );
+  const denoDir = await Deno.makeTempDir();
+  try {
+    // A cache holding hash-wasm and nothing else; --cached-only fails on any other package.
+    const pkg = "registry.npmjs.org/hash-wasm";
+    await Deno.mkdir(`${denoDir}/npm/registry.npmjs.org`, { recursive: true });
+    const cp = await new Deno.Command("cp", {
+      args: ["-r", `${npmCache}/${pkg}`, `${denoDir}/npm/${pkg}`],
+    }).output();
+    assert.equal(cp.code, 0);
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    const model = new URL("../../../shared/fixtures/tensors/mixed.safetensors", import.meta.url)
+      .pathname;
+    const run = async (...args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--cached-only", "--quiet", "--allow-read", cli, ...args],
+        env: { DENO_DIR: denoDir },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return {
+        code: out.code,
+        text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+      };
+    };
+    const hashed = await run("hash", model);
+    assert.equal(hashed.code, 0, hashed.text);
+    assert.match(hashed.text, /^safemodels-v1:[0-9a-f]{64} /);
+    const digested = await run("digest", model);
+    assert.equal(digested.code, 0, digested.text);
+    // The signing half does need Sigstore: the same cache cannot run it
+    // (so this test would see a static import of it from the hashing path).
+    const verified = await run("verify", model, "--key", model);
+    assert.notEqual(verified.code, 0);
+    assert.match(verified.text, /@sigstore|npm package/i);
+  } finally {
+    await Deno.remove(denoDir, { recursive: true });
+  }
+});
