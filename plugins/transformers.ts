@@ -69,6 +69,7 @@ export {
   SignError,
   VerificationError,
 } from "../sign/errors.ts";
+export { ModelFormatError } from "../hash/errors.ts";
 
 /**
  * Installs the guard on transformers.js: from now on every model file it

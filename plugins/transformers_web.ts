@@ -73,6 +73,7 @@ export {
   SignError,
   VerificationError,
 } from "../sign/errors.ts";
+export { ModelFormatError } from "../hash/errors.ts";
 
 /**
  * Options for the browser guard.

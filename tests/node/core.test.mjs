@@ -1,18 +1,16 @@
-// The core modules under Node: `deno bundle --platform node` turns mod.ts and
-// sign/mod.ts into ES modules (see .ci/run), which this file imports from
-// $SAFEMODELS_NODE_DIR and checks against the shared fixtures with
-// node:test. Run: node --test tests/node/
+// The core modules under Node, imported from the packed npm package installed
+// in $SAFEMODELS_NODE_DIR (see .ci/run) and checked against the shared
+// fixtures with node:test. Run: deno task test:node
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const dir = process.env.SAFEMODELS_NODE_DIR;
+import { load } from "./_package.mjs";
+
 const fixtures = fileURLToPath(new URL("../../../shared/fixtures/", import.meta.url));
-const { safeHash, hashManifest, extractMetadata, fileDigest } = await import(
-  `${dir}/safemodels.mjs`
-);
-const sign = await import(`${dir}/safemodels-sign.mjs`);
+const { safeHash, hashManifest, extractMetadata, fileDigest } = await load("safemodels");
+const sign = await load("safemodels/sign");
 const expected = JSON.parse(readFileSync(`${fixtures}tensors/expected.json`, "utf8"));
 
 test("safeHash() matches the seed hashes for every format under Node", async () => {

@@ -8,10 +8,11 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 
-const dir = process.env.SAFEMODELS_NODE_DIR;
+import { cliBin, load } from "./_package.mjs";
+
 const fixtures = fileURLToPath(new URL("../../../shared/fixtures/", import.meta.url));
-const sm = await import(`${dir}/safemodels-guard.mjs`);
-const { transformers } = sm;
+const sm = { ...await load("safemodels/sign"), ...await load("safemodels/plugins/transformers") };
+const transformers = await load("@huggingface/transformers");
 const expected =
   JSON.parse(readFileSync(`${fixtures}tiny-bert/expected.json`, "utf8")).hello_world_mean_pooled;
 
@@ -127,19 +128,13 @@ test("guardTransformers() under Node: a remote model over a loopback hub, Node's
 
 test("guardTransformers() under Node reads a lockfile written by `safemodels lock`: pins vouch, bind and freeze", async () => {
   const { execFileSync } = await import("node:child_process");
-  const deno = process.env.SAFEMODELS_DENO;
-  assert.ok(deno, "SAFEMODELS_DENO names the deno binary that runs the CLI");
   const root = mkdtempSync(`${tmpdir()}/safemodels-node-lock-`);
   const dir = `${root}/acme/tiny-bert`;
   cpSync(`${fixtures}tiny-bert`, dir, { recursive: true });
   const lock = `${root}/safemodels.lock`;
-  const cli = fileURLToPath(new URL("../../plugins/cli.ts", import.meta.url));
-  execFileSync(deno, [
-    "run",
-    "--quiet",
-    `--allow-read=${root},${fixtures}`,
-    `--allow-write=${root}`,
-    cli,
+  // The package's own CLI, under Node.
+  execFileSync(process.execPath, [
+    cliBin,
     "lock",
     dir,
     "--key",

@@ -35,6 +35,9 @@ Deno.test("cli: a mistyped command or option says what was probably meant (exit 
   const o = await run(["hash", "--algoritm", "seed-xxh64", "x"]);
   assert.equal(o.code, 2);
   assert.match(o.err, /did you mean --algorithm\?/);
+  // Two neighbouring letters swapped count as one slip.
+  assert.match((await run(["hsah", "x"])).err, /did you mean "hash"/);
+  assert.match((await run(["verify", "x", "--idnetity", "a"])).err, /did you mean --identity\?/);
   const far = await run(["zzzzzz"]);
   assert.doesNotMatch(far.err, /did you mean/);
 });
