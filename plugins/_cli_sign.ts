@@ -70,6 +70,9 @@ const SIGN_ALIASES: Record<string, string> = {
   "--ignore-paths": "--ignore",
   "--private-key": "--key",
   "--certificate-chain": "--chain",
+  "--client-id": "--oidc-client-id",
+  "--client-secret": "--oidc-client-secret",
+  "--oauth-force-oob": "--no-browser",
 };
 
 /** `--ignore-git-paths` (the default) or `--no-ignore-git-paths`. */
@@ -337,6 +340,10 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     "signing-certificate": { type: "string" },
     chain: { type: "string", multiple: true },
     "identity-token": { type: "string" },
+    "oidc-issuer": { type: "string" },
+    "oidc-client-id": { type: "string" },
+    "oidc-client-secret": { type: "string" },
+    "no-browser": { type: "boolean" },
     "fulcio-url": { type: "string" },
     "rekor-url": { type: "string" },
     "tsa-url": { type: "string" },
@@ -398,9 +405,24 @@ async function sign(args: string[], io: CliIO): Promise<number> {
     signer = keySigner(pem, await keyPassword(pem, values["key-password-file"], io));
   } else {
     const { urls } = await trustChoice(values, read);
+    // No token given: the browser sign-in, on a terminal or when an issuer is named.
+    const interactive = values["identity-token"] === undefined &&
+      ((isTerminal("stdin") && isTerminal("stderr")) || values["oidc-issuer"] !== undefined);
     signer = sigstoreSigner({
       ...urls,
       ...(values["identity-token"] ? { identityToken: values["identity-token"] } : {}),
+      ...(interactive
+        ? {
+          interactive: {
+            ...(values["oidc-issuer"] ? { issuer: values["oidc-issuer"] } : {}),
+            ...(values["oidc-client-id"] ? { clientId: values["oidc-client-id"] } : {}),
+            ...(values["oidc-client-secret"] ? { clientSecret: values["oidc-client-secret"] } : {}),
+            // --no-browser: only print the URL (a remote shell, a headless machine).
+            ...(values["no-browser"] ? { openBrowser: false as const } : {}),
+            print: (line: string) => io.err(line),
+          },
+        }
+        : {}),
       ...(values["fulcio-url"] ? { fulcioURL: values["fulcio-url"] } : {}),
       ...(values["rekor-url"] ? { rekorURL: values["rekor-url"] } : {}),
       ...(values["tsa-url"] ? { tsaURL: values["tsa-url"] } : {}),

@@ -52,7 +52,7 @@ function commandUsage(command: string): string {
   return [`Usage: safemodels ${command} [options]`, "", ...out].join("\n");
 }
 import { ModelFormatError } from "../hash/errors.ts";
-import { EvidenceError, SignError } from "../sign/errors.ts";
+import { EvidenceError, OidcError, SignError } from "../sign/errors.ts";
 import { safeHash } from "../hash/safe_hash.ts";
 import type { HashAlgorithm, HashProgress } from "../hash/safe_hash.ts";
 import { fileDigest } from "../hash/file_digest.ts";
@@ -78,7 +78,9 @@ Commands:
   sign <file|dir> (--key K | --cert K --chain C... | --identity-token T | keyless) [--ignore P...]
        [--name N --model-version V] [--detached] [--signature S] [--shards [SIZE]]
        [--hash sha256|blake2b|blake3] [--allow-symlinks] [--no-ignore-git-paths]
-       [--use-staging | --trust-config F]
+       [--use-staging | --trust-config F] [--oidc-issuer U] [--oidc-client-id C] [--no-browser]
+      Keyless with no token (--identity-token, SIGSTORE_ID_TOKEN, GitHub Actions): on a terminal
+      (or with --oidc-issuer) a browser sign-in, redirected to a loopback port on 127.0.0.1.
       A folder or non-safetensors file: a detached OMS signature (model.sig). A .safetensors
       file: a signature embedded in its __metadata__ (needs --model-version), unless --detached
       (or --shards / --hash). --shards signs shards of SIZE bytes (default 1000000000).
@@ -233,7 +235,7 @@ async function lazy<T>(path: string): Promise<T> {
  * evidence that could not be read (exit 2).
  */
 function isFailedCheck(e: unknown): boolean {
-  return e instanceof SignError && !(e instanceof EvidenceError);
+  return e instanceof SignError && !(e instanceof EvidenceError) && !(e instanceof OidcError);
 }
 
 function describe(e: unknown): string {

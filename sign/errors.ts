@@ -61,7 +61,8 @@ export type SignErrorCode =
   | HashMismatchCode
   | SignatureMissingCode
   | "hash-missing"
-  | EvidenceErrorCode;
+  | EvidenceErrorCode
+  | OidcErrorCode;
 
 /** Options shared by the error classes. */
 export interface SignErrorOptions {
@@ -410,5 +411,52 @@ export class EvidenceError extends SignError {
   constructor(code: EvidenceErrorCode, message: string, options: SignErrorOptions = {}) {
     super(code, message, options);
     this.name = "EvidenceError";
+  }
+}
+
+/** Why the interactive sign-in failed; the `code` of an {@linkcode OidcError}. */
+export type OidcErrorCode =
+  /** The issuer URL, discovery request or discovery document is unusable. */
+  | "oidc-discovery"
+  /** The loopback callback server could not start, or the callback is malformed. */
+  | "oidc-callback"
+  /** The callback's `state` is not the one sent (a forged or stale redirect). */
+  | "oidc-state"
+  /** The identity provider answered the callback with an `error` (e.g. `access_denied`). */
+  | "oidc-denied"
+  /** The token endpoint refused the code or answered without a usable `id_token`. */
+  | "oidc-token"
+  /** The ID token's `nonce` is not the one sent (a token from another sign-in). */
+  | "oidc-nonce"
+  /** The sign-in did not complete within `timeoutMs`. */
+  | "oidc-timeout";
+
+/**
+ * The interactive sign-in (the browser OIDC flow of keyless signing) failed. A {@linkcode SignError} whose `code` is an
+ * {@linkcode OidcErrorCode}; the message says what was expected and what was
+ * found, and never contains a token, code or verifier.
+ *
+ * @example
+ * ```ts ignore
+ * import { OidcError, sigstoreSigner } from "@safemodels/safemodels/sign";
+ *
+ * try {
+ *   await sigstoreSigner({ interactive: true }).sign(new Uint8Array());
+ * } catch (e) {
+ *   if (e instanceof OidcError && e.code === "oidc-denied") console.error("sign-in cancelled");
+ * }
+ * ```
+ */
+export class OidcError extends SignError {
+  /**
+   * Creates the error.
+   *
+   * @param code Machine-readable reason.
+   * @param message What was expected and what was found.
+   * @param options Cause.
+   */
+  constructor(code: OidcErrorCode, message: string, options: SignErrorOptions = {}) {
+    super(code, `Cannot sign in to Sigstore: ${message}`, options);
+    this.name = "OidcError";
   }
 }

@@ -21,6 +21,7 @@ export {
   HashMismatch,
   HashMissing,
   InvalidSignature,
+  OidcError,
   PolicyError,
   SignatureMissing,
   SignError,
@@ -31,6 +32,7 @@ export type {
   HashMismatchCode,
   HashMismatchOptions,
   InvalidSignatureCode,
+  OidcErrorCode,
   PolicyCode,
   SignatureMissingCode,
   SignatureMissingOptions,
@@ -81,6 +83,12 @@ export type { KeySignerOptions } from "./key_signer.ts";
 export { certificateSigner } from "./certificate_signer.ts";
 export { DEFAULT_FULCIO_URL, DEFAULT_REKOR_URL, sigstoreSigner } from "./sigstore_signer.ts";
 export type { SigstoreSignerOptions } from "./sigstore_signer.ts";
+export {
+  DEFAULT_OIDC_CLIENT_ID,
+  DEFAULT_OIDC_ISSUER,
+  interactiveIdentityToken,
+} from "./_oidc_interactive.ts";
+export type { InteractiveTokenOptions } from "./_oidc_interactive.ts";
 export { ONNX_SIGNATURE_KEY, signOnnx, verifyOnnx } from "./onnx_signature.ts";
 export type { SignOnnxOptions, VerifiedOnnx, VerifyOnnxOptions } from "./onnx_signature.ts";
 export type { OmsResource } from "./_oms.ts";

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { InteractiveTokenOptions } from "./_oidc_interactive.ts";
 import { Buffer } from "node:buffer";
 import type { Witness } from "@sigstore/sign";
 import type { Signer, SigstoreBundle } from "./types.ts";
@@ -33,6 +34,16 @@ export interface SigstoreSignerOptions {
    * requested when absent.
    */
   tsaURL?: string;
+  /**
+   * When no token is found (option, `SIGSTORE_ID_TOKEN`, GitHub Actions):
+   * sign in in a browser instead, as `cosign` and `model_signing` do on a
+   * laptop (OIDC authorization code with PKCE, redirected to a loopback
+   * server on 127.0.0.1). `true` uses the public-good Sigstore issuer; an
+   * object chooses the issuer, client, browser opener and timeout. Off by
+   * default: a library never opens a browser unasked.
+   * @default {false}
+   */
+  interactive?: boolean | InteractiveTokenOptions;
   /**
    * The `fetch` used to request the GitHub Actions OIDC token (defaults to
    * the global one). Fulcio, Rekor and the TSA are reached by
@@ -117,13 +128,21 @@ async function resolveToken(options: SigstoreSignerOptions): Promise<string> {
     return await githubActionsToken(requestURL, requestToken, options.fetch ?? fetch);
   }
   if (denied.size > 0) {
-    // The variables may be set: say it is the permission that is missing.
+    // The variables may be set: say it is the permission that is missing
+    // (before any browser sign-in, which they might have made unneeded).
     throw new TypeError(
       `Cannot sign with Sigstore: reading ${
         [...denied].join(", ")
       } needs permission (deno run --allow-env=${
         [...denied].join(",")
       }), or pass an identity token`,
+    );
+  }
+  if (options.interactive) {
+    // Loaded only here: node:http and the flow stay out of other signers.
+    const { interactiveIdentityToken } = await import("./_oidc_interactive.ts");
+    return await interactiveIdentityToken(
+      options.interactive === true ? {} : options.interactive,
     );
   }
   throw new TypeError(NO_TOKEN);
@@ -153,7 +172,8 @@ function describe(error: unknown, token: string): string {
  * `verificationMaterial.certificate`, `tlogEntries` and
  * `timestampVerificationData`. The token comes from `options.identityToken`,
  * else the `SIGSTORE_ID_TOKEN` environment variable, else the GitHub Actions
- * ambient OIDC token; it is resolved at each `sign`, as tokens are short-lived.
+ * ambient OIDC token, else (with `interactive`) a browser sign-in; it is
+ * resolved at each `sign`, as tokens are short-lived.
  *
  * @example Signing in a GitHub Actions workflow (`id-token: write`)
  * ```ts ignore
