@@ -68,7 +68,7 @@ test("the README's Node app: a signed model runs; tampered and wrong-signer mode
 
     out = run("other.pub.pem");
     assert.equal(out.status, 1);
-    assert.match(out.stderr, /^untrusted: /);
+    assert.match(out.stderr, /^untrusted: wrong-signer: /);
 
     const onnx = join(work, "tiny-bert", "onnx", "model.onnx");
     const bytes = readFileSync(onnx);
