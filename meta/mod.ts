@@ -19,3 +19,4 @@ export { extractMetadata } from "./extract_metadata.ts";
 export { rewriteMetadata } from "./rewrite_metadata.ts";
 export type { RewriteMetadataOptions } from "./rewrite_metadata.ts";
 export { updateMeta } from "./update_meta.ts";
+export type { UpdateMetaOptions } from "./update_meta.ts";

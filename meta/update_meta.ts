@@ -2,6 +2,26 @@ import { trackTempFile, untrackTempFile } from "../hash/_temp_files.ts";
 import { rewriteMetadata, type RewriteMetadataOptions } from "./rewrite_metadata.ts";
 
 /**
+ * Options of {@linkcode updateMeta}.
+ *
+ * @example Reporting progress on a big file
+ * ```ts ignore
+ * import { updateMeta } from "@safemodels/safemodels/meta";
+ *
+ * await updateMeta("model.safetensors", { version: "2" }, {
+ *   onProgress: (done, total) => console.error(`${Math.round((100 * done) / total)}%`),
+ * });
+ * ```
+ */
+export interface UpdateMetaOptions extends RewriteMetadataOptions {
+  /**
+   * Called as the new file is written, with the bytes written so far and the
+   * original file's size (the new one differs only by the header).
+   */
+  onProgress?: (bytesWritten: number, totalBytes: number) => void;
+}
+
+/**
  * Rewrites a safetensors file's `__metadata__` in place, safely: the seed
  * project's `update_meta`. The new metadata is merged into the old (or
  * replaces it with `clobber`), every tensor entry and byte is kept (so the
@@ -12,7 +32,7 @@ import { rewriteMetadata, type RewriteMetadataOptions } from "./rewrite_metadata
  *
  * @param path The safetensors file.
  * @param meta String keys to string values.
- * @param options Whether to replace rather than merge.
+ * @param options Whether to replace rather than merge; progress.
  * @returns Resolves when the file has been replaced.
  * @throws {TypeError} When a metadata value is not a string.
  * @throws {ModelFormatError} When the file is not a valid safetensors file.
@@ -28,7 +48,7 @@ import { rewriteMetadata, type RewriteMetadataOptions } from "./rewrite_metadata
 export async function updateMeta(
   path: string | URL,
   meta: Record<string, string>,
-  options: RewriteMetadataOptions = {},
+  options: UpdateMetaOptions = {},
 ): Promise<void> {
   const fs = await import("node:fs/promises");
   const { dirname, basename, join } = await import("node:path");
@@ -42,8 +62,11 @@ export async function updateMeta(
   );
   let out: Awaited<ReturnType<typeof fs.open>>;
   let mode: number;
+  let total = 0;
   try {
-    mode = (await fs.stat(file)).mode & 0o7777;
+    const info = await fs.stat(file);
+    mode = info.mode & 0o7777;
+    total = info.size;
     out = await fs.open(tmp, "wx", mode & 0o777);
     trackTempFile(tmp);
   } catch (e) {
@@ -53,11 +76,14 @@ export async function updateMeta(
   try {
     // The umask may have cut bits from the mode given to open.
     await out.chmod(mode);
+    let written = 0;
     for await (const chunk of stream) {
       let at = 0;
       while (at < chunk.byteLength) {
         at += (await out.write(chunk, at, chunk.byteLength - at)).bytesWritten;
       }
+      written += chunk.byteLength;
+      options.onProgress?.(written, total);
     }
     await out.sync();
     await out.close();

@@ -206,6 +206,12 @@ export async function main(
   } catch (e) {
     // One line, whatever the message holds (names can contain newlines).
     io.err(`safemodels: ${describe(e).replace(/[\r\n]+/g, " ")}`);
+    // --json: the error is in the JSON on stdout too, so a script reading
+    // stdout always gets one document.
+    const ends = args.indexOf("--");
+    if ((ends < 0 ? args : args.slice(0, ends)).includes("--json")) {
+      io.out(JSON.stringify({ ok: false, error: errorJson(e) }, null, 2));
+    }
     return isFailedCheck(e) ? 1 : 2;
   }
 }
@@ -439,7 +445,15 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
       if (eq <= 0) throw new UsageError(`expected key=value, got "${pair}"`);
       meta[pair.slice(0, eq)] = pair.slice(eq + 1);
     }
-    await updateMeta(file, meta, { clobber: values.clobber ?? false });
+    const bar = progressBar(io, file);
+    try {
+      await updateMeta(file, meta, {
+        clobber: values.clobber ?? false,
+        onProgress: (bytes, total) => bar(bytes, total),
+      });
+    } finally {
+      bar.done();
+    }
     if (values.json) {
       io.out(JSON.stringify({ ok: true, file, metadata: await extractMetadata(file) }, null, 2));
     }

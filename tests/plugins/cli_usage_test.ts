@@ -231,7 +231,7 @@ Deno.test("cli: `-` reads standard input for hash and digest", async () => {
   assert.equal(d.out.trim(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -");
 });
 
-Deno.test("cli: long verify and sign show one progress line on a terminal, cut to its width and cleared at the end", async (t) => {
+Deno.test("cli: long sign, verify, lock, check and meta set show one progress line on a terminal, cut to its width and cleared at the end", async (t) => {
   const script = await new Deno.Command("script", {
     args: ["--version"],
     stdout: "null",
@@ -262,19 +262,38 @@ Deno.test("cli: long verify and sign show one progress line on a terminal, cut t
       }).output();
       return new TextDecoder().decode(out.stdout);
     };
+    // A 300 MiB safetensors file (sparse) for meta set.
+    const big = `${dir}/a-big-file-with-a-rather-long-name.safetensors`;
+    const n = 300 << 20;
+    const header = new TextEncoder().encode(
+      JSON.stringify({ w: { dtype: "U8", shape: [n], data_offsets: [0, n] } }).padEnd(64, " "),
+    );
+    const head = new Uint8Array(8 + header.length);
+    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+    head.set(header, 8);
+    const f = await Deno.open(big, { write: true, create: true });
+    await f.write(head);
+    await f.truncate(head.length + n);
+    f.close();
+    await Deno.writeTextFile(
+      `${dir}/policy.json`,
+      JSON.stringify({ publicKeys: [await Deno.readTextFile(`${dir}/k.pub.pem`)] }),
+    );
+    const pub = `${dir}/k.pub.pem`;
     for (
-      const args of [["sign", model, "--key", `${dir}/k.pem`], [
-        "verify",
-        model,
-        "--key",
-        `${dir}/k.pub.pem`,
-      ]]
+      const args of [
+        ["sign", model, "--key", `${dir}/k.pem`],
+        ["verify", model, "--key", pub],
+        ["lock", model, "--key", pub, "--lock", `${dir}/safemodels.lock`],
+        ["check", model, "--policy", `${dir}/policy.json`],
+        ["meta", "set", big, "note=progress"],
+      ]
     ) {
       const text = await inTerminal(args);
-      const lines = text.split("\r").filter((l) => l.includes("MiB"));
+      const lines = text.split("\r").filter((l) => l.includes("MiB") || /\d%/.test(l));
       assert.ok(
         lines.length > 0,
-        `${args[0]}: no progress shown: ${JSON.stringify(text.slice(0, 300))}`,
+        `${args.join(" ")}: no progress shown: ${JSON.stringify(text.slice(0, 300))}`,
       );
       for (const l of lines) {
         const visible = l.replaceAll("\x1b[K", "").replace(/\n.*$/s, "");
@@ -287,47 +306,55 @@ Deno.test("cli: long verify and sign show one progress line on a terminal, cut t
   }
 });
 
-Deno.test("cli: Ctrl-C during meta set leaves no temporary file and the original intact", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cli-sigint-" });
-  try {
-    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
-    const path = `${dir}/big.safetensors`;
-    const n = 768 << 20;
-    const header = new TextEncoder().encode(
-      JSON.stringify({ w: { dtype: "U8", shape: [n], data_offsets: [0, n] } }).padEnd(64, " "),
-    );
-    const head = new Uint8Array(8 + header.length);
-    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
-    head.set(header, 8);
-    const f = await Deno.open(path, { write: true, create: true });
-    await f.write(head);
-    await f.truncate(head.length + n);
-    f.close();
-    const before = await Deno.stat(path);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", cli, "meta", "set", path, "note=interrupted"],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    // Wait for the temporary file, then interrupt.
-    let seen = false;
-    for (let i = 0; i < 500 && !seen; i++) {
-      seen = [...Deno.readDirSync(dir)].some((e) => e.name.endsWith(".tmp"));
-      if (!seen) await new Promise((r) => setTimeout(r, 10));
+for (const command of ["meta set", "sign"]) {
+  Deno.test(`cli: Ctrl-C during ${command} leaves no temporary file and the original intact`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "cli-sigint-" });
+    const keys = await Deno.makeTempDir({ prefix: "cli-sigint-keys-" });
+    try {
+      const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+      const path = `${dir}/big.safetensors`;
+      const n = 768 << 20;
+      const header = new TextEncoder().encode(
+        JSON.stringify({ w: { dtype: "U8", shape: [n], data_offsets: [0, n] } }).padEnd(64, " "),
+      );
+      const head = new Uint8Array(8 + header.length);
+      new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+      head.set(header, 8);
+      const f = await Deno.open(path, { write: true, create: true });
+      await f.write(head);
+      await f.truncate(head.length + n);
+      f.close();
+      assert.equal((await run(["keygen", "--out", `${keys}/k.pem`])).code, 0);
+      const before = await Deno.stat(path);
+      const args = command === "meta set"
+        ? ["meta", "set", path, "note=interrupted"]
+        : ["sign", path, "--key", `${keys}/k.pem`, "--name", "big", "--model-version", "1"];
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", cli, ...args],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      // Wait for the temporary file, then interrupt.
+      let seen = false;
+      for (let i = 0; i < 1000 && !seen; i++) {
+        seen = [...Deno.readDirSync(dir)].some((e) => e.name.endsWith(".tmp"));
+        if (!seen) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(seen, "the temporary file never appeared");
+      child.kill("SIGINT");
+      const status = await child.status;
+      const left = [...Deno.readDirSync(dir)].map((e) => e.name);
+      assert.deepEqual(left, ["big.safetensors"], `left behind: ${left}`);
+      assert.equal(status.code, 130);
+      const after = await Deno.stat(path);
+      assert.equal(after.size, before.size);
+      assert.equal(after.mtime?.getTime(), before.mtime?.getTime());
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(keys, { recursive: true });
     }
-    assert.ok(seen, "the temporary file never appeared");
-    child.kill("SIGINT");
-    const status = await child.status;
-    const left = [...Deno.readDirSync(dir)].map((e) => e.name);
-    assert.deepEqual(left, ["big.safetensors"], `left behind: ${left}`);
-    assert.equal(status.code, 130);
-    const after = await Deno.stat(path);
-    assert.equal(after.size, before.size);
-    assert.equal(after.mtime?.getTime(), before.mtime?.getTime());
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  });
+}
 
 Deno.test("cli: lock --update replaces a model's entry after a deliberate change; plain lock refuses the change", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cli-update-" });
@@ -505,5 +532,67 @@ Deno.test("cli: a first run of hash and digest from a clone needs no npm package
     assert.match(verified.text, /@sigstore|npm package/i);
   } finally {
     await Deno.remove(denoDir, { recursive: true });
+  }
+});
+
+Deno.test("cli --json: every command prints one JSON document of the documented shape, errors included", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli-json-" });
+  try {
+    const fixtures = new URL("../../../shared/fixtures/", import.meta.url).pathname;
+    const model = `${dir}/m.safetensors`;
+    await Deno.copyFile(`${fixtures}tensors/mixed.safetensors`, model);
+    const missing = `${dir}/missing.safetensors`;
+    assert.equal((await run(["keygen", "--out", `${dir}/k.pem`])).code, 0);
+    const json = async (args: string[], code: number) => {
+      const r = await run([...args, "--json"]);
+      assert.equal(r.code, code, `${args.join(" ")}: ${r.err}`);
+      return JSON.parse(r.out);
+    };
+    const isError = (e: unknown) =>
+      typeof e === "object" && e !== null && ["name", "code", "message"].every((k) => k in e);
+
+    // Several files: a result for each, the failing one with its error, exit 1.
+    for (const command of ["hash", "digest"]) {
+      const results = await json([command, model, missing], 1);
+      assert.equal(results.length, 2);
+      assert.equal(results[0].file, model);
+      assert.ok(typeof (results[0].hash ?? results[0].digest) === "string");
+      assert.equal(results[1].file, missing);
+      assert.ok(isError(results[1].error), JSON.stringify(results[1]));
+    }
+    const meta = await json(["meta", "get", model], 0);
+    assert.ok(typeof meta === "object" && !Array.isArray(meta));
+    const set = await json(["meta", "set", model, "note=json"], 0);
+    assert.deepEqual([set.ok, set.file, set.metadata.note], [true, model, "json"]);
+    const signed = await json(["sign", model, "--key", `${dir}/k.pem`, "--detached"], 0);
+    assert.deepEqual([signed.ok, signed.embedded, signed.signature], [
+      true,
+      false,
+      `${model}.sig`,
+    ]);
+    // verify finds m.safetensors.sig beside the file by itself.
+    const verified = await json(["verify", model, "--key", `${dir}/k.pub.pem`], 0);
+    assert.equal(verified.ok, true);
+    assert.deepEqual(verified.files.map((f: { verdict: string }) => f.verdict), ["verified"]);
+    const pub = `${fixtures}oms/keys/signing-key-pub.pem`;
+    const refused = await json(["verify", model, "--key", pub], 1);
+    assert.equal(refused.ok, false);
+    assert.ok(refused.errors.length > 0 && refused.errors.every(isError));
+    // Errors before any result: still one document on stdout.
+    for (
+      const [args, code] of [
+        [["meta", "get", missing], 2],
+        [["meta", "set", missing, "a=b"], 2],
+        [["sign", missing, "--key", `${dir}/k.pem`], 2],
+        [["verify", missing, "--key", pub], 2],
+        [["hash", "--algorithm", "nope", model], 2],
+      ] as const
+    ) {
+      const doc = await json([...args], code);
+      assert.equal(doc.ok, false, args.join(" "));
+      assert.ok(isError(doc.error), JSON.stringify(doc));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
