@@ -320,3 +320,46 @@ Deno.test("safeHash() buffers a non-safetensors stream of many small chunks in l
   });
   assert.equal(await safeHash(trickle), await safeHash(onnx));
 });
+
+Deno.test("safeHash() on workers: a file cut short mid-hash fails once, with one line naming the file and the shortfall", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cut.safetensors`;
+    const n = 512 << 20;
+    const header = new TextEncoder().encode(
+      JSON.stringify({
+        a: { dtype: "U8", shape: [n / 2], data_offsets: [0, n / 2] },
+        b: { dtype: "U8", shape: [n / 2], data_offsets: [n / 2, n] },
+      }).padEnd(96, " "),
+    );
+    const head = new Uint8Array(8 + header.length);
+    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+    head.set(header, 8);
+    const f = await Deno.open(path, { write: true, create: true });
+    await f.write(head);
+    await f.truncate(head.length + n);
+    f.close();
+    let cut = false;
+    const errors: unknown[] = [];
+    try {
+      await safeHash(path, {
+        workers: 2,
+        onProgress: () => {
+          if (!cut) {
+            cut = true;
+            Deno.truncateSync(path, 1000);
+          }
+        },
+      });
+    } catch (e) {
+      errors.push(e);
+    }
+    assert.ok(cut, "no progress was reported");
+    assert.equal(errors.length, 1);
+    const message = (errors[0] as Error).message;
+    assert.doesNotMatch(message, /\n/);
+    assert.match(message, /cut\.safetensors: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
