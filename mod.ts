@@ -22,8 +22,11 @@ export * from "./meta/mod.ts";
 // The specifier is computed on purpose, so that bundlers leave the CLI (and
 // the Sigstore libraries it loads) out of apps that only import this module,
 // and the hook does nothing where there is no Deno (Node 24 sets
-// import.meta.main too).
-if (import.meta.main && typeof Deno !== "undefined") {
+// import.meta.main too) or inside an app's bundle (whose entry is not mod.ts).
+if (
+  import.meta.main && typeof Deno !== "undefined" &&
+  /\/mod\.[jt]s$/.test(new URL(import.meta.url).pathname)
+) {
   const cli = new URL("./plugins/cli.ts", import.meta.url).href;
   const { main } = await import(cli);
   Deno.exit(await main(Deno.args));

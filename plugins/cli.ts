@@ -464,9 +464,10 @@ async function metaCommand(args: string[], io: CliIO): Promise<number> {
   );
 }
 
-/** Files smaller than this never show a progress bar. */
-
-if (import.meta.main) {
+// Run as a program: only when this file itself is the entry, not when a
+// bundler has inlined it into an app whose entry it now shares (Node 24+ and
+// Deno set import.meta.main there too).
+if (import.meta.main && /\/cli\.[jt]s$/.test(new URL(import.meta.url).pathname)) {
   // Ctrl-C: remove any temporary file being written (meta set, sign), then
   // exit as interrupted; the original files are untouched.
   onInterrupt(async () => {

@@ -68,7 +68,7 @@ test("the README's Node app: a signed model runs; tampered and wrong-signer mode
 
     out = run("other.pub.pem");
     assert.equal(out.status, 1);
-    assert.match(out.stderr, /^untrusted: wrong-signer: /);
+    assert.match(out.stderr, /^untrusted: untrusted-key: .*model\.sig/);
 
     const onnx = join(work, "tiny-bert", "onnx", "model.onnx");
     const bytes = readFileSync(onnx);
@@ -160,4 +160,25 @@ test("the package's .d.ts types check in a strict TypeScript consumer", () => {
   });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stdout, /Type 'string' is not assignable to type 'number'/);
+});
+
+test("the CLI's code inlined into another entry file (a bundler's output) does not run as the CLI", () => {
+  // Node 24+ sets import.meta.main for the entry; a bundler that inlines the
+  // CLI module into an app keeps its import.meta. A copy of the CLI module
+  // under another name, run as the entry, stands in for such a bundle.
+  const plugins = join(dir, "node_modules", "safemodels", "plugins");
+  const entry = join(plugins, "app-entry.js");
+  copyFileSync(join(plugins, "cli.js"), entry);
+  try {
+    const r = spawnSync(process.execPath, [entry, "--version"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, "");
+    // The real entry does run (Node 24+; older Node has no import.meta.main).
+    const cliFile = spawnSync(process.execPath, [join(plugins, "cli.js"), "--version"], {
+      encoding: "utf8",
+    });
+    if (import.meta.main !== undefined) assert.match(cliFile.stdout, /^safemodels /);
+  } finally {
+    rmSync(entry, { force: true });
+  }
 });
