@@ -13,7 +13,7 @@ import {
 } from "../../sign/_oidc_interactive.ts";
 import { SignError } from "../../sign/errors.ts";
 
-import { browser, jwt, s256, type StandIn, standIn, type Visit, within } from "./_oidc_standin.ts";
+import { browser, s256, type StandIn, standIn, type Visit, within } from "./_oidc_standin.ts";
 
 /** A response whose body is `total` bytes of spaces, in 64 KiB chunks. */
 function oversized(total: number): Response {
