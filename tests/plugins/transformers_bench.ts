@@ -28,7 +28,14 @@ for (const [name, externalData] of Object.entries(layouts)) {
   });
   await signModel(`${root}/${name}`, { signer: keySigner(keyPem) });
 }
-const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
+// Deno asks for --allow-all to stat /dev paths (the bench task gives it); a
+// column that cannot run says why rather than vanishing.
+let shmSkipped: string | undefined;
+const shm = await Deno.stat("/dev/shm").then(
+  (s) => s.isDirectory || (shmSkipped = "/dev/shm is not a folder", false),
+  (e) => (shmSkipped = String(e), false),
+);
+if (shmSkipped) console.log(`guard bench: the /dev/shm column is skipped (${shmSkipped})`);
 
 const script = new URL("./_load_model.ts", import.meta.url).pathname;
 async function load(
@@ -78,6 +85,7 @@ for (const model of Object.keys(layouts)) {
 
 globalThis.addEventListener("unload", () => {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+  if (shmSkipped) console.log(`guard bench: /dev/shm column skipped (${shmSkipped})`);
   for (const model of Object.keys(layouts)) {
     const base = results.get(`${model}/none`);
     if (!base?.ms.length) continue;
