@@ -11,6 +11,7 @@ import {
   readText,
 } from "./_cli_runtime.ts";
 import { certificateSigner } from "../sign/certificate_signer.ts";
+import { PolicyError } from "../sign/errors.ts";
 import { keySigner } from "../sign/key_signer.ts";
 import { sigstoreSigner } from "../sign/sigstore_signer.ts";
 import { signModel } from "../sign/sign_model.ts";
@@ -55,6 +56,7 @@ const POLICY_OPTIONS = {
   "use-staging": { type: "boolean" },
   "trust-config": { type: "string" },
   update: { type: "boolean" },
+  "hub-url": { type: "string" },
 } as const;
 
 /** `model_signing verify`'s option names, as ours. */
@@ -100,6 +102,15 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
     sigstore: (values.identity?.length ?? 0) + (values["identity-regexp"]?.length ?? 0) > 0,
   });
   const target = positionals[0]!;
+  if (target.startsWith("hf://")) {
+    if (command !== "lock") {
+      throw new UsageError(
+        `${command} reads a local model; pin a hub model with lock ${target}, then load it with the lockfile`,
+      );
+    }
+    return await lockHub(target, values, io);
+  }
+  if (values["hub-url"] !== undefined) throw new UsageError("--hub-url goes with lock hf://…");
   const policy = await policyFrom(values, command);
   const lockPath = values.lock ??
     (command === "lock" || values.frozen ? "safemodels.lock" : undefined);
@@ -214,6 +225,105 @@ export async function signCommand(command: string, args: string[], io: CliIO): P
 }
 
 const oneLine = (s: string) => s.replace(/[\r\n]+/g, " ");
+
+/**
+ * `lock hf://ORG/NAME[@REVISION]`: pins a hub model without downloading its
+ * weights (the hub's published LFS SHA-256s; small files hashed here) and
+ * records the commit with the digests, under the name and the revision.
+ */
+async function lockHub(
+  target: string,
+  values: {
+    files?: string[];
+    lock?: string;
+    update?: boolean;
+    json?: boolean;
+    "hub-url"?: string;
+    [option: string]: unknown;
+  },
+  io: CliIO,
+): Promise<number> {
+  const { parseHubSpec, pinHubModel } = await import("../sign/hub_pin.ts");
+  const allowed = new Set(["files", "lock", "update", "json", "hub-url"]);
+  for (const [option, value] of Object.entries(values)) {
+    if (value !== undefined && !allowed.has(option)) {
+      throw new UsageError(
+        `lock ${target} pins the hub's digests and verifies no signature here: --${option} does not apply`,
+      );
+    }
+  }
+  let repo: string, revision: string;
+  try {
+    ({ repo, revision } = parseHubSpec(target));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const optionalEnv = (name: string) => {
+    try {
+      return envVar(name);
+    } catch (e) {
+      if (e instanceof PermissionNeeded) return undefined;
+      throw e;
+    }
+  };
+  const endpoint = values["hub-url"] ?? optionalEnv("HF_ENDPOINT");
+  const token = optionalEnv("HF_TOKEN");
+  const lockPath = values.lock ?? "safemodels.lock";
+  const lockfile = await Lockfile.load(lockPath);
+  const pin = await pinHubModel(repo, {
+    revision,
+    ...(endpoint ? { endpoint } : {}),
+    ...(token ? { token } : {}),
+    ...(values.files ? { files: values.files } : {}),
+  });
+  const entry = { digests: pin.digests, commit: pin.commit };
+  const had = lockfile.get(repo, revision);
+  let locked: "recorded" | "matched" | "updated";
+  if (had === undefined || values.update) {
+    lockfile.record(repo, revision, entry);
+    await lockfile.save(lockPath);
+    locked = had === undefined ? "recorded" : "updated";
+  } else {
+    // The same check as for a local model: a changed pin is refused unless --update.
+    lockfile.check(repo, revision, entry);
+    if (had.commit !== undefined && had.commit !== pin.commit) {
+      throw new PolicyError(
+        "lock-mismatch",
+        `Cannot accept ${repo}@${revision}: it is now commit ${pin.commit}, the lockfile records ${had.commit} (lock --update to move the pin)`,
+      );
+    }
+    locked = "matched";
+  }
+  const published = new Set(pin.published);
+  if (values.json) {
+    io.out(JSON.stringify(
+      {
+        ok: true,
+        target,
+        name: repo,
+        version: revision,
+        commit: pin.commit,
+        lock: locked,
+        files: Object.entries(pin.digests).map(([file, digest]) => ({
+          file,
+          digest,
+          verdict: "pinned",
+          evidence: published.has(file) ? "hub-lfs" : "downloaded",
+        })),
+        errors: [],
+      },
+      null,
+      2,
+    ));
+    return 0;
+  }
+  io.out(
+    `OK ${target}: ${repo}@${revision} is commit ${pin.commit}; ${
+      Object.keys(pin.digests).length
+    } file(s) pinned (${pin.published.length} by the hub's LFS digests, ${pin.downloaded.length} downloaded and hashed); lockfile ${locked}`,
+  );
+  return 0;
+}
 
 function fileJson(f: FileCheck): Record<string, unknown> {
   const v = f.verdict;

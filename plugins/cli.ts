@@ -95,8 +95,10 @@ Commands:
       asked for (evidence for another is refused). model_signing's spellings work too
       (verify key|certificate|sigstore, --public_key, --certificate_chain, --ignore-paths, …).
   lock <file|dir> (options as verify) [--lock F] [--update]
+  lock hf://ORG/NAME[@REVISION] [--files F...] [--lock F] [--update] [--hub-url U]
       Verify, then record every file's digest and the signer (default safemodels.lock, never
-      inside the model folder unless given); --update replaces the model's entry.
+      inside the model folder unless given); --update replaces the model's entry. hf://: pin a
+      hub model without downloading its weights (the hub's LFS SHA-256s, the commit).
   check <file|dir> --policy P (options as verify)
       verify with a JSON policy file: the transformers.js guard's decision without loading.
   keygen [--curve P-256|P-384|P-521] [--out key.pem] [--pub key.pub.pem] [--encrypt]

@@ -53,7 +53,9 @@ export type EvidenceErrorCode =
   | "permission-denied"
   | "unreadable"
   | "too-large"
-  | "too-deep";
+  | "too-deep"
+  /** A model hub could not be reached or answered unlike a hub (pinning a hub model). */
+  | "hub-error";
 
 /** Every code a {@linkcode SignError} can carry. */
 export type SignErrorCode =

@@ -25,6 +25,11 @@ export interface LockEntry {
   digests: Record<string, string>;
   /** Who signed it, when it was signed. */
   signer?: LockedSigner;
+  /**
+   * The hub commit the digests were read at (`safemodels lock hf://…`), so
+   * that later loads can ask for exactly that commit.
+   */
+  commit?: string;
 }
 
 /** Options for {@linkcode Lockfile.check}. */
@@ -68,6 +73,15 @@ export function normalizeDigest(value: unknown, key = "digest"): string {
     `Cannot read lockfile: ${key} is ${
       JSON.stringify(value)?.slice(0, 80)
     }, expected "sha256:<64 hex digits>" (run safemodels lock again to rewrite it)`,
+  );
+}
+
+function readCommit(value: unknown, key: string): string {
+  if (typeof value === "string" && /^[0-9a-f]{40}$/.test(value)) return value;
+  throw new SyntaxError(
+    `Cannot read lockfile: "${key}" commit is ${
+      JSON.stringify(value)?.slice(0, 80)
+    }, expected 40 lower-case hex digits`,
   );
 }
 
@@ -150,6 +164,7 @@ export class Lockfile {
       this.#models.set(key, {
         digests,
         ...(e.signer !== undefined ? { signer: readSigner(e.signer, key) } : {}),
+        ...(e.commit !== undefined ? { commit: readCommit(e.commit, key) } : {}),
       });
     }
   }
@@ -226,7 +241,11 @@ export class Lockfile {
     const models: Record<string, LockEntry> = {};
     for (const key of [...this.#models.keys()].sort()) {
       const e = this.#models.get(key)!;
-      models[key] = { digests: sortKeys(e.digests), ...(e.signer ? { signer: e.signer } : {}) };
+      models[key] = {
+        digests: sortKeys(e.digests),
+        ...(e.signer ? { signer: e.signer } : {}),
+        ...(e.commit ? { commit: e.commit } : {}),
+      };
     }
     return { version: 1, models };
   }
@@ -319,6 +338,9 @@ export class Lockfile {
     this.#models.set(`${name}@${version}`, {
       digests,
       ...(entry.signer ? { signer: { ...entry.signer } } : {}),
+      ...(entry.commit !== undefined
+        ? { commit: readCommit(entry.commit, `${name}@${version}`) }
+        : {}),
     });
   }
 

@@ -89,6 +89,8 @@ export {
   interactiveIdentityToken,
 } from "./_oidc_interactive.ts";
 export type { InteractiveTokenOptions } from "./_oidc_interactive.ts";
+export { DEFAULT_HUB_ENDPOINT, parseHubSpec, pinHubModel } from "./hub_pin.ts";
+export type { HubPin, PinHubModelOptions } from "./hub_pin.ts";
 export { ONNX_SIGNATURE_KEY, signOnnx, verifyOnnx } from "./onnx_signature.ts";
 export type { SignOnnxOptions, VerifiedOnnx, VerifyOnnxOptions } from "./onnx_signature.ts";
 export type { OmsResource } from "./_oms.ts";
