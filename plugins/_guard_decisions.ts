@@ -12,6 +12,7 @@ import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { TrustPolicy } from "../sign/policy.ts";
 import type { VerifiedSigner } from "../sign/types.ts";
 import { omsFinding, onnxFinding, pinFinding } from "../sign/_findings.ts";
+import { Locator } from "./_guard_locate.ts";
 import { MAX_EVIDENCE_BYTES, readBoundedText } from "../sign/_json.ts";
 import type {
   FileRef,
@@ -142,6 +143,38 @@ export class Decisions {
     })());
   }
 
+  /** The lockfile's finding for a model as the decision asks for it. */
+  async #pins(ref: ModelRef): Promise<ReturnType<typeof pinFinding>> {
+    const asked = this.#asked(ref);
+    return pinFinding(
+      await this.lockfile(),
+      asked.name,
+      asked.version ?? ref.revision,
+      this.#ctx.frozen,
+    );
+  }
+
+  /**
+   * What is known of a file before its bytes move: the SHA-256 digests a
+   * lockfile pin and a verified model.sig (loaded here, so before any weight)
+   * expect, and the hub commit a pin was read at (`lock hf://…`).
+   */
+  async expectation(ref: FileRef): Promise<{ sha256: string[]; pinned: boolean; commit?: string }> {
+    if (ref.model.unplaced !== undefined) return { sha256: [], pinned: false };
+    const rec = this.model(ref.model);
+    rec.oms ??= this.#loadOms(ref.model);
+    const oms = await rec.oms;
+    const pins = await this.#pins(ref.model);
+    const pinned = pins?.entry?.digests[ref.file];
+    const signed = oms.$case === "verified" ? oms.resources.get(ref.file) : undefined;
+    const sha256 = [...new Set([pinned, signed].filter((d) => d?.startsWith("sha256:")))];
+    return {
+      sha256: sha256 as string[],
+      pinned: pinned !== undefined,
+      ...(pins?.entry?.commit ? { commit: pins.entry.commit } : {}),
+    };
+  }
+
   /**
    * What a file must be measured with beyond SHA-256 (the model's model.sig
    * may sign BLAKE2b digests or shards), and the signed value, so that a
@@ -264,7 +297,16 @@ export class Decisions {
     if (!env.allowRemoteModels) return { $case: "absent" };
     let res: Response;
     try {
-      res = await this.#ctx.fetch(ref.signature);
+      // A model pinned at a hub commit: its signature at that commit too.
+      const commit = (await this.#pins(ref).catch(() => undefined))?.entry?.commit;
+      const url = commit !== undefined && commit !== ref.revision
+        ? new Locator(this.#ctx.env, undefined).atRevision(
+          ref.signature,
+          { model: ref, file: "model.sig" },
+          commit,
+        ) ?? ref.signature
+        : ref.signature;
+      res = await this.#ctx.fetch(url);
     } catch (cause) {
       return {
         $case: "refused",

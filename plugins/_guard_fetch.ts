@@ -3,7 +3,7 @@
 // hashed and decided before anything is handed on.
 import { StreamMeasure } from "../sign/_oms_digest.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
-import { EvidenceError, SignError } from "../sign/errors.ts";
+import { EvidenceError, HashMismatch, SignError } from "../sign/errors.ts";
 import type { GuardCore } from "./_guard_core.ts";
 import {
   asBody,
@@ -101,6 +101,65 @@ async function admitFetched(
   return new VerifiedResponse(handle as Uint8Array);
 }
 
+/** The SHA-256 a hub announces for an LFS file (`X-Linked-Etag`, else `ETag`), if it is one. */
+function announcedSha256(headers: Headers): string | undefined {
+  const raw = headers.get("x-linked-etag") ?? headers.get("etag");
+  const value = raw?.replace(/^W\//, "").replace(/^"|"$/g, "").toLowerCase();
+  return value !== undefined && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
+}
+
+/**
+ * A hub file fetched as its evidence allows, before a byte of it moves (Deno
+ * and Node; browsers cannot read a redirect's headers): a model pinned at a
+ * hub commit is fetched at that commit (an immutable URL, whatever the
+ * branch now points to), and a file whose SHA-256 is pinned or signed is
+ * refused when the hub announces another digest for it on the redirect to
+ * its storage, so a model that will be refused moves no weight bytes. The
+ * bytes are still hashed and decided as they arrive.
+ */
+async function fetchPinned(
+  core: GuardCore,
+  url: string,
+  ref: FileRef,
+  // deno-lint-ignore no-explicit-any
+  init: any,
+  probe: boolean,
+): Promise<Response> {
+  const known = await core.decisions.expectation(ref);
+  const target = known.commit !== undefined && known.commit !== ref.model.revision
+    ? core.locator.atRevision(url, ref, known.commit) ?? url
+    : url;
+  // Metadata probes carry no bytes to check: only the URL is pinned.
+  if (probe || known.sha256.length === 0) return await core.originalFetch(target, init);
+  const first: Response = await core.originalFetch(target, { ...init, redirect: "manual" });
+  const announced = announcedSha256(first.headers);
+  const differs = announced !== undefined &&
+    known.sha256.some((d) => d !== `sha256:${announced}`);
+  if (differs) {
+    await first.body?.cancel();
+    const shown = `${ref.model.name}/${ref.file}`;
+    const expected = known.sha256.join(",");
+    const error = new HashMismatch(expected, `sha256:${announced}`, {
+      code: known.pinned ? "pin-differs" : "content-changed",
+      file: shown,
+    });
+    error.message = `Cannot load ${shown}: the hub announces SHA-256 ${announced}, but the ${
+      known.pinned ? "lockfile pins" : "model's signature signs"
+    } ${expected} (refused before any byte was transferred)`;
+    const v = core.decisions.failure(ref, error);
+    if (!core.decisions.allowed(v)) throw error;
+  }
+  if (first.status < 300 || first.status >= 400) return first;
+  const location = first.headers.get("location");
+  await first.body?.cancel();
+  if (location === null) return first;
+  const next = new URL(location, target);
+  // Credentials stay with the hub: never sent to the storage it redirects to.
+  const headers = new Headers(init?.headers);
+  if (next.origin !== new URL(target).origin) headers.delete("authorization");
+  return await core.originalFetch(next.href, { ...init, headers });
+}
+
 /** The fetch the guard puts in `env.fetch`. */
 export function guardedFetch(core: GuardCore) {
   const { locator, decisions } = core;
@@ -111,7 +170,9 @@ export function guardedFetch(core: GuardCore) {
     const probe = headers.has("range") || (init?.method ?? "GET").toUpperCase() !== "GET";
     if (/^(?:https?|blob):/i.test(url)) {
       const ref = locator.remote(url);
-      const res: Response = await core.originalFetch(input as string, init);
+      const res: Response = ref && core.platform.files
+        ? await fetchPinned(core, url, ref, init, probe)
+        : await core.originalFetch(input as string, init);
       // Metadata probes and errors carry no model bytes.
       if (!ref || probe || !res.ok || !res.body) return res;
       if (isWeightFile(ref.file)) {

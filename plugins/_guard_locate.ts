@@ -57,6 +57,21 @@ export class Locator {
     };
   }
 
+  /**
+   * The same file's URL at another revision (a pinned commit), built from the
+   * same host and path template; `undefined` when `url` is not `ref`'s.
+   */
+  atRevision(url: string, ref: FileRef, revision: string): string | undefined {
+    const base = ref.model.base;
+    if (base === undefined || !url.startsWith(`${base}/`)) return undefined;
+    const env = this.#env;
+    const host = env.remoteHost.replace(/\/+$/, "");
+    const template = env.remotePathTemplate.replace(/^\/+|\/+$/g, "");
+    const prefix = template.replaceAll("{model}", ref.model.name)
+      .replaceAll("{revision}", encodeURIComponent(revision));
+    return `${host}/${prefix}${url.slice(base.length)}`;
+  }
+
   /** A local path's model and file, or `undefined` when it is not a model file. */
   local(path: string): FileRef | undefined {
     if (!MODEL_FILE.test(path)) return undefined;

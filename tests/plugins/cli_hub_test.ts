@@ -18,6 +18,7 @@ import {
   FILES,
   guarded,
   opts,
+  signedCopy,
   test,
 } from "./_guard_harness.ts";
 
@@ -142,17 +143,21 @@ test(
 );
 
 test(
-  "guard on a hub-pinned lockfile (frozen): loads from the hub; a changed weight on the hub is refused, no session",
+  "guard on a hub-pinned lockfile (frozen): loads the pinned commit whatever main now is; a hub announcing another digest is refused before any weight byte moves",
   opts,
   async () => {
     const hub = startLoopbackHub();
     const dir = await Deno.makeTempDir({ prefix: "cli-hub-guard-" });
     try {
       const files = await tinyBert();
-      hub.add("acme/tiny-bert", files, { lfsFrom: 4096 });
+      const commit = hub.add("acme/tiny-bert", files, { lfsFrom: 4096 });
       const lock = `${dir}/safemodels.lock`;
       const r = await run(["lock", "hf://acme/tiny-bert", "--hub-url", hub.url, "--lock", lock]);
       assert.equal(r.code, 0, r.err);
+      // main moves on to other weights after the pin.
+      const weights = new Uint8Array(files["onnx/model.onnx"]!);
+      weights[3000]! ^= 1;
+      hub.add("acme/tiny-bert", { ...files, "onnx/model.onnx": weights }, { lfsFrom: 4096 });
       await guarded(
         { policy: { signatures: "optional" }, lockfile: lock, frozen: true },
         async (guard) => {
@@ -161,21 +166,91 @@ test(
           env.useBrowserCache = false;
           env.useFSCache = false;
           env.cacheKey = `hub-pin-${crypto.randomUUID()}`;
+          hub.log.length = 0;
+          // Immutable URLs: the pinned commit is what loads.
           assertClose(await embed("acme/tiny-bert"), EXPECTED);
           assert.ok(
             guard.records.every((x) => x.verdict === "verified" && x.evidence === "lockfile"),
           );
-          // The hub now serves other weights at main: refused before onnxruntime.
-          const weights = new Uint8Array(files["onnx/model.onnx"]!);
-          weights[3000]! ^= 1;
-          hub.add("acme/tiny-bert", { ...files, "onnx/model.onnx": weights }, { lfsFrom: 4096 });
+          const resolves = hub.log.filter((l) => l.includes("/resolve/"));
+          assert.ok(resolves.length >= 4, hub.log.join("\n"));
+          assert.ok(resolves.every((l) => l.includes(`/resolve/${commit}/`)), resolves.join("\n"));
+
+          // A hub that lies at the pinned commit: its redirect announces another
+          // SHA-256. Refused on the redirect, the storage never asked.
+          hub.override = (req) => {
+            const path = new URL(req.url).pathname;
+            if (!path.endsWith(`/resolve/${commit}/onnx/model.onnx`)) return undefined;
+            return new Response(null, {
+              status: 302,
+              headers: {
+                location: `${hub.url}/cdn/${"e".repeat(64)}`,
+                "x-linked-etag": `"${"e".repeat(64)}"`,
+                "x-linked-size": "1",
+              },
+            });
+          };
+          hub.log.length = 0;
           await new Promise((res) => setTimeout(res, 1600)); // a new load epoch
-          await assertRefused("acme/tiny-bert", HashMismatch, /onnx\/model\.onnx/);
+          const error = await assertRefused("acme/tiny-bert", HashMismatch, /onnx\/model\.onnx/);
+          assert.match(error.message, /refused before any byte was transferred/);
+          assert.equal((error as HashMismatch).code, "pin-differs");
+          assert.ok(!hub.log.some((l) => l.includes("/cdn/")), hub.log.join("\n"));
         },
       );
     } finally {
+      hub.override = undefined;
       await hub.close();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+test(
+  "guard on a signed hub model: model.sig is verified before any weight is asked for; a hub announcing another digest moves no weight byte",
+  opts,
+  async () => {
+    const hub = startLoopbackHub();
+    const { root, dir } = await signedCopy();
+    try {
+      const files: Record<string, Uint8Array> = {};
+      for (const f of [...FILES, "model.sig"]) files[f] = await Deno.readFile(`${dir}/${f}`);
+      hub.add("acme/tiny-bert", files, { lfsFrom: 4096 });
+      await guarded({}, async () => {
+        env.remoteHost = `${hub.url}/`;
+        env.allowLocalModels = false;
+        env.useBrowserCache = false;
+        env.useFSCache = false;
+        env.cacheKey = `hub-signed-${crypto.randomUUID()}`;
+        hub.log.length = 0;
+        assertClose(await embed("acme/tiny-bert"), EXPECTED);
+        const sig = hub.log.findIndex((l) => l.endsWith("/model.sig"));
+        const weight = hub.log.findIndex((l) =>
+          l.includes("onnx/model.onnx") && !l.startsWith("HEAD")
+        );
+        assert.ok(sig >= 0 && weight > sig, hub.log.join("\n"));
+
+        hub.override = (req) =>
+          new URL(req.url).pathname.endsWith("/onnx/model.onnx")
+            ? new Response(null, {
+              status: 302,
+              headers: {
+                location: `${hub.url}/cdn/${"d".repeat(64)}`,
+                "x-linked-etag": `"${"d".repeat(64)}"`,
+              },
+            })
+            : undefined;
+        hub.log.length = 0;
+        await new Promise((res) => setTimeout(res, 1600)); // a new load epoch
+        const error = await assertRefused("acme/tiny-bert", HashMismatch, /onnx\/model\.onnx/);
+        assert.equal((error as HashMismatch).code, "content-changed");
+        assert.match(error.message, /model's signature signs .*before any byte was transferred/);
+        assert.ok(!hub.log.some((l) => l.includes("/cdn/")), hub.log.join("\n"));
+      });
+    } finally {
+      hub.override = undefined;
+      await hub.close();
+      await Deno.remove(root, { recursive: true });
     }
   },
 );
