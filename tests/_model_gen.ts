@@ -68,10 +68,14 @@ export interface TinyModelOptions {
   seed?: number;
   /**
    * Store the embeddings in `onnx/model.onnx_data` (ONNX external data, and
-   * `use_external_data_format` in config.json) instead of inline.
+   * `use_external_data_format` in config.json) instead of inline; a number
+   * splits them over that many files (`model.onnx_data`, `model.onnx_data_1`,
+   * …, joined by a Concat in the graph), as transformers.js loads chunks.
    * @default {false}
    */
-  externalData?: boolean;
+  externalData?: boolean | number;
+  /** The ONNX file's name under `onnx/` (a dtype variant: `model_fp16.onnx`, …). @default {"model.onnx"} */
+  onnxName?: string;
 }
 
 const VOCAB = [
@@ -100,10 +104,13 @@ export function tinyOnnx(options: TinyModelOptions = {}): Uint8Array {
   return tinyOnnxParts(options).onnx;
 }
 
-/** The ONNX bytes and, with `externalData`, the bytes of `model.onnx_data`. */
+/**
+ * The ONNX bytes and, with `externalData`, the bytes of `model.onnx_data`
+ * (and, split, of each chunk in order: `chunks`).
+ */
 export function tinyOnnxParts(
   options: TinyModelOptions = {},
-): { onnx: Uint8Array; data?: Uint8Array } {
+): { onnx: Uint8Array; data?: Uint8Array; chunks?: Uint8Array[] } {
   const hidden = options.hidden ?? 8;
   const rows = VOCAB.length + (options.extraRows ?? 0);
   const weights = new Float32Array(rows * hidden);
@@ -116,19 +123,56 @@ export function tinyOnnxParts(
   const axes = new Uint8Array(new BigInt64Array([-1n]).buffer);
   const data = new Uint8Array(weights.buffer);
   const entry = (k: string, v: string) => len(13, msg(str(1, k), str(2, v)));
-  const embeddings = options.externalData
-    ? msg(
-      int(1, rows),
+  const onnxName = options.onnxName ?? "model.onnx";
+  const parts = options.externalData === true ? 1 : Number(options.externalData || 0);
+  const external = (name: string, location: string, partRows: number, bytes: number) =>
+    msg(
+      int(1, partRows),
       int(1, hidden),
       int(2, FLOAT),
-      str(8, "embeddings"),
-      entry("location", "model.onnx_data"),
+      str(8, name),
+      entry("location", location),
       entry("offset", "0"),
-      entry("length", String(data.byteLength)),
+      entry("length", String(bytes)),
       int(14, 1),
-    )
-    : tensor("embeddings", FLOAT, [rows, hidden], data);
+    );
+  // Split: rows cut into `parts` runs, one initializer (and file) each.
+  const cuts = Array.from(
+    { length: parts + 1 },
+    (_, i) => Math.round((rows * i) / Math.max(parts, 1)),
+  );
+  const chunkNames = Array.from(
+    { length: parts },
+    (_, i) => `${onnxName}_data${i === 0 ? "" : `_${i}`}`,
+  );
+  const initializers = parts === 0
+    ? [tensor("embeddings", FLOAT, [rows, hidden], data)]
+    : parts === 1
+    ? [external("embeddings", chunkNames[0]!, rows, data.byteLength)]
+    : chunkNames.map((name, i) =>
+      external(
+        `embeddings_${i}`,
+        name,
+        cuts[i + 1]! - cuts[i]!,
+        (cuts[i + 1]! - cuts[i]!) * hidden * 4,
+      )
+    );
+  const chunks = parts > 1
+    ? chunkNames.map((_, i) => data.slice(cuts[i]! * hidden * 4, cuts[i + 1]! * hidden * 4))
+    : undefined;
+  const concat = parts > 1
+    ? [len(
+      1,
+      node(
+        "Concat",
+        chunkNames.map((_, i) => `embeddings_${i}`),
+        ["embeddings"],
+        [len(5, msg(str(1, "axis"), int(3, 0), int(20, 2)))],
+      ),
+    )]
+    : [];
   const graph = msg(
+    ...concat,
     len(1, node("Gather", ["embeddings", "input_ids"], ["gathered"])),
     len(
       1,
@@ -140,7 +184,7 @@ export function tinyOnnxParts(
     len(1, node("Mul", ["gathered", "mask_3d"], ["masked"])),
     len(1, node("Tanh", ["masked"], ["last_hidden_state"])),
     str(2, "safemodels-tiny"),
-    len(5, embeddings),
+    ...initializers.map((t) => len(5, t)),
     len(5, tensor("unsqueeze_axes", INT64, [1], axes)),
     len(11, valueInfo("input_ids", INT64, ["batch", "sequence"])),
     len(11, valueInfo("attention_mask", INT64, ["batch", "sequence"])),
@@ -152,7 +196,8 @@ export function tinyOnnxParts(
     len(7, graph),
     len(8, msg(str(1, ""), int(2, 13))),
   );
-  return options.externalData ? { onnx, data } : { onnx };
+  if (chunks) return { onnx, chunks };
+  return parts === 1 ? { onnx, data } : { onnx };
 }
 
 /** The WordPiece tokenizer.json for the tiny vocabulary. */
@@ -224,7 +269,11 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
       vocab_size: VOCAB.length,
       hidden_size: options.hidden ?? 8,
       ...(options.externalData
-        ? { "transformers.js_config": { use_external_data_format: true } }
+        ? {
+          "transformers.js_config": {
+            use_external_data_format: options.externalData === true ? true : options.externalData,
+          },
+        }
         : {}),
     }),
   );
@@ -242,9 +291,13 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
       mask_token: "[MASK]",
     }),
   );
-  const { onnx, data } = tinyOnnxParts(options);
-  await Deno.writeFile(`${dir}/onnx/model.onnx`, onnx);
-  if (data) await Deno.writeFile(`${dir}/onnx/model.onnx_data`, data);
+  const { onnx, data, chunks } = tinyOnnxParts(options);
+  const onnxName = options.onnxName ?? "model.onnx";
+  await Deno.writeFile(`${dir}/onnx/${onnxName}`, onnx);
+  if (data) await Deno.writeFile(`${dir}/onnx/${onnxName}_data`, data);
+  for (const [i, chunk] of (chunks ?? []).entries()) {
+    await Deno.writeFile(`${dir}/onnx/${onnxName}_data${i === 0 ? "" : `_${i}`}`, chunk);
+  }
 }
 
 /** A fresh ECDSA P-256 key pair as PEM texts (PKCS#8 private, SPKI public). */

@@ -1,0 +1,92 @@
+// Model shapes transformers.js loads, generated (tests/_model_gen.ts; the split
+// model passes onnx.checker, see the generator), loaded guarded and run, and
+// refused with no onnxruntime session when one of the files it loads is
+// tampered with: external data split over model.onnx_data and
+// model.onnx_data_1, and dtype variants where only the requested file is
+// fetched and checked.
+import assert from "node:assert/strict";
+import { HashMismatch, keySigner, signModel } from "../../sign/mod.ts";
+import { writeTinyModel } from "../_model_gen.ts";
+import {
+  assertClose,
+  assertRefused,
+  embed,
+  guarded,
+  KEY,
+  local,
+  opts,
+  test,
+} from "./_guard_harness.ts";
+
+async function flipAt(path: string, at: number): Promise<void> {
+  const b = await Deno.readFile(path);
+  b[at]! ^= 0x01;
+  await Deno.writeFile(path, b);
+}
+
+test(
+  "external data in two chunks (model.onnx_data, model.onnx_data_1): loads as the inline model does; a flipped byte in the second chunk is refused",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "shapes-" });
+    try {
+      await writeTinyModel(`${root}/split`, { externalData: 2, extraRows: 2000 });
+      await writeTinyModel(`${root}/inline`, { extraRows: 2000 });
+      for (const m of ["split", "inline"]) {
+        await signModel(`${root}/${m}`, { signer: keySigner(KEY) });
+      }
+      await guarded({}, async (guard) => {
+        local(`${root}/`);
+        const want = await embed("inline");
+        assertClose(await embed("split"), want);
+        const loaded = guard.records.filter((r) => r.model === "split").map((r) => r.file).sort();
+        assert.deepEqual(
+          loaded.filter((f) => f.startsWith("onnx/")),
+          ["onnx/model.onnx", "onnx/model.onnx_data", "onnx/model.onnx_data_1"],
+        );
+        assert.ok(guard.records.every((r) => r.verdict === "verified"));
+        await flipAt(`${root}/split/onnx/model.onnx_data_1`, 100);
+        await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+        await assertRefused("split", HashMismatch, /onnx\/model\.onnx_data_1/);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test(
+  "dtype variants: only the requested file is fetched and checked; a tampered other variant does not matter, the requested one is refused",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "shapes-" });
+    try {
+      const dir = `${root}/variants`;
+      await writeTinyModel(dir, { onnxName: "model.onnx", seed: 1 });
+      await writeTinyModel(dir, { onnxName: "model_fp16.onnx", seed: 2 });
+      await writeTinyModel(dir, { onnxName: "model_quantized.onnx", seed: 3 });
+      await signModel(dir, { signer: keySigner(KEY) });
+      await writeTinyModel(`${root}/plain3`, { seed: 3 });
+      await guarded({ policy: { signatures: "optional" } }, async () => {
+        local(`${root}/`);
+        // What the q8 file holds, loaded as a plain model (no signature needed for the reference).
+        return await embed("plain3");
+      }).then(async (want) => {
+        await flipAt(`${dir}/onnx/model_fp16.onnx`, 50); // not requested: never read
+        await guarded({}, async (guard) => {
+          local(`${root}/`);
+          assertClose(await embed("variants", { dtype: "q8" }), want);
+          const onnx = guard.records.filter((r) => r.file.startsWith("onnx/")).map((r) => r.file);
+          assert.deepEqual([...new Set(onnx)], ["onnx/model_quantized.onnx"]);
+          await flipAt(`${dir}/onnx/model_quantized.onnx`, 50);
+          await new Promise((r) => setTimeout(r, 1600));
+          await assertRefused("variants", HashMismatch, /onnx\/model_quantized\.onnx/, {
+            dtype: "q8",
+          });
+        });
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
