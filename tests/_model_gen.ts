@@ -48,11 +48,17 @@ function valueInfo(name: string, elemType: number, dims: (number | string)[]): U
   return msg(str(1, name), len(2, msg(len(1, tensorType))));
 }
 
-function node(op: string, inputs: string[], outputs: string[], attrs: Part[][] = []): Uint8Array {
+function node(
+  op: string,
+  inputs: string[],
+  outputs: string[],
+  attrs: Part[][] = [],
+  name = `${op}_0`,
+): Uint8Array {
   return msg(
     ...inputs.map((i) => str(1, i)),
     ...outputs.map((o) => str(2, o)),
-    str(3, `${op}_0`),
+    str(3, name),
     str(4, op),
     ...attrs,
   );
@@ -314,4 +320,108 @@ export async function freshKeyPem(): Promise<{ privatePem: string; publicPem: st
     privatePem: pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", pair.privateKey)),
     publicPem: pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", pair.publicKey)),
   };
+}
+
+/**
+ * Writes a tiny decoder-only text-generation model (GPT-2 typed, one layer,
+ * one head) with a key/value cache: inputs `input_ids`, `attention_mask`,
+ * `past_key_values.0.key` / `.value` ([batch, 1, past, hidden]); outputs
+ * `logits` and `present.0.key` / `.value` (the past with this step's keys
+ * appended). The logits depend on the whole cache, so generating with a
+ * wrong or missing cache gives other tokens.
+ */
+export async function writeTinyDecoder(
+  dir: string,
+  options: { seed?: number } = {},
+): Promise<{ embeddings: Float32Array; lmHead: Float32Array; hidden: number; vocab: number }> {
+  const hidden = 8;
+  const vocab = VOCAB.length;
+  let s = options.seed ?? 7;
+  const rand = (n: number) =>
+    Float32Array.from({ length: n }, () => {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      return s / 2 ** 31 - 0.5;
+    });
+  const FLOAT = 1, INT64 = 7;
+  const i64 = (values: bigint[]) => new Uint8Array(new BigInt64Array(values).buffer);
+  const f32 = (a: Float32Array) => new Uint8Array(a.buffer);
+  const attr = (name: string, v: number) => len(5, msg(str(1, name), int(3, v), int(20, 2)));
+  const embeddings = rand(vocab * hidden);
+  const lmHead = rand(hidden * vocab);
+  const kv = ["batch_size", 1, "past_sequence_length", hidden];
+  const present = ["batch_size", 1, "total_sequence_length", hidden];
+  const graph = msg(
+    len(1, node("Gather", ["embeddings", "input_ids"], ["gathered"])),
+    len(1, node("Unsqueeze", ["gathered", "axis1"], ["step"])),
+    len(
+      1,
+      node("Concat", ["past_key_values.0.key", "step"], ["present.0.key"], [attr("axis", 2)], "k"),
+    ),
+    len(
+      1,
+      node("Concat", ["past_key_values.0.value", "step"], ["present.0.value"], [
+        attr("axis", 2),
+      ], "v"),
+    ),
+    len(
+      1,
+      node("ReduceMean", ["present.0.key"], ["context4"], [
+        attr("keepdims", 1),
+        len(5, msg(str(1, "axes"), int(8, 2), int(20, 7))),
+      ]),
+    ),
+    len(1, node("Squeeze", ["context4", "axis1"], ["context"])),
+    len(1, node("Add", ["gathered", "context"], ["mixed"])),
+    len(1, node("Tanh", ["mixed"], ["hidden_state"])),
+    len(1, node("MatMul", ["hidden_state", "lm_head"], ["logits"])),
+    str(2, "safemodels-tiny-decoder"),
+    len(5, tensor("embeddings", FLOAT, [vocab, hidden], f32(embeddings))),
+    len(5, tensor("lm_head", FLOAT, [hidden, vocab], f32(lmHead))),
+    len(5, tensor("axis1", INT64, [1], i64([1n]))),
+    len(11, valueInfo("input_ids", INT64, ["batch_size", "sequence_length"])),
+    len(11, valueInfo("attention_mask", INT64, ["batch_size", "total_sequence_length"])),
+    len(11, valueInfo("past_key_values.0.key", FLOAT, kv)),
+    len(11, valueInfo("past_key_values.0.value", FLOAT, kv)),
+    len(12, valueInfo("logits", FLOAT, ["batch_size", "sequence_length", vocab])),
+    len(12, valueInfo("present.0.key", FLOAT, present)),
+    len(12, valueInfo("present.0.value", FLOAT, present)),
+  );
+  const onnx = msg(
+    int(1, 8),
+    str(2, "safemodels"),
+    len(7, graph),
+    len(8, msg(str(1, ""), int(2, 13))),
+  );
+  await Deno.mkdir(`${dir}/onnx`, { recursive: true });
+  await Deno.writeFile(`${dir}/onnx/model.onnx`, onnx);
+  await Deno.writeTextFile(
+    `${dir}/config.json`,
+    JSON.stringify({
+      model_type: "gpt2",
+      architectures: ["GPT2LMHeadModel"],
+      vocab_size: vocab,
+      n_embd: hidden,
+      n_head: 1,
+      n_layer: 1,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      pad_token_id: 0,
+    }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/generation_config.json`,
+    JSON.stringify({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 }),
+  );
+  await Deno.writeTextFile(`${dir}/tokenizer.json`, tinyTokenizer());
+  await Deno.writeTextFile(
+    `${dir}/tokenizer_config.json`,
+    JSON.stringify({
+      tokenizer_class: "BertTokenizer",
+      do_lower_case: true,
+      model_max_length: 512,
+      unk_token: "[UNK]",
+      pad_token: "[PAD]",
+    }),
+  );
+  return { embeddings, lmHead, hidden, vocab };
 }

@@ -3,10 +3,11 @@
 // refused with no onnxruntime session when one of the files it loads is
 // tampered with: external data split over model.onnx_data and
 // model.onnx_data_1, and dtype variants where only the requested file is
-// fetched and checked.
+// fetched and checked; text generation with a key/value cache.
 import assert from "node:assert/strict";
 import { HashMismatch, keySigner, signModel } from "../../sign/mod.ts";
-import { writeTinyModel } from "../_model_gen.ts";
+import * as transformers from "@huggingface/transformers";
+import { writeTinyDecoder, writeTinyModel } from "../_model_gen.ts";
 import {
   assertClose,
   assertRefused,
@@ -15,6 +16,7 @@ import {
   KEY,
   local,
   opts,
+  sessions,
   test,
 } from "./_guard_harness.ts";
 
@@ -84,6 +86,80 @@ test(
             dtype: "q8",
           });
         });
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+/**
+ * The tiny decoder's greedy tokens, computed here from its weights: each step
+ * attends to every token so far (the cache), as the graph does.
+ */
+function referenceTokens(
+  w: { embeddings: Float32Array; lmHead: Float32Array; hidden: number; vocab: number },
+  prompt: number[],
+  steps: number,
+  eos: number,
+): number[] {
+  const { embeddings: e, lmHead, hidden: h, vocab: v } = w;
+  const seen = [...prompt];
+  const out: number[] = [];
+  for (let step = 0; step < steps; step++) {
+    const context = new Float64Array(h);
+    for (const t of seen) for (let j = 0; j < h; j++) context[j]! += e[t * h + j]! / seen.length;
+    const last = seen.at(-1)!;
+    const state = Array.from({ length: h }, (_, j) => Math.tanh(e[last * h + j]! + context[j]!));
+    let best = 0, bestScore = -Infinity;
+    for (let k = 0; k < v; k++) {
+      let score = 0;
+      for (let j = 0; j < h; j++) score += state[j]! * lmHead[j * v + k]!;
+      if (score > bestScore) [best, bestScore] = [k, score];
+    }
+    out.push(best);
+    if (best === eos) break;
+    seen.push(best);
+  }
+  return out;
+}
+
+test(
+  "text generation with a key/value cache (decoder-only): guarded generation matches the graph's own reference; a tampered model is refused",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "shapes-" });
+    try {
+      const weights = await writeTinyDecoder(`${root}/decoder`, { seed: 11 });
+      await signModel(`${root}/decoder`, { signer: keySigner(KEY) });
+      await guarded({}, async (guard) => {
+        local(`${root}/`);
+        const tokenizer = await transformers.AutoTokenizer.from_pretrained("decoder");
+        const model = await transformers.AutoModelForCausalLM.from_pretrained("decoder", {
+          dtype: "fp32",
+        });
+        try {
+          const inputs = tokenizer("hello world", { add_special_tokens: false });
+          const prompt = (inputs.input_ids.tolist() as bigint[][])[0]!.map(Number);
+          const ids = await model.generate({ ...inputs, max_new_tokens: 6, do_sample: false });
+          const generated = ((ids as transformers.Tensor).tolist() as bigint[][])[0]!.map(Number)
+            .slice(prompt.length);
+          assert.ok(generated.length >= 3, `too few tokens: ${generated}`);
+          assert.deepEqual(generated, referenceTokens(weights, prompt, 6, 2));
+        } finally {
+          await model.dispose();
+        }
+        assert.ok(
+          guard.records.some((r) => r.file === "onnx/model.onnx" && r.verdict === "verified"),
+        );
+        await flipAt(`${root}/decoder/onnx/model.onnx`, 400);
+        await new Promise((r) => setTimeout(r, 1600));
+        const before = sessions;
+        await assert.rejects(
+          transformers.AutoModelForCausalLM.from_pretrained("decoder", { dtype: "fp32" }),
+          HashMismatch,
+        );
+        assert.equal(sessions, before, "a session was created for the tampered model");
       });
     } finally {
       await Deno.remove(root, { recursive: true });
