@@ -425,3 +425,185 @@ export async function writeTinyDecoder(
   );
   return { embeddings, lmHead, hidden, vocab };
 }
+
+/**
+ * Writes a tiny T5-typed encoder-decoder for `text2text-generation`:
+ * `onnx/encoder_model.onnx` (`last_hidden_state = tanh(enc[input_ids])`) and
+ * `onnx/decoder_model_merged.onnx`, whose logits depend on the decoder's own
+ * cache (`past_key_values.0.decoder.*` → `present.0.decoder.*`) and on the
+ * encoder's states (also returned as `present.0.encoder.*`).
+ */
+export async function writeTinySeq2Seq(
+  dir: string,
+  options: { seed?: number } = {},
+): Promise<
+  {
+    encoder: Float32Array;
+    decoder: Float32Array;
+    lmHead: Float32Array;
+    hidden: number;
+    vocab: number;
+  }
+> {
+  const hidden = 8;
+  const vocab = VOCAB.length;
+  let s = options.seed ?? 5;
+  const rand = (n: number) =>
+    Float32Array.from({ length: n }, () => {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      return s / 2 ** 31 - 0.5;
+    });
+  const FLOAT = 1, INT64 = 7, BOOL = 9;
+  const i64 = (values: bigint[]) => new Uint8Array(new BigInt64Array(values).buffer);
+  const f32 = (a: Float32Array) => new Uint8Array(a.buffer);
+  const attr = (name: string, v: number) => len(5, msg(str(1, name), int(3, v), int(20, 2)));
+  const axes = (name: string, v: number) => len(5, msg(str(1, name), int(8, v), int(20, 7)));
+  const model = (graph: Uint8Array) =>
+    msg(int(1, 8), str(2, "safemodels"), len(7, graph), len(8, msg(str(1, ""), int(2, 13))));
+  const encoder = rand(vocab * hidden);
+  const decoder = rand(vocab * hidden);
+  const lmHead = rand(hidden * vocab);
+
+  const encoderGraph = msg(
+    len(1, node("Gather", ["embeddings", "input_ids"], ["gathered"])),
+    len(1, node("Tanh", ["gathered"], ["last_hidden_state"])),
+    str(2, "safemodels-tiny-encoder"),
+    len(5, tensor("embeddings", FLOAT, [vocab, hidden], f32(encoder))),
+    len(11, valueInfo("input_ids", INT64, ["batch_size", "encoder_sequence_length"])),
+    len(11, valueInfo("attention_mask", INT64, ["batch_size", "encoder_sequence_length"])),
+    len(
+      12,
+      valueInfo("last_hidden_state", FLOAT, ["batch_size", "encoder_sequence_length", hidden]),
+    ),
+  );
+  const past = (kind: string, seq: string) =>
+    valueInfo(`past_key_values.0.${kind}`, FLOAT, ["batch_size", 1, seq, hidden]);
+  const decoderGraph = msg(
+    len(1, node("Gather", ["embeddings", "input_ids"], ["gathered"])),
+    len(1, node("Unsqueeze", ["gathered", "axis1"], ["step"])),
+    len(
+      1,
+      node("Concat", ["past_key_values.0.decoder.key", "step"], ["present.0.decoder.key"], [
+        attr("axis", 2),
+      ], "dk"),
+    ),
+    len(
+      1,
+      node("Concat", ["past_key_values.0.decoder.value", "step"], ["present.0.decoder.value"], [
+        attr("axis", 2),
+      ], "dv"),
+    ),
+    len(
+      1,
+      node("Unsqueeze", ["encoder_hidden_states", "axis1"], ["present.0.encoder.key"], [], "ek"),
+    ),
+    len(
+      1,
+      node("Unsqueeze", ["encoder_hidden_states", "axis1"], ["present.0.encoder.value"], [], "ev"),
+    ),
+    len(
+      1,
+      node("ReduceMean", ["present.0.decoder.key"], ["dctx4"], [
+        attr("keepdims", 1),
+        axes("axes", 2),
+      ], "rd"),
+    ),
+    len(1, node("Squeeze", ["dctx4", "axis1"], ["dctx"])),
+    len(
+      1,
+      node("ReduceMean", ["encoder_hidden_states"], ["ectx"], [
+        attr("keepdims", 1),
+        axes("axes", 1),
+      ], "re"),
+    ),
+    len(1, node("Add", ["gathered", "dctx"], ["mixed0"], [], "a0")),
+    len(1, node("Add", ["mixed0", "ectx"], ["mixed"], [], "a1")),
+    len(1, node("Tanh", ["mixed"], ["hidden_state"])),
+    len(1, node("MatMul", ["hidden_state", "lm_head"], ["logits"])),
+    str(2, "safemodels-tiny-decoder-merged"),
+    len(5, tensor("embeddings", FLOAT, [vocab, hidden], f32(decoder))),
+    len(5, tensor("lm_head", FLOAT, [hidden, vocab], f32(lmHead))),
+    len(5, tensor("axis1", INT64, [1], i64([1n]))),
+    len(11, valueInfo("encoder_attention_mask", INT64, ["batch_size", "encoder_sequence_length"])),
+    len(11, valueInfo("input_ids", INT64, ["batch_size", "decoder_sequence_length"])),
+    len(
+      11,
+      valueInfo("encoder_hidden_states", FLOAT, ["batch_size", "encoder_sequence_length", hidden]),
+    ),
+    len(11, past("decoder.key", "past_decoder_sequence_length")),
+    len(11, past("decoder.value", "past_decoder_sequence_length")),
+    len(11, past("encoder.key", "encoder_sequence_length_out")),
+    len(11, past("encoder.value", "encoder_sequence_length_out")),
+    len(11, valueInfo("use_cache_branch", BOOL, [1])),
+    len(12, valueInfo("logits", FLOAT, ["batch_size", "decoder_sequence_length", vocab])),
+    len(
+      12,
+      valueInfo("present.0.decoder.key", FLOAT, ["batch_size", 1, "total_decoder_length", hidden]),
+    ),
+    len(
+      12,
+      valueInfo("present.0.decoder.value", FLOAT, [
+        "batch_size",
+        1,
+        "total_decoder_length",
+        hidden,
+      ]),
+    ),
+    len(
+      12,
+      valueInfo("present.0.encoder.key", FLOAT, [
+        "batch_size",
+        1,
+        "encoder_sequence_length",
+        hidden,
+      ]),
+    ),
+    len(
+      12,
+      valueInfo("present.0.encoder.value", FLOAT, [
+        "batch_size",
+        1,
+        "encoder_sequence_length",
+        hidden,
+      ]),
+    ),
+  );
+  await Deno.mkdir(`${dir}/onnx`, { recursive: true });
+  await Deno.writeFile(`${dir}/onnx/encoder_model.onnx`, model(encoderGraph));
+  await Deno.writeFile(`${dir}/onnx/decoder_model_merged.onnx`, model(decoderGraph));
+  await Deno.writeTextFile(
+    `${dir}/config.json`,
+    JSON.stringify({
+      model_type: "t5",
+      architectures: ["T5ForConditionalGeneration"],
+      is_encoder_decoder: true,
+      vocab_size: vocab,
+      d_model: hidden,
+      d_kv: hidden,
+      num_heads: 1,
+      num_layers: 1,
+      num_decoder_layers: 1,
+      decoder_start_token_id: 0,
+      eos_token_id: 2,
+      pad_token_id: 0,
+    }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/generation_config.json`,
+    JSON.stringify({ decoder_start_token_id: 0, eos_token_id: 2, pad_token_id: 0 }),
+  );
+  await Deno.writeTextFile(`${dir}/tokenizer.json`, tinyTokenizer());
+  await Deno.writeTextFile(
+    `${dir}/tokenizer_config.json`,
+    JSON.stringify({
+      tokenizer_class: "BertTokenizer",
+      do_lower_case: true,
+      model_max_length: 512,
+      unk_token: "[UNK]",
+      pad_token: "[PAD]",
+      cls_token: "[CLS]",
+      sep_token: "[SEP]",
+    }),
+  );
+  return { encoder, decoder, lmHead, hidden, vocab };
+}

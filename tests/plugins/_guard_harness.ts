@@ -126,11 +126,12 @@ export async function assertRefused(
   errorClass: new (...a: never[]) => Error,
   names: RegExp,
   extra: Record<string, unknown> = {},
+  task: "feature-extraction" | "text2text-generation" | "text-generation" = "feature-extraction",
 ): Promise<Error> {
   const before = sessions;
   unhandled.length = 0;
   const error = await within(
-    transformers.pipeline("feature-extraction", model, { dtype: "fp32", ...extra }).then(
+    transformers.pipeline(task, model, { dtype: "fp32", ...extra }).then(
       () => assert.fail("the pipeline loaded"),
       (e: Error) => e,
     ),

@@ -3,11 +3,12 @@
 // refused with no onnxruntime session when one of the files it loads is
 // tampered with: external data split over model.onnx_data and
 // model.onnx_data_1, and dtype variants where only the requested file is
-// fetched and checked; text generation with a key/value cache.
+// fetched and checked; text generation with a key/value cache; a T5-shaped
+// encoder-decoder.
 import assert from "node:assert/strict";
 import { HashMismatch, keySigner, signModel } from "../../sign/mod.ts";
 import * as transformers from "@huggingface/transformers";
-import { writeTinyDecoder, writeTinyModel } from "../_model_gen.ts";
+import { writeTinyDecoder, writeTinyModel, writeTinySeq2Seq } from "../_model_gen.ts";
 import {
   assertClose,
   assertRefused,
@@ -160,6 +161,99 @@ test(
           HashMismatch,
         );
         assert.equal(sessions, before, "a session was created for the tampered model");
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test(
+  "encoder-decoder (T5-shaped text2text-generation): guarded generation matches a reference of both graphs; tampering either file is refused with no session",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "shapes-" });
+    try {
+      const w = await writeTinySeq2Seq(`${root}/t5`, { seed: 5 });
+      await signModel(`${root}/t5`, { signer: keySigner(KEY) });
+      // The reference: encoder states, then greedy decoding from the start token.
+      const reference = (ids: number[], steps: number): number[] => {
+        const { hidden: h, vocab: v } = w;
+        const ectx = new Float64Array(h);
+        for (const t of ids) {
+          for (let j = 0; j < h; j++) ectx[j]! += Math.tanh(w.encoder[t * h + j]!) / ids.length;
+        }
+        const seen = [0];
+        const out: number[] = [];
+        for (let step = 0; step < steps; step++) {
+          const dctx = new Float64Array(h);
+          for (const t of seen) {
+            for (let j = 0; j < h; j++) {
+              dctx[j]! += w.decoder[t * h + j]! / seen.length;
+            }
+          }
+          const last = seen.at(-1)!;
+          const state = Array.from(
+            { length: h },
+            (_, j) => Math.tanh(w.decoder[last * h + j]! + dctx[j]! + ectx[j]!),
+          );
+          let best = 0, bestScore = -Infinity;
+          for (let k = 0; k < v; k++) {
+            let score = 0;
+            for (let j = 0; j < h; j++) score += state[j]! * w.lmHead[j * v + k]!;
+            if (score > bestScore) [best, bestScore] = [k, score];
+          }
+          out.push(best);
+          if (best === 2) break;
+          seen.push(best);
+        }
+        return out;
+      };
+      await guarded({}, async (guard) => {
+        local(`${root}/`);
+        const tokenizer = await transformers.AutoTokenizer.from_pretrained("t5");
+        const inputs = tokenizer("hello world");
+        const ids = (inputs.input_ids.tolist() as bigint[][])[0]!.map(Number);
+        const generate = await transformers.pipeline("text2text-generation", "t5", {
+          dtype: "fp32",
+        });
+        try {
+          const model = generate.model;
+          const out = await model.generate({ ...inputs, max_new_tokens: 6, do_sample: false });
+          const tokens = ((out as transformers.Tensor).tolist() as bigint[][])[0]!.map(Number);
+          assert.equal(tokens[0], 0, "decoding starts at decoder_start_token_id");
+          assert.ok(tokens.length >= 4, `too few tokens: ${tokens}`);
+          assert.deepEqual(tokens.slice(1), reference(ids, 6));
+          const [text] = await generate("hello world", { max_new_tokens: 6 }) as {
+            generated_text: string;
+          }[];
+          assert.equal(
+            text!.generated_text,
+            tokenizer.decode(tokens, { skip_special_tokens: true }),
+          );
+        } finally {
+          await generate.dispose();
+        }
+        const onnx = guard.records.filter((r) => r.model === "t5" && r.file.startsWith("onnx/"));
+        assert.deepEqual(
+          [...new Set(onnx.map((r) => r.file))].sort(),
+          ["onnx/decoder_model_merged.onnx", "onnx/encoder_model.onnx"],
+        );
+        assert.ok(onnx.every((r) => r.verdict === "verified"));
+        for (const file of ["onnx/encoder_model.onnx", "onnx/decoder_model_merged.onnx"]) {
+          const path = `${root}/t5/${file}`;
+          const good = await Deno.readFile(path);
+          await flipAt(path, 300);
+          await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+          await assertRefused(
+            "t5",
+            HashMismatch,
+            new RegExp(file.replace(".", "\\.")),
+            {},
+            "text2text-generation",
+          );
+          await Deno.writeFile(path, good);
+        }
       });
     } finally {
       await Deno.remove(root, { recursive: true });
