@@ -143,7 +143,7 @@ const pkg = {
     "and a transformers.js guard.",
   license: config.license,
   type: "module",
-  engines: { node: ">=20" },
+  engines: { node: ">=20.10" },
   exports: exportsMap,
   bin: { safemodels: "./bin/safemodels.js" },
   dependencies: Object.fromEntries(

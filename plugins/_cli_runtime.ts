@@ -171,6 +171,15 @@ export async function readHidden(interrupted: () => Error): Promise<string> {
  * libraries it loads) out until a command needs it; `.js` in the npm build.
  */
 export function sibling(path: string, base: string): string {
-  const ext = base.endsWith(".js") ? ".js" : ".ts";
-  return new URL(`${path}${ext}`, base).href;
+  const url = new URL(base);
+  const file = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+  // Only from the CLI's own file, beside its own modules: a bundle that
+  // inlined the CLI has no signing half beside it to load.
+  const own = /^cli\.(ts|js)$/.exec(file);
+  if (!own) {
+    throw new Error(
+      `the signing commands load modules beside plugins/cli.ts, but the CLI runs from ${file}: run safemodels from its package (npx safemodels, deno run jsr:@safemodels/safemodels/cli) rather than from a bundle`,
+    );
+  }
+  return new URL(`${path}.${own[1]}`, url).href;
 }

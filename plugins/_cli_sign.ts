@@ -258,16 +258,20 @@ async function lockHub(
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const optionalEnv = (name: string) => {
+  // Not silently skipped: without them a mirror or a private model would be
+  // looked up on the public hub instead.
+  const env = (name: string) => {
     try {
       return envVar(name);
     } catch (e) {
-      if (e instanceof PermissionNeeded) return undefined;
-      throw e;
+      if (!(e instanceof PermissionNeeded)) throw e;
+      throw new UsageError(
+        `lock ${target} reads HF_ENDPOINT and HF_TOKEN: run with --allow-env=HF_ENDPOINT,HF_TOKEN (and --allow-net for the hub)`,
+      );
     }
   };
-  const endpoint = values["hub-url"] ?? optionalEnv("HF_ENDPOINT");
-  const token = optionalEnv("HF_TOKEN");
+  const endpoint = values["hub-url"] ?? env("HF_ENDPOINT");
+  const token = env("HF_TOKEN");
   const lockPath = values.lock ?? "safemodels.lock";
   const lockfile = await Lockfile.load(lockPath);
   const pin = await pinHubModel(repo, {

@@ -83,6 +83,17 @@ export function installGuard(
       "Cannot guard transformers.js: a guard is already installed (uninstall it first)",
     );
   }
+  // transformers.js 3 reads files with the global fetch and its own file
+  // reader: nothing the guard could check before onnxruntime sees a byte.
+  // Refuse to install rather than guard nothing.
+  if (typeof env.fetch !== "function" || !("useCustomCache" in env)) {
+    const version = (env as { version?: unknown }).version;
+    throw new TypeError(
+      `Cannot guard transformers.js${
+        typeof version === "string" ? ` ${version}` : ""
+      }: it has no env.fetch (transformers.js 4 and later have it), so its file reads cannot be checked. Upgrade to @huggingface/transformers 4, or verify models with safemodels verify before loading them unguarded`,
+    );
+  }
   const o = resolveOptions(options, platform);
   const { files, verifiers } = platform;
   const saved = {

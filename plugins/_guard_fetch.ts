@@ -109,10 +109,10 @@ function announcedSha256(headers: Headers): string | undefined {
 }
 
 /**
- * A hub file fetched as its evidence allows, before a byte of it moves (Deno
- * and Node; browsers cannot read a redirect's headers): a model pinned at a
- * hub commit is fetched at that commit (an immutable URL, whatever the
- * branch now points to), and a file whose SHA-256 is pinned or signed is
+ * A hub file fetched as its evidence allows, before a byte of it moves: a
+ * model pinned at a hub commit is fetched at that commit (an immutable URL,
+ * whatever the branch now points to), and (Deno and Node: browsers cannot
+ * read a redirect's headers) a file whose SHA-256 is pinned or signed is
  * refused when the hub announces another digest for it on the redirect to
  * its storage, so a model that will be refused moves no weight bytes. The
  * bytes are still hashed and decided as they arrive.
@@ -129,8 +129,11 @@ async function fetchPinned(
   const target = known.commit !== undefined && known.commit !== ref.model.revision
     ? core.locator.atRevision(url, ref, known.commit) ?? url
     : url;
-  // Metadata probes carry no bytes to check: only the URL is pinned.
-  if (probe || known.sha256.length === 0) return await core.originalFetch(target, init);
+  // Metadata probes carry no bytes to check: only the URL is pinned. Browsers
+  // cannot read a redirect's headers: there the bytes are checked as they come.
+  if (probe || known.sha256.length === 0 || !core.platform.files) {
+    return await core.originalFetch(target, init);
+  }
   const first: Response = await core.originalFetch(target, { ...init, redirect: "manual" });
   const announced = announcedSha256(first.headers);
   const differs = announced !== undefined &&
@@ -154,6 +157,14 @@ async function fetchPinned(
   await first.body?.cancel();
   if (location === null) return first;
   const next = new URL(location, target);
+  if (next.protocol !== "https:" && next.protocol !== "http:") {
+    // As fetch's own redirect handling: never a file: or data: URL.
+    throw new EvidenceError(
+      "unreadable",
+      `Cannot load ${ref.model.name}/${ref.file}: the hub redirects it to a ${next.protocol} URL`,
+      { file: `${ref.model.name}/${ref.file}` },
+    );
+  }
   // Credentials stay with the hub: never sent to the storage it redirects to.
   const headers = new Headers(init?.headers);
   if (next.origin !== new URL(target).origin) headers.delete("authorization");
@@ -170,7 +181,7 @@ export function guardedFetch(core: GuardCore) {
     const probe = headers.has("range") || (init?.method ?? "GET").toUpperCase() !== "GET";
     if (/^(?:https?|blob):/i.test(url)) {
       const ref = locator.remote(url);
-      const res: Response = ref && core.platform.files
+      const res: Response = ref
         ? await fetchPinned(core, url, ref, init, probe)
         : await core.originalFetch(input as string, init);
       // Metadata probes and errors carry no model bytes.

@@ -5,6 +5,7 @@
 // while any of its files is refused.
 import { sha256Hex } from "../hash/_digest.ts";
 import { readOnnx } from "../hash/_onnx.ts";
+import { openModel } from "../hash/open_model.ts";
 import { bytesSource } from "../hash/_source.ts";
 import { SignatureMissing } from "../sign/errors.ts";
 import type { GuardCore } from "./_guard_core.ts";
@@ -12,19 +13,25 @@ import { type PrivateCopy, RECENT_MS } from "./_guard_copies.ts";
 import type { ModelRecord } from "./_guard_decisions.ts";
 import type { SessionClass } from "./_guard_types.ts";
 
-// SHA-256 of the tensor-op graphs transformers.js 4.3.1 embeds (ops/registry.js)
-// and runs through onnxruntime itself: the only buffers the gate lets through
-// without a signature.
-const TENSOR_OPS = new Set([
-  "b21dfdb55f63bb28862eee536f553038c8c94dfb535f2fbf3d5014b59a11bb67",
-  "e347f5dce9c5c5e6d94919ff633a6781bc3bf6ec312e85465869afbe29fe18aa",
-  "0c13d523b5ac9f303482e60b8002b7d260d65243c56ea3b0b425c694c189e9ff",
-  "6434577e4f88c7e2a2d6104f32403377b6d08fe64e6ce0ee3888101088087ffb",
-  "69fe4fe6ed0caac937254cf0b3bd74bb850fdaeb3e4004299378fcb56a835c5a",
-  "254de38be606291fee48e9ea5bd98da760e654e5602de8e0409e9dd7e466f11d",
-  "79195acd6a86924e9d1f4139ce762b6a5fd989748dde01ce7d3a6127e52a8217",
-  "07f1a48f57b8963d9fb4303807bcf1d804db6145cdcf9a927ecb83d80dceb89e",
-]);
+/** Largest buffer taken for a tensor-op graph (transformers.js' own are under 200 bytes). */
+const MAX_OP_GRAPH_BYTES = 4096;
+
+/**
+ * Whether `bytes` is a graph like the tensor ops transformers.js builds and
+ * runs through onnxruntime itself (interpolation, top-k, …): tiny, and
+ * holding no tensor at all (no initializer, no constant, no external data),
+ * so no weights. Derived from the bytes rather than listed, so a new
+ * transformers.js version's ops pass too; the only buffers the gate lets
+ * through without a signature.
+ */
+async function isWeightlessGraph(bytes: Uint8Array): Promise<boolean> {
+  if (bytes.byteLength > MAX_OP_GRAPH_BYTES) return false;
+  try {
+    return (await openModel(bytes, { format: "onnx" })).tensors.length === 0;
+  } catch {
+    return false;
+  }
+}
 
 const unverified = (what: string, file: string) =>
   new SignatureMissing(`Cannot create an onnxruntime session: ${what}`, { file });
@@ -72,7 +79,7 @@ export class SessionGate {
     let copy = whole ? copies.ofBuffer(bytes.buffer) : undefined;
     const hex = copy ? undefined : await sha256Hex(bytes);
     if (hex !== undefined) {
-      if (TENSOR_OPS.has(hex)) return original.apply(self, args);
+      if (await isWeightlessGraph(bytes)) return original.apply(self, args);
       copy = copies.ofDigest(`sha256:${hex}`);
     }
     if (!copy) {

@@ -105,7 +105,7 @@ Commands:
       A new EC signing key (PKCS #8, mode 0600) and its public key for --key; --encrypt asks for a
       password (terminal, --key-password-file or SAFEMODELS_KEY_PASSWORD). Never overwrites.
 
-Permissions: --allow-read (hash, digest, meta get, verify); plus --allow-write (meta set, sign, lock);\nkeyless sign also --allow-net and --allow-env.
+Permissions: --allow-read (hash, digest, meta get, verify); plus --allow-write (meta set, sign, lock);\nkeyless sign also --allow-net and --allow-env; lock hf:// --allow-net and --allow-env=HF_ENDPOINT,HF_TOKEN.
 Also: safemodels <command> --help, safemodels --version.
 Exit status: 0 success, 1 failed check, 2 usage or input error.`;
 

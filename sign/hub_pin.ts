@@ -43,6 +43,14 @@ export interface PinHubModelOptions {
   maxSmallFileBytes?: number;
   /** Called after each non-LFS file is hashed, with its path. */
   onFile?: (path: string) => void;
+  /** Aborts the pinning; it then rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * How long the whole pinning may take (a hub that answers a byte a second
+   * never finishes otherwise).
+   * @default {300000}
+   */
+  timeoutMs?: number;
 }
 
 /** What {@linkcode pinHubModel} found. */
@@ -66,7 +74,9 @@ const MAX_ENTRIES = 1 << 18;
 /** Most listing pages followed. */
 const MAX_PAGES = 1024;
 /** Largest JSON answer read (revision info, one listing page). */
-const MAX_JSON_BYTES = 32 << 20;
+const MAX_JSON_BYTES = 8 << 20;
+/** Most bytes of listing read in all (about 2^18 entries at ~250 bytes each). */
+const MAX_LISTING_BYTES = 64 << 20;
 
 const REPO = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$/;
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -107,18 +117,26 @@ export function parseHubSpec(spec: string): { repo: string; revision: string } {
     );
   }
   if (
-    revision === "" || revision.length > 256 ||
+    revision === "" || revision.length > 256 || revision.includes("@") ||
+    revision.split("/").some((part) => part === "" || part === "." || part === "..") ||
     [...revision].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
   ) {
     throw new TypeError(
-      `Cannot read ${JSON.stringify(spec)}: the revision after "@" is empty or unusable`,
+      `Cannot read ${
+        JSON.stringify(spec)
+      }: the revision after "@" is empty, has "@", "." or ".." parts, or control characters`,
     );
   }
   return { repo, revision };
 }
 
 /** Reads a JSON answer within the bound; names what was asked on failure. */
-async function readJson(repo: string, response: Response, what: string): Promise<unknown> {
+async function readJson(
+  repo: string,
+  response: Response,
+  what: string,
+  budget: { left: number } = { left: MAX_JSON_BYTES },
+): Promise<unknown> {
   const declared = Number(response.headers.get("content-length") ?? NaN);
   if (declared > MAX_JSON_BYTES) {
     await response.body?.cancel();
@@ -128,9 +146,15 @@ async function readJson(repo: string, response: Response, what: string): Promise
   let total = 0;
   for await (const chunk of response.body ?? new ReadableStream<Uint8Array>()) {
     total += chunk.byteLength;
-    if (total > MAX_JSON_BYTES) {
+    budget.left -= chunk.byteLength;
+    if (total > MAX_JSON_BYTES || budget.left < 0) {
       await response.body?.cancel().catch(() => {});
-      throw fail(repo, `the hub's ${what} is over ${MAX_JSON_BYTES} bytes`);
+      throw fail(
+        repo,
+        total > MAX_JSON_BYTES
+          ? `the hub's ${what} is over ${MAX_JSON_BYTES} bytes`
+          : `the hub's listing is over ${MAX_LISTING_BYTES} bytes in all`,
+      );
     }
     chunks.push(chunk);
   }
@@ -192,142 +216,177 @@ export async function pinHubModel(repo: string, options: PinHubModelOptions = {}
       `Cannot pin ${repo}: the hub endpoint must be http(s), found ${base.protocol}`,
     );
   }
-  const root = base.href.replace(/\/+$/, "");
+  const root = base.href.replace(/[?#].*$/, "").replace(/\/+$/, "");
   const fetchFn = options.fetch ?? globalThis.fetch;
-  const maxSmall = options.maxSmallFileBytes ?? 10 << 20;
-  const get = async (url: string, what: string): Promise<Response> => {
-    const headers: Record<string, string> = { Accept: "application/json" };
-    if (options.token && new URL(url).origin === base.origin) {
-      headers.Authorization = `Bearer ${options.token}`;
-    }
-    let response: Response;
-    try {
-      response = await fetchFn(url, { headers });
-    } catch (cause) {
-      throw fail(repo, `cannot reach the hub for the ${what} (${(cause as Error).message})`, cause);
-    }
-    if (!response.ok) {
-      await response.body?.cancel();
-      const code = response.headers.get("x-error-code");
+  const timeoutMs = options.timeoutMs ?? 300_000;
+  if (!(timeoutMs > 0)) throw new TypeError(`Cannot pin ${repo}: timeoutMs must be positive`);
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+  signal.throwIfAborted();
+  try {
+    const maxSmall = options.maxSmallFileBytes ?? 10 << 20;
+    const get = async (url: string, what: string): Promise<Response> => {
+      const headers: Record<string, string> = { Accept: "application/json" };
+      // The token goes to the hub's own URLs only (its origin and path).
+      if (options.token && url.startsWith(`${root}/`)) {
+        headers.Authorization = `Bearer ${options.token}`;
+      }
+      let response: Response;
+      try {
+        response = await fetchFn(url, { headers, signal });
+      } catch (cause) {
+        if (options.signal?.aborted) throw options.signal.reason;
+        throw fail(
+          repo,
+          deadline.aborted
+            ? `the hub at ${base.host} did not answer the ${what} within ${timeoutMs} ms`
+            : `cannot reach the hub at ${base.host} for the ${what} (${(cause as Error).message})`,
+          cause,
+        );
+      }
+      if (!response.ok) {
+        await response.body?.cancel();
+        const code = response.headers.get("x-error-code");
+        throw fail(
+          repo,
+          `the hub answered HTTP ${response.status}${code ? ` (${code})` : ""} for the ${what}`,
+        );
+      }
+      return response;
+    };
+
+    // 1. The revision's commit.
+    const info = await readJson(
+      repo,
+      await get(`${root}/api/models/${repo}/revision/${encodeURIComponent(revision)}`, "revision"),
+      "revision information",
+    ) as { sha?: unknown };
+    const commit = typeof info === "object" && info !== null ? info.sha : undefined;
+    if (typeof commit !== "string" || !COMMIT.test(commit)) {
       throw fail(
         repo,
-        `the hub answered HTTP ${response.status}${code ? ` (${code})` : ""} for the ${what}`,
+        `the hub named no commit (40 hex digits) for revision ${JSON.stringify(revision)}`,
       );
     }
-    return response;
-  };
 
-  // 1. The revision's commit.
-  const info = await readJson(
-    repo,
-    await get(`${root}/api/models/${repo}/revision/${encodeURIComponent(revision)}`, "revision"),
-    "revision information",
-  ) as { sha?: unknown };
-  const commit = typeof info === "object" && info !== null ? info.sha : undefined;
-  if (typeof commit !== "string" || !COMMIT.test(commit)) {
-    throw fail(
-      repo,
-      `the hub named no commit (40 hex digits) for revision ${JSON.stringify(revision)}`,
-    );
-  }
-
-  // 2. The commit's files (immutable), page by page.
-  type Entry = {
-    type?: unknown;
-    path?: unknown;
-    size?: unknown;
-    lfs?: { oid?: unknown; size?: unknown };
-  };
-  const files = new Map<string, { size: number; sha256?: string }>();
-  let url: string | undefined = `${root}/api/models/${repo}/tree/${commit}?recursive=true`;
-  for (let page = 0; url !== undefined; page++) {
-    if (page >= MAX_PAGES) throw fail(repo, `the listing runs past ${MAX_PAGES} pages`);
-    const response = await get(url, "file listing");
-    const next = nextLink(response.headers.get("link"));
-    const entries = await readJson(repo, response, "file listing");
-    if (!Array.isArray(entries)) throw fail(repo, "the hub's file listing is not a JSON array");
-    for (const e of entries as Entry[]) {
-      if (typeof e !== "object" || e === null || e.type !== "file") continue;
-      if (typeof e.path !== "string" || typeof e.size !== "number" || !(e.size >= 0)) {
-        throw fail(repo, `the listing has a file entry without a path and size`);
+    // 2. The commit's files (immutable), page by page.
+    type Entry = {
+      type?: unknown;
+      path?: unknown;
+      size?: unknown;
+      lfs?: { oid?: unknown; size?: unknown };
+    };
+    const files = new Map<string, { size: number; sha256?: string }>();
+    const budget = { left: MAX_LISTING_BYTES };
+    let entriesSeen = 0;
+    let url: string | undefined = `${root}/api/models/${repo}/tree/${commit}?recursive=true`;
+    for (let page = 0; url !== undefined; page++) {
+      if (page >= MAX_PAGES) throw fail(repo, `the listing runs past ${MAX_PAGES} pages`);
+      const response = await get(url, "file listing");
+      const next = nextLink(response.headers.get("link"));
+      const entries = await readJson(repo, response, "file listing", budget);
+      if (!Array.isArray(entries)) throw fail(repo, "the hub's file listing is not a JSON array");
+      entriesSeen += entries.length;
+      if (entriesSeen > MAX_ENTRIES) {
+        throw fail(repo, `the listing holds over ${MAX_ENTRIES} entries`);
       }
-      const unsafe = unsafePathReason(e.path);
-      if (unsafe) {
-        throw fail(repo, `the listing names an unsafe path ${JSON.stringify(e.path)} (${unsafe})`);
-      }
-      if (files.has(e.path)) throw fail(repo, `the listing names ${JSON.stringify(e.path)} twice`);
-      if (files.size >= MAX_ENTRIES) {
-        throw fail(repo, `the listing holds over ${MAX_ENTRIES} files`);
-      }
-      if (e.lfs !== undefined) {
-        const oid = e.lfs?.oid;
-        if (typeof oid !== "string" || !SHA256.test(oid) || e.lfs.size !== e.size) {
+      for (const e of entries as Entry[]) {
+        if (typeof e !== "object" || e === null || e.type !== "file") continue;
+        if (typeof e.path !== "string" || typeof e.size !== "number" || !(e.size >= 0)) {
+          throw fail(repo, `the listing has a file entry without a path and size`);
+        }
+        const unsafe = unsafePathReason(e.path);
+        if (unsafe) {
           throw fail(
             repo,
-            `the listing's LFS entry for ${
-              JSON.stringify(e.path)
-            } has no SHA-256 object id of its size`,
+            `the listing names an unsafe path ${JSON.stringify(e.path)} (${unsafe})`,
           );
         }
-        files.set(e.path, { size: e.size, sha256: oid });
-      } else files.set(e.path, { size: e.size });
-    }
-    // Later pages only from the hub itself.
-    if (next !== undefined) {
-      const n: URL = new URL(next, url);
-      if (n.origin !== base.origin) {
-        throw fail(repo, `the listing's next page is on another origin (${n.origin})`);
+        if (files.has(e.path)) {
+          throw fail(repo, `the listing names ${JSON.stringify(e.path)} twice`);
+        }
+        if (files.size >= MAX_ENTRIES) {
+          throw fail(repo, `the listing holds over ${MAX_ENTRIES} files`);
+        }
+        if (e.lfs !== undefined) {
+          const oid = e.lfs?.oid;
+          if (typeof oid !== "string" || !SHA256.test(oid) || e.lfs.size !== e.size) {
+            throw fail(
+              repo,
+              `the listing's LFS entry for ${
+                JSON.stringify(e.path)
+              } has no SHA-256 object id of its size`,
+            );
+          }
+          files.set(e.path, { size: e.size, sha256: oid });
+        } else files.set(e.path, { size: e.size });
       }
-      url = n.href;
-    } else url = undefined;
-  }
+      // Later pages only from the hub itself (its origin and path).
+      if (next !== undefined) {
+        const n: URL = new URL(next, url);
+        if (n.origin !== base.origin) {
+          throw fail(repo, `the listing's next page is on another origin (${n.origin})`);
+        }
+        if (!n.href.startsWith(`${root}/api/models/${repo}/tree/`)) {
+          throw fail(repo, `the listing's next page is not the hub's listing (${n.pathname})`);
+        }
+        url = n.href;
+      } else url = undefined;
+    }
 
-  // 3. The files asked for: published digests, or small files hashed here.
-  const wanted = options.files ?? [...files.keys()].sort();
-  const digests: Record<string, string> = {};
-  const published: string[] = [];
-  const downloaded: string[] = [];
-  for (const path of wanted) {
-    const file = files.get(path);
-    if (file === undefined) {
-      throw fail(
-        repo,
-        `${JSON.stringify(path)} is not a file of the model at ${commit.slice(0, 12)}`,
-      );
-    }
-    if (file.sha256 !== undefined) {
-      digests[path] = `sha256:${file.sha256}`;
-      published.push(path);
-      continue;
-    }
-    if (file.size > maxSmall) {
-      throw fail(
-        repo,
-        `${path} is ${file.size} bytes and not in LFS, over the ${maxSmall} bytes downloaded to hash`,
-      );
-    }
-    const response = await get(`${root}/${repo}/resolve/${commit}/${urlPath(path)}`, path);
-    const hasher = await createSha256();
-    let size = 0;
-    for await (const chunk of response.body ?? new ReadableStream<Uint8Array>()) {
-      size += chunk.byteLength;
-      if (size > file.size) {
-        await response.body?.cancel().catch(() => {});
-        break;
+    // 3. The files asked for: published digests, or small files hashed here.
+    const wanted = options.files ?? [...files.keys()].sort();
+    const digests: Record<string, string> = {};
+    const published: string[] = [];
+    const downloaded: string[] = [];
+    for (const path of wanted) {
+      const file = files.get(path);
+      if (file === undefined) {
+        throw fail(
+          repo,
+          `${JSON.stringify(path)} is not a file of the model at ${commit.slice(0, 12)}`,
+        );
       }
-      hasher.update(chunk);
+      if (file.sha256 !== undefined) {
+        digests[path] = `sha256:${file.sha256}`;
+        published.push(path);
+        continue;
+      }
+      if (file.size > maxSmall) {
+        throw fail(
+          repo,
+          `${path} is ${file.size} bytes and not in LFS, over the ${maxSmall} bytes downloaded to hash`,
+        );
+      }
+      const response = await get(`${root}/${repo}/resolve/${commit}/${urlPath(path)}`, path);
+      const hasher = await createSha256();
+      let size = 0;
+      for await (const chunk of response.body ?? new ReadableStream<Uint8Array>()) {
+        size += chunk.byteLength;
+        if (size > file.size) {
+          await response.body?.cancel().catch(() => {});
+          break;
+        }
+        hasher.update(chunk);
+      }
+      if (size !== file.size) {
+        throw fail(
+          repo,
+          `${path}: the hub sent ${
+            size > file.size ? "more than " : ""
+          }${size} bytes, its listing says ${file.size}`,
+        );
+      }
+      digests[path] = `sha256:${toHex(hasher.digest())}`;
+      downloaded.push(path);
+      options.onFile?.(path);
     }
-    if (size !== file.size) {
-      throw fail(
-        repo,
-        `${path}: the hub sent ${
-          size > file.size ? "more than " : ""
-        }${size} bytes, its listing says ${file.size}`,
-      );
+    return { repo, revision, commit, digests, published, downloaded };
+  } catch (e) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    if (deadline.aborted && !(e instanceof EvidenceError)) {
+      throw fail(repo, `the hub at ${base.host} did not finish within ${timeoutMs} ms`, e);
     }
-    digests[path] = `sha256:${toHex(hasher.digest())}`;
-    downloaded.push(path);
-    options.onFile?.(path);
+    throw e;
   }
-  return { repo, revision, commit, digests, published, downloaded };
 }

@@ -76,6 +76,19 @@ export function normalizeDigest(value: unknown, key = "digest"): string {
   );
 }
 
+/**
+ * A version as entries are keyed (`name@version`, split at the last "@"):
+ * one with "@" in it would name another entry, so it is refused.
+ */
+function checkVersion(name: string, version: string): void {
+  if (typeof version !== "string" || version === "" || version.includes("@")) {
+    throw new PolicyError(
+      "not-locked",
+      `Cannot look up ${name}@${version} in the lockfile: a version is a non-empty text without "@"`,
+    );
+  }
+}
+
 function readCommit(value: unknown, key: string): string {
   if (typeof value === "string" && /^[0-9a-f]{40}$/.test(value)) return value;
   throw new SyntaxError(
@@ -258,6 +271,7 @@ export class Lockfile {
    * @returns The entry or `undefined`.
    */
   get(name: string, version: string): LockEntry | undefined {
+    checkVersion(name, version);
     return this.#models.get(`${name}@${version}`);
   }
 
@@ -289,6 +303,7 @@ export class Lockfile {
    * ```
    */
   find(name: string, version?: string): FoundEntry {
+    if (version !== undefined) checkVersion(name, version);
     const keys = [...this.#models.keys()].filter((k) =>
       sameModelName(name, k.slice(0, k.lastIndexOf("@")), true)
     );
@@ -331,6 +346,7 @@ export class Lockfile {
    * @throws {SyntaxError} When a digest is not SHA-256.
    */
   record(name: string, version: string, entry: LockEntry): void {
+    checkVersion(name, version);
     const digests: Record<string, string> = {};
     for (const [file, value] of Object.entries(entry.digests)) {
       digests[file] = normalizeDigest(value, `digest of ${JSON.stringify(file)}`);
@@ -362,6 +378,7 @@ export class Lockfile {
     seen: LockEntry,
     options: LockCheckOptions = {},
   ): LockResult {
+    checkVersion(name, version);
     const key = `${name}@${version}`;
     const locked = this.#models.get(key);
     if (!locked) {

@@ -607,3 +607,24 @@ export async function writeTinySeq2Seq(
   );
   return { encoder, decoder, lmHead, hidden, vocab };
 }
+
+/**
+ * A tiny graph `y = tanh(x)` (float [n]); with `weight`, `y = tanh(x + w)`
+ * with `w` a 4-value initializer: a weightless op graph, or the smallest
+ * graph that carries weights.
+ */
+export function opGraph(weight = false): Uint8Array {
+  const FLOAT = 1;
+  const graph = msg(
+    ...(weight
+      ? [len(1, node("Add", ["x", "w"], ["xw"])), len(1, node("Tanh", ["xw"], ["y"]))]
+      : [len(1, node("Tanh", ["x"], ["y"]))]),
+    str(2, weight ? "weighted-op" : "op"),
+    ...(weight
+      ? [len(5, tensor("w", FLOAT, [4], new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer)))]
+      : []),
+    len(11, valueInfo("x", FLOAT, [4])),
+    len(12, valueInfo("y", FLOAT, [4])),
+  );
+  return msg(int(1, 8), str(2, "safemodels"), len(7, graph), len(8, msg(str(1, ""), int(2, 13))));
+}

@@ -4,7 +4,7 @@
 // guard, frozen on that lockfile, loads the model from the hub and refuses a
 // changed weight with no onnxruntime session.
 import assert from "node:assert/strict";
-import { HashMismatch } from "../../sign/mod.ts";
+import { EvidenceError, HashMismatch } from "../../sign/mod.ts";
 import { Lockfile } from "../../sign/lockfile.ts";
 import { fixture } from "../_helpers.ts";
 import { startLoopbackHub } from "../_loopback_hub.ts";
@@ -196,6 +196,16 @@ test(
           assert.match(error.message, /refused before any byte was transferred/);
           assert.equal((error as HashMismatch).code, "pin-differs");
           assert.ok(!hub.log.some((l) => l.includes("/cdn/")), hub.log.join("\n"));
+
+          // A redirect to a local file is never followed (fetch itself refuses those).
+          const secret = `${dir}/secret.json`;
+          await Deno.writeTextFile(secret, '{"model_type":"bert"}');
+          hub.override = (req) =>
+            new URL(req.url).pathname.endsWith(`/resolve/${commit}/onnx/model.onnx`)
+              ? new Response(null, { status: 302, headers: { location: `file://${secret}` } })
+              : undefined;
+          await new Promise((res) => setTimeout(res, 1600));
+          await assertRefused("acme/tiny-bert", EvidenceError, /redirects it to a file: URL/);
         },
       );
     } finally {

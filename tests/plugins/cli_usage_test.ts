@@ -596,3 +596,18 @@ Deno.test("cli --json: every command prints one JSON document of the documented 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: the signing half loads only beside the CLI's own file (cli.ts / cli.js), never beside a bundle", async () => {
+  const { sibling } = await import("../../plugins/_cli_runtime.ts");
+  assert.equal(
+    sibling("./_cli_sign", "file:///p/plugins/cli.ts"),
+    "file:///p/plugins/_cli_sign.ts",
+  );
+  assert.equal(
+    sibling("./_cli_sign", "file:///p/plugins/cli.js?v=1"),
+    "file:///p/plugins/_cli_sign.js",
+  );
+  for (const base of ["file:///app/app.js", "file:///app/app.mjs", "https://x.example/bundle.js"]) {
+    assert.throws(() => sibling("./_cli_sign", base), /run safemodels from its package/, base);
+  }
+});

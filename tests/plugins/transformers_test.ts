@@ -490,7 +490,7 @@ test("warn mode loads a tampered model and reports the failure once", opts, asyn
 });
 
 test(
-  "the gate refuses other models but lets transformers.js tensor ops through",
+  "the gate refuses other models but lets transformers.js tensor ops (weightless graphs) through",
   opts,
   async () => {
     await guarded({}, async () => {
@@ -503,6 +503,19 @@ test(
       const a = new transformers.Tensor("float32", new Float32Array([1, 2, 3, 4]), [2, 2]);
       const product = await transformers.matmul(a, a);
       assert.deepEqual(Array.from(product.data as Float32Array), [7, 10, 15, 22]);
+      // Tensor ops are recognised by what they are (tiny, no tensor at all),
+      // not by a list of one transformers.js version's graphs: any weightless
+      // graph passes, the smallest graph with weights does not.
+      const { opGraph } = await import("../_model_gen.ts");
+      const op = await ort.InferenceSession.create(opGraph());
+      const y = await op.run({ x: new ort.Tensor("float32", new Float32Array([0, 0, 0, 0]), [4]) });
+      assert.deepEqual(Array.from(y.y!.data as Float32Array), [0, 0, 0, 0]);
+      await op.release();
+      await assert.rejects(ort.InferenceSession.create(opGraph(true)), SignatureMissing);
+      // Over the size bound: refused even without tensors.
+      const padded = new Uint8Array(5000);
+      padded.set(opGraph());
+      await assert.rejects(ort.InferenceSession.create(padded), SignatureMissing);
     });
   },
 );

@@ -144,6 +144,41 @@ Deno.test("pinHubModel: a hub answering unlike a hub is refused, naming what was
       });
     };
     await refused(/past 1024 pages/);
+    // A next page elsewhere on the hub's origin (where the token would go too).
+    hub.override = (req) =>
+      new URL(req.url).pathname.includes("/tree/")
+        ? new Response("[]", { headers: { link: '</other-app/collect>; rel="next"' } })
+        : undefined;
+    await refused(/not the hub's listing/, { token: "hf_SECRET" });
+    assert.ok(!hub.log.some((l) => l.includes("/other-app/")));
+    // A page over the bound.
+    hub.override = (req) =>
+      new URL(req.url).pathname.includes("/tree/")
+        ? new Response(`[${" ".repeat(9 << 20)}]`)
+        : undefined;
+    await refused(/over the 8388608 read|over 8388608 bytes/);
+    // A hub that drips: the deadline ends it, naming the host.
+    hub.override = (req) => {
+      if (!new URL(req.url).pathname.includes("/tree/")) return undefined;
+      let n = 0;
+      return new Response(
+        new ReadableStream({
+          async pull(c) {
+            await new Promise((r) => setTimeout(r, 50));
+            if (n++ > 1000) c.close();
+            else c.enqueue(new TextEncoder().encode(" "));
+          },
+        }),
+      );
+    };
+    await refused(/did not (answer|finish) .*within 400 ms/, { timeoutMs: 400 });
+    // The caller's abort wins, with its own reason.
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("stop")), 100);
+    await assert.rejects(
+      pinHubModel("acme/tiny", { endpoint: hub.url, signal: controller.signal }),
+      /stop/,
+    );
   } finally {
     await hub.close();
   }
@@ -167,4 +202,15 @@ Deno.test("parseHubSpec: hf://ORG/NAME[@REVISION], nothing else", () => {
   ) {
     assert.throws(() => parseHubSpec(bad), TypeError, bad);
   }
+});
+
+Deno.test('Lockfile: a version with "@" is refused (entries are keyed name@version)', async () => {
+  const { Lockfile } = await import("../../sign/lockfile.ts");
+  const lock = new Lockfile();
+  const d = { digests: { "a.onnx": "0".repeat(64) } };
+  assert.throws(() => lock.record("acme/m", "1.0@rc", d), /without "@"/);
+  assert.throws(() => lock.check("acme/m", "1.0@rc", d), /without "@"/);
+  assert.throws(() => lock.find("acme/m", "v1@stable"), /without "@"/);
+  lock.record("acme/m", "1.0", d);
+  assert.equal(lock.find("acme/m", "1.0").entry?.digests["a.onnx"], `sha256:${"0".repeat(64)}`);
 });
