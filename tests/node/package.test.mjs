@@ -98,6 +98,13 @@ test("the safemodels bin under Node: version, help, hash (file and stdin), verif
   let r = cli(["--version"]);
   assert.equal(r.code, 0);
   assert.equal(r.out.trim(), `safemodels ${pkg.version}`);
+  // As users run it: npx finds the package's bin in node_modules/.bin.
+  const npx = spawnSync("npx", ["--no-install", "safemodels", "--version"], {
+    cwd: dir,
+    encoding: "utf8",
+  });
+  assert.equal(npx.status, 0, npx.stderr);
+  assert.equal(npx.stdout.trim(), `safemodels ${pkg.version}`);
   r = cli(["verify", "--help"]);
   assert.equal(r.code, 0);
   assert.match(r.out, /^Usage: safemodels verify/);
