@@ -224,6 +224,12 @@ export class VerifiedCopies {
   }
 
   #adopt(path: string, copy: PrivateCopy): void {
+    // Refused bytes are known by digest too: handed to onnxruntime as a
+    // buffer, they are still the refused file (files mode passes verified
+    // weights by path only).
+    if (!copy.verdict.ok && copy.verdict.digest !== "") {
+      this.#byDigest.set(copy.verdict.digest, copy);
+    }
     const old = this.#byPath.get(path);
     this.#byPath.set(path, copy);
     if (old) this.release(path, old, RECENT_MS);

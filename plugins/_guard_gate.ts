@@ -15,17 +15,96 @@ import type { SessionClass } from "./_guard_types.ts";
 
 /** Largest buffer taken for a tensor-op graph (transformers.js' own are under 200 bytes). */
 const MAX_OP_GRAPH_BYTES = 4096;
+/** Most nodes in a tensor-op graph (transformers.js' have one). */
+const MAX_OP_GRAPH_NODES = 8;
+
+type Field = { field: number; wire: number; bytes?: Uint8Array; value?: number };
+
+/** The fields of one protobuf message (small inputs only); `undefined` when malformed. */
+function fieldsOf(buf: Uint8Array): Field[] | undefined {
+  const out: Field[] = [];
+  let at = 0;
+  const varint = (): number | undefined => {
+    let v = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (at >= buf.length) return undefined;
+      const b = buf[at++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+    }
+    return undefined;
+  };
+  while (at < buf.length) {
+    const tag = varint();
+    if (tag === undefined) return undefined;
+    const field = Math.floor(tag / 8), wire = tag & 7;
+    if (field === 0) return undefined;
+    if (wire === 0) {
+      const value = varint();
+      if (value === undefined) return undefined;
+      out.push({ field, wire, value });
+    } else if (wire === 2) {
+      const n = varint();
+      if (n === undefined || at + n > buf.length) return undefined;
+      out.push({ field, wire, bytes: buf.subarray(at, at + n) });
+      at += n;
+    } else if (wire === 5 || wire === 1) {
+      at += wire === 5 ? 4 : 8;
+      if (at > buf.length) return undefined;
+      out.push({ field, wire });
+    } else return undefined;
+  }
+  return out;
+}
+
+const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
+const defaultDomain = (d: string) => d === "" || d === "ai.onnx";
 
 /**
  * Whether `bytes` is a graph like the tensor ops transformers.js builds and
- * runs through onnxruntime itself (interpolation, top-k, …): tiny, and
- * holding no tensor at all (no initializer, no constant, no external data),
- * so no weights. Derived from the bytes rather than listed, so a new
- * transformers.js version's ops pass too; the only buffers the gate lets
+ * runs through onnxruntime itself (Resize, MatMul, STFT, DFT, TopK, Slice):
+ * tiny, a few nodes of the default ONNX domain, no tensor anywhere, no
+ * functions, and no attribute that holds more than one value, so it carries
+ * no weights whatever its ops. Derived from the bytes rather than a list of
+ * one transformers.js version's graphs; the only buffers the gate lets
  * through without a signature.
  */
 async function isWeightlessGraph(bytes: Uint8Array): Promise<boolean> {
   if (bytes.byteLength > MAX_OP_GRAPH_BYTES) return false;
+  const model = fieldsOf(bytes);
+  if (!model) return false;
+  let graphs = 0, nodes = 0;
+  // ModelProto: ir_version, producer, domain, model_version, doc, graph, opset_import, metadata.
+  for (const f of model) {
+    if (![1, 2, 3, 4, 5, 6, 7, 8, 14].includes(f.field)) return false;
+    if (f.field === 8) {
+      const opset = fieldsOf(f.bytes ?? new Uint8Array());
+      if (!opset || opset.some((o) => o.field === 1 && !defaultDomain(text(o.bytes)))) return false;
+    }
+    if (f.field !== 7) continue;
+    graphs++;
+    const graph = fieldsOf(f.bytes ?? new Uint8Array());
+    // GraphProto: node, name, doc, input, output, value_info (no initializers of any kind).
+    if (!graph || graph.some((g) => ![1, 2, 10, 11, 12, 13].includes(g.field))) return false;
+    for (const g of graph) {
+      if (g.field !== 1) continue;
+      if (++nodes > MAX_OP_GRAPH_NODES) return false;
+      const node = fieldsOf(g.bytes ?? new Uint8Array());
+      // NodeProto: input, output, name, op_type, attribute, doc, domain.
+      if (!node || node.some((n) => ![1, 2, 3, 4, 5, 6, 7].includes(n.field))) return false;
+      if (node.some((n) => n.field === 7 && !defaultDomain(text(n.bytes)))) return false;
+      if (node.some((n) => n.field === 4 && /^Constant/.test(text(n.bytes)))) return false;
+      for (const n of node) {
+        if (n.field !== 5) continue;
+        const attr = fieldsOf(n.bytes ?? new Uint8Array());
+        // AttributeProto: name, one float, one int, a short string, type, doc, ref name.
+        if (!attr || attr.some((a) => ![1, 2, 3, 4, 13, 20, 21].includes(a.field))) return false;
+        if (attr.some((a) => a.field === 4 && (a.bytes?.byteLength ?? 0) > 64)) return false;
+      }
+    }
+  }
+  if (graphs !== 1) return false;
+  // And, as the hash reads it, no tensor at all.
   try {
     return (await openModel(bytes, { format: "onnx" })).tensors.length === 0;
   } catch {
@@ -79,8 +158,10 @@ export class SessionGate {
     let copy = whole ? copies.ofBuffer(bytes.buffer) : undefined;
     const hex = copy ? undefined : await sha256Hex(bytes);
     if (hex !== undefined) {
-      if (await isWeightlessGraph(bytes)) return original.apply(self, args);
+      // Bytes the guard has decided (verified or refused) go by that decision;
+      // only unknown bytes may pass as a weightless tensor-op graph.
       copy = copies.ofDigest(`sha256:${hex}`);
+      if (!copy && await isWeightlessGraph(bytes)) return original.apply(self, args);
     }
     if (!copy) {
       this.#refuseOrWarn(

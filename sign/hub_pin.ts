@@ -118,13 +118,14 @@ export function parseHubSpec(spec: string): { repo: string; revision: string } {
   }
   if (
     revision === "" || revision.length > 256 || revision.includes("@") ||
+    revision === "unversioned" ||
     revision.split("/").some((part) => part === "" || part === "." || part === "..") ||
     [...revision].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
   ) {
     throw new TypeError(
       `Cannot read ${
         JSON.stringify(spec)
-      }: the revision after "@" is empty, has "@", "." or ".." parts, or control characters`,
+      }: the revision after "@" is empty, "unversioned" (the lockfile's any-version key), has "@", "." or ".." parts, or control characters`,
     );
   }
   return { repo, revision };

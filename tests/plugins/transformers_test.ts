@@ -32,6 +32,7 @@ import {
   local,
   opts,
   policy,
+  realCreate,
   resetEnv,
   sessions,
   signedCopy,
@@ -512,6 +513,27 @@ test(
       assert.deepEqual(Array.from(y.y!.data as Float32Array), [0, 0, 0, 0]);
       await op.release();
       await assert.rejects(ort.InferenceSession.create(opGraph(true)), SignatureMissing);
+      // Graphs under 4 KiB that carry weights without an initializer (ai.onnx.ml
+      // attributes, TfIdfVectorizer weights, a local function, constants,
+      // subgraph initializers; tests/testdata/onnx/gate): onnxruntime runs
+      // each, the gate refuses each.
+      const gate = new URL("../testdata/onnx/gate/", import.meta.url).pathname;
+      for (
+        const name of [
+          "linear_regressor",
+          "scaler",
+          "tfidf",
+          "function_regressor",
+          "constant_floats",
+          "if_initializers",
+        ]
+      ) {
+        const bytes = await Deno.readFile(`${gate}${name}.onnx`);
+        const runs = await (realCreate as (b: Uint8Array) => Promise<{ release(): Promise<void> }>)
+          .call(ort.InferenceSession, bytes.slice());
+        await runs.release();
+        await assert.rejects(ort.InferenceSession.create(bytes), SignatureMissing, name);
+      }
       // Over the size bound: refused even without tensors.
       const padded = new Uint8Array(5000);
       padded.set(opGraph());
@@ -561,5 +583,26 @@ test(
       await assertRefused("tiny-bert", HashMismatch, /config\.json/);
     });
     await Deno.remove(root, { recursive: true });
+  },
+);
+
+test(
+  "the gate decides bytes it has refused by that refusal, even when they look like a weightless op graph",
+  opts,
+  async () => {
+    const { opGraph } = await import("../_model_gen.ts");
+    const { root, dir } = await signedCopy();
+    try {
+      // The signed model's weights replaced by a tiny weightless graph.
+      await Deno.writeFile(`${dir}/onnx/model.onnx`, opGraph());
+      await guarded({}, async () => {
+        local(`${root}/`);
+        await assertRefused("tiny-bert", HashMismatch, /onnx\/model\.onnx/);
+        // The same bytes, handed over directly: still the refused file.
+        await assert.rejects(ort.InferenceSession.create(opGraph()), HashMismatch);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
   },
 );
