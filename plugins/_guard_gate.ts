@@ -5,7 +5,6 @@
 // while any of its files is refused.
 import { sha256Hex } from "../hash/_digest.ts";
 import { readOnnx } from "../hash/_onnx.ts";
-import { openModel } from "../hash/open_model.ts";
 import { bytesSource } from "../hash/_source.ts";
 import { SignatureMissing } from "../sign/errors.ts";
 import type { GuardCore } from "./_guard_core.ts";
@@ -106,7 +105,7 @@ async function isWeightlessGraph(bytes: Uint8Array): Promise<boolean> {
   if (graphs !== 1) return false;
   // And, as the hash reads it, no tensor at all.
   try {
-    return (await openModel(bytes, { format: "onnx" })).tensors.length === 0;
+    return (await readOnnx(bytesSource(bytes, "a tensor-op graph"))).length === 0;
   } catch {
     return false;
   }
