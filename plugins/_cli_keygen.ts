@@ -84,10 +84,10 @@ async function newPassword(file: string | undefined, io: CliIO): Promise<string>
     );
   }
   const interrupted = () => new UsageError("interrupted");
-  io.err("Password for the new key: ");
-  const first = await readHidden(interrupted);
-  io.err("Again: ");
-  if (await readHidden(interrupted) !== first) throw new UsageError("the two passwords differ");
+  const first = await readHidden(interrupted, () => io.err("Password for the new key: "));
+  if (await readHidden(interrupted, () => io.err("Again: ")) !== first) {
+    throw new UsageError("the two passwords differ");
+  }
   if (first === "") throw new UsageError("an empty password encrypts nothing");
   return first;
 }

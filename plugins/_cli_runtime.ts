@@ -109,8 +109,11 @@ export function envVar(name: string): string | undefined {
   }
 }
 
-/** A line typed on the terminal, not echoed; Ctrl-C rejects with `interrupted`. */
-export async function readHidden(interrupted: () => Error): Promise<string> {
+/**
+ * A line typed on the terminal, not echoed; Ctrl-C rejects with `interrupted`.
+ * `prompt` is called once echo is off, so nothing typed after it shows.
+ */
+export async function readHidden(interrupted: () => Error, prompt: () => void): Promise<string> {
   const chars: number[] = [];
   // One byte at a time: Enter ends, Backspace/Delete removes, Ctrl-C aborts.
   const take = (byte: number): "more" | "done" | "abort" => {
@@ -123,6 +126,7 @@ export async function readHidden(interrupted: () => Error): Promise<string> {
   const text = () => new TextDecoder().decode(new Uint8Array(chars));
   if (deno) {
     deno.stdin.setRaw(true);
+    prompt();
     const buf = new Uint8Array(1);
     try {
       for (;;) {
@@ -138,6 +142,7 @@ export async function readHidden(interrupted: () => Error): Promise<string> {
   }
   const stdin = proc.stdin;
   stdin.setRawMode?.(true);
+  prompt();
   stdin.resume();
   try {
     return await new Promise<string>((resolve, reject) => {

@@ -650,14 +650,19 @@ async function keyPassword(
       "the private key is encrypted: reading SAFEMODELS_KEY_PASSWORD needs --allow-env=SAFEMODELS_KEY_PASSWORD (or give --key-password-file)",
     );
   }
-  if (fromEnv !== undefined) return { password: fromEnv };
+  // Empty counts as unset, as for keygen.
+  if (fromEnv !== undefined && fromEnv !== "") return { password: fromEnv };
   if (!isTerminal("stdin")) {
     throw new UsageError(
       "the private key is encrypted: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
     );
   }
-  io.err("Password for the private key: ");
-  return { password: await readHidden(() => new UsageError("interrupted")) };
+  return {
+    password: await readHidden(
+      () => new UsageError("interrupted"),
+      () => io.err("Password for the private key: "),
+    ),
+  };
 }
 
 /**

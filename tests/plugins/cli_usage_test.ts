@@ -611,3 +611,76 @@ Deno.test("cli: the signing half loads only beside the CLI's own file (cli.ts / 
     assert.throws(() => sibling("./_cli_sign", base), /run safemodels from its package/, base);
   }
 });
+
+Deno.test("cli: keygen --encrypt and sign ask for the password on a terminal (not echoed), twice for a new key", async (t) => {
+  const script = await new Deno.Command("script", {
+    args: ["--version"],
+    stdout: "null",
+    stderr: "null",
+  }).output().then((o) => o.success, () => false);
+  if (!script) {
+    await t.step("script(1) is missing: skipped", () => {});
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "cli-password-" });
+  try {
+    const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
+    // script(1) gives the command a terminal and types our input into it.
+    const inTerminal = async (args: string[], typed: string) => {
+      const command = [Deno.execPath(), "run", "-A", cli, ...args].map((a) => `'${a}'`).join(" ");
+      const child = new Deno.Command("script", {
+        args: ["-qec", command, "/dev/null"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        // Empty: unset, so the terminal is asked.
+        env: { SAFEMODELS_KEY_PASSWORD: "" },
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      // Each answer once its prompt is shown (echo is off by then).
+      const answers = typed.split("\n").filter((l) => l !== "");
+      let prompts = 0;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+        const shown = (text.match(/Password for|Again:/g) ?? []).length;
+        while (prompts < shown && prompts < answers.length) {
+          await writer.write(new TextEncoder().encode(`${answers[prompts++]}\r`)).catch(() => {});
+        }
+      }
+      await writer.close().catch(() => {});
+      await child.stderr.cancel();
+      return { code: (await child.status).code, text };
+    };
+    const made = await inTerminal(
+      ["keygen", "--encrypt", "--out", `${dir}/k.pem`],
+      "s3cret\ns3cret\n",
+    );
+    assert.equal(made.code, 0, made.text);
+    assert.match(made.text, /Password for the new key/);
+    assert.doesNotMatch(made.text, /s3cret/, "the password was echoed");
+    assert.match(await Deno.readTextFile(`${dir}/k.pem`), /ENCRYPTED PRIVATE KEY/);
+    await Deno.writeFile(
+      `${dir}/m.safetensors`,
+      await Deno.readFile(
+        new URL("../../../shared/fixtures/tensors/mixed.safetensors", import.meta.url),
+      ),
+    );
+    const signed = await inTerminal(
+      ["sign", `${dir}/m.safetensors`, "--key", `${dir}/k.pem`, "--detached"],
+      "s3cret\n",
+    );
+    assert.equal(signed.code, 0, signed.text);
+    assert.match(signed.text, /Password for the private key/);
+    const wrong = await inTerminal(
+      ["sign", `${dir}/m.safetensors`, "--key", `${dir}/k.pem`, "--signature", `${dir}/x.sig`],
+      "nope\n",
+    );
+    assert.notEqual(wrong.code, 0, wrong.text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
