@@ -131,6 +131,12 @@ export function installGuard(
     readLocalsDirectly: env.useFS && files !== undefined,
     warned: new Set(),
   };
+  if (options.verifiedStore !== undefined && !o.inMemory && platform.openStore) {
+    core.copies.store = platform.openStore(options.verifiedStore).catch((e) => {
+      console.warn(`safemodels: not using the verified store ${options.verifiedStore}: ${e}`);
+      return undefined;
+    });
+  }
   const gate = new SessionGate(core);
 
   env.fetch = guardedFetch(core);

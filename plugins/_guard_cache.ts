@@ -139,7 +139,12 @@ export function verifyingCache(core: GuardCore): {
         const askedAgain = !early || response instanceof VerifiedResponse;
         if (early) await response.body?.cancel();
         const { handle, copy } = early ??
-          await copies.admit(ref, await chunksOf(core, response), sizeOf(response));
+          await copies.admit(
+            ref,
+            await chunksOf(core, response),
+            sizeOf(response),
+            core.localBodies.get(response),
+          );
         // Only verified remote files are kept; local files are read where they are.
         if (copy.verdict.ok && isUrl(key) && store) {
           const data = typeof handle === "string"

@@ -9,6 +9,7 @@ import { isPermissionError } from "../sign/_io_errors.ts";
 import type { Decisions, ModelRecord } from "./_guard_decisions.ts";
 import { readHashed, safeRelative, unrefTimer, VerifiedResponse } from "./_guard_io.ts";
 import type { Chunks, FileRef, FileVerdict, GuardFiles } from "./_guard_types.ts";
+import type { VerifiedStore } from "./_verified_store.ts";
 
 /** Verified weights wait this long for transformers.js to ask for them again. */
 export const RECENT_MS = 30_000;
@@ -48,6 +49,9 @@ export class VerifiedCopies {
   /** Verified buffers (or refusal markers): by identity, and by digest. */
   readonly #byBuffer = new WeakMap<ArrayBufferLike, PrivateCopy>();
   readonly #byDigest = new Map<string, PrivateCopy>();
+
+  /** Warm starts: verified external-data files kept across processes. */
+  store: Promise<VerifiedStore | undefined> | undefined;
 
   constructor(
     decisions: Decisions,
@@ -136,6 +140,7 @@ export class VerifiedCopies {
     ref: FileRef,
     chunks: Chunks,
     size: number | undefined,
+    source?: string,
   ): Promise<{ handle: Handle; copy: PrivateCopy }> {
     const decisions = this.#decisions;
     const copyOf = (verdict: FileVerdict): PrivateCopy => ({
@@ -162,6 +167,29 @@ export class VerifiedCopies {
       const files = this.#files!;
       let path: string | undefined;
       let written: { temp: string; digest: string };
+      // Warm start: an external-data file verified before and unchanged since.
+      const store = source !== undefined && !ref.file.endsWith(".onnx") && safeRelative(ref.file)
+        ? await this.store
+        : undefined;
+      const kept = await store?.lookup(source!).catch(() => undefined);
+      if (store && kept) {
+        try {
+          await chunks.close().catch(() => {});
+          path = await files.copyPath(ref);
+          await store.materialize(kept.blob, path);
+          const verdict = await decisions.check(ref, kept.digest, path, undefined, true);
+          const copy = copyOf(verdict);
+          if (!decisions.allowed(verdict)) await files.remove([path]);
+          this.#adopt(path, copy);
+          return { handle: path, copy };
+        } catch (error) {
+          const copy = copyOf(decisions.failure(ref, this.#readFailure(ref, error)));
+          path ??= files.markerPath();
+          this.#adopt(path, copy);
+          return { handle: path, copy };
+        }
+      }
+      const before = store ? await store.identity(source!) : undefined;
       try {
         if (!safeRelative(ref.file)) {
           throw new SignatureMissing(
@@ -184,6 +212,10 @@ export class VerifiedCopies {
       const copy = copyOf(verdict);
       if (decisions.allowed(verdict)) await files.commit(written.temp, path);
       else await files.discard(written.temp);
+      // Kept for warm starts only when verified (not merely let through).
+      if (store && before && verdict.ok && verdict.evidence !== "none") {
+        await store.record(source!, before, written.digest, path).catch(() => {});
+      }
       this.#adopt(path, copy);
       return { handle: path, copy };
     })());

@@ -129,6 +129,7 @@ export class Decisions {
     digest: string,
     input?: Uint8Array | string,
     digests?: Record<string, string>,
+    warm = false,
   ): Promise<FileVerdict> {
     const rec = this.model(ref.model);
     return rec.track((async () => {
@@ -138,6 +139,7 @@ export class Decisions {
       } catch (error) {
         v = { ok: false, digest, evidence: "none", error: error as Error };
       }
+      if (warm) v.warm = true;
       this.report(rec, ref, v);
       return v;
     })());
@@ -394,6 +396,7 @@ export class Decisions {
       verdict,
       ...(reason !== undefined ? { reason } : {}),
       ...(typeof code === "string" ? { code } : {}),
+      ...(v.warm ? { warm: true as const } : {}),
     };
     this.records.push(record);
     if (verdict === "warned" && !v.ok && !this.#warned.has(key)) {

@@ -55,6 +55,17 @@ export interface GuardOptions {
    * @default {"files"}
    */
   weights?: "files" | "memory";
+  /**
+   * Warm starts (Deno and Node, `weights: "files"`): a folder, created mode
+   * 0700, where verified external-data weight files (`*.onnx_data`) are kept
+   * under their SHA-256, indexed by the original file's real path, device,
+   * inode, size and mtime/ctime (nanoseconds). A later load of an unchanged
+   * file is not read or hashed again: its kept copy is linked into the
+   * private folder (put the store on the same file system as `workDir`) and
+   * decided on the recorded digest. Any change to the file misses. Refused
+   * (with a warning) unless only this user can write it. Off by default.
+   */
+  verifiedStore?: string;
 }
 
 /**
@@ -84,6 +95,8 @@ export interface GuardRecord {
   reason?: string;
   /** The refusal's `code` (e.g. `"pin-differs"`, `"wrong-model"`), when there is one. */
   code?: string;
+  /** Decided on the verified store's recorded digest: the unchanged file was not read again. */
+  warm?: true;
 }
 
 /**
@@ -187,6 +200,8 @@ export interface FileVerdict {
   evidence: EvidenceKind | "none";
   signer?: VerifiedSigner | undefined;
   error?: Error | undefined;
+  /** Decided on a digest the verified store recorded (warm start). */
+  warm?: true;
 }
 
 /** What a cache holds for a file: its bytes, or a local file with them. */
@@ -272,6 +287,8 @@ export interface GuardPlatform {
   sessions: SessionClass[];
   files?: GuardFiles;
   verifiers?: Verifiers;
+  /** Opens the verified store (warm starts), where the platform has files. */
+  openStore?: (dir: string) => Promise<import("./_verified_store.ts").VerifiedStore | undefined>;
 }
 
 /** Files onnxruntime opens: failing them inside transformers.js can hang it. */

@@ -35,6 +35,7 @@
  */
 
 import * as ort from "onnxruntime-node";
+import { VerifiedStore } from "./_verified_store.ts";
 import {
   type GuardOptions,
   installGuard,
@@ -119,5 +120,6 @@ export function guardTransformers(
     sessions,
     files: nodeFiles(options.workDir),
     verifiers: { signed: verifySignedText },
+    openStore: (dir) => VerifiedStore.open(dir),
   });
 }

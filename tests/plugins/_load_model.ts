@@ -1,7 +1,7 @@
 // Child process for the guard bench: loads a model with transformers.js
 // (guarded or not), embeds one sentence, and prints the load time and the
 // process's peak RSS (VmHWM) as JSON.
-// Usage: <models root> <model> <guard: 0|1> <public key PEM path> [work folder | "memory"]
+// Usage: <models root> <model> <guard: 0|1> <public key PEM path> [work folder | "memory" | "store=DIR"]
 import * as transformers from "@huggingface/transformers";
 import { guardTransformers } from "../../plugins/transformers.ts";
 
@@ -11,7 +11,13 @@ transformers.env.allowRemoteModels = false;
 const guard = guarded === "1"
   ? guardTransformers(transformers, {
     policy: { publicKeys: [await Deno.readTextFile(pub!)] },
-    ...(workDir === "memory" ? { weights: "memory" as const } : workDir ? { workDir } : {}),
+    ...(workDir === "memory"
+      ? { weights: "memory" as const }
+      : workDir?.startsWith("store=")
+      ? { verifiedStore: workDir.slice("store=".length) }
+      : workDir
+      ? { workDir }
+      : {}),
   })
   : undefined;
 const started = performance.now();

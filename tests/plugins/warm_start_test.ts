@@ -1,0 +1,110 @@
+// Warm starts (GuardOptions.verifiedStore): an external-data file verified
+// once is not read again while its identity (real path, device, inode, size,
+// mtime/ctime in ns) is unchanged; any change to it is read, hashed and
+// decided again (tampering refused); a store others can write is not used.
+import assert from "node:assert/strict";
+import { HashMismatch, keySigner, signModel } from "../../sign/mod.ts";
+import { writeTinyModel } from "../_model_gen.ts";
+import {
+  assertClose,
+  assertRefused,
+  embed,
+  guarded,
+  KEY,
+  local,
+  opts,
+  test,
+} from "./_guard_harness.ts";
+
+const DATA = "onnx/model.onnx_data";
+const epoch = () => new Promise((r) => setTimeout(r, 1600)); // a new model load epoch
+
+async function model(root: string): Promise<void> {
+  await writeTinyModel(`${root}/ext`, { externalData: true, extraRows: 20_000 });
+  await signModel(`${root}/ext`, { signer: keySigner(KEY) });
+  // Files changed within the clock's resolution are never recorded.
+  await new Promise((r) => setTimeout(r, 2100));
+}
+
+test(
+  "warm start: a verified external-data file is not read again; any change to it is",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "warm-" });
+    const store = `${root}/store`;
+    try {
+      await model(root);
+      await guarded({ verifiedStore: store }, async (guard) => {
+        let mark = 0;
+        local(`${root}/`);
+        const want = await embed("ext");
+        const cold = guard.records.slice(mark).find((r) => r.file === DATA);
+        assert.equal(cold?.verdict, "verified");
+        assert.equal(cold?.warm, undefined);
+        assert.equal([...Deno.readDirSync(`${store}/blobs`)].length, 1);
+
+        await epoch();
+        mark = guard.records.length;
+        assertClose(await embed("ext"), want);
+        const warm = guard.records.slice(mark).find((r) => r.file === DATA);
+        assert.equal(warm?.verdict, "verified");
+        assert.equal(warm?.warm, true, "the unchanged file was read again");
+        assert.equal(warm?.digest, cold?.digest);
+
+        // Same size, same content, but touched: its mtime/ctime changed, so it is read again.
+        const path = `${root}/ext/${DATA}`;
+        await Deno.writeFile(path, await Deno.readFile(path));
+        await epoch();
+        mark = guard.records.length;
+        assertClose(await embed("ext"), want);
+        assert.equal(guard.records.slice(mark).find((r) => r.file === DATA)?.warm, undefined);
+
+        // Tampered in place (same size): read again, and refused.
+        const bytes = await Deno.readFile(path);
+        bytes[1000]! ^= 1;
+        await Deno.writeFile(path, bytes);
+        await epoch();
+        await assertRefused("ext", HashMismatch, /model\.onnx_data/);
+
+        // Replaced by a file with the good bytes (another inode): read again, verified.
+        await Deno.remove(path);
+        bytes[1000]! ^= 1;
+        await Deno.writeFile(path, bytes);
+        await epoch();
+        mark = guard.records.length;
+        assertClose(await embed("ext"), want);
+        const again = guard.records.slice(mark).find((r) => r.file === DATA);
+        assert.equal(again?.verdict, "verified");
+        assert.equal(again?.warm, undefined);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test(
+  "warm start: a store others can write is not used (every load is verified in full)",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "warm-" });
+    const store = `${root}/store`;
+    try {
+      await model(root);
+      await Deno.mkdir(store, { mode: 0o777 });
+      await Deno.chmod(store, 0o777);
+      await guarded({ verifiedStore: store }, async (guard) => {
+        let mark = 0;
+        local(`${root}/`);
+        await embed("ext");
+        await epoch();
+        mark = guard.records.length;
+        await embed("ext");
+        assert.equal(guard.records.slice(mark).find((r) => r.file === DATA)?.warm, undefined);
+        assert.deepEqual([...Deno.readDirSync(`${store}/blobs`)], []);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
