@@ -171,25 +171,28 @@ export class VerifiedCopies {
       const store = source !== undefined && !ref.file.endsWith(".onnx") && safeRelative(ref.file)
         ? await this.store
         : undefined;
-      const kept = await store?.lookup(source!).catch(() => undefined);
+      const kept = await store?.lookup(ref.model.key, ref.file, source!).catch(() => undefined);
       if (store && kept) {
+        let warmPath: string | undefined;
         try {
-          await chunks.close().catch(() => {});
-          path = await files.copyPath(ref);
-          await store.materialize(kept.blob, path);
-          const verdict = await decisions.check(ref, kept.digest, path, undefined, true);
-          const copy = copyOf(verdict);
-          if (!decisions.allowed(verdict)) await files.remove([path]);
-          this.#adopt(path, copy);
-          return { handle: path, copy };
-        } catch (error) {
-          const copy = copyOf(decisions.failure(ref, this.#readFailure(ref, error)));
-          path ??= files.markerPath();
-          this.#adopt(path, copy);
-          return { handle: path, copy };
+          warmPath = await files.copyPath(ref);
+          await store.materialize(kept.blob, warmPath);
+          const verdict = await decisions.check(ref, kept.digest, warmPath, undefined, true);
+          // Served only when evidence vouches for it; otherwise the cold path decides.
+          if (verdict.ok && verdict.evidence !== "none") {
+            await chunks.close().catch(() => {});
+            const copy = copyOf(verdict);
+            this.#adopt(warmPath, copy);
+            return { handle: warmPath, copy };
+          }
+          await files.remove([warmPath]);
+        } catch {
+          if (warmPath !== undefined) await files.remove([warmPath]);
         }
       }
-      const before = store ? await store.identity(source!) : undefined;
+      const opened = store ? await chunks.identity?.().catch(() => undefined) : undefined;
+      let read: Awaited<ReturnType<NonNullable<Chunks["identity"]>>> | undefined;
+      let tempIno: string | undefined;
       try {
         if (!safeRelative(ref.file)) {
           throw new SignatureMissing(
@@ -200,6 +203,10 @@ export class VerifiedCopies {
         path = await files.copyPath(ref);
         const raw = await files.writeTemp(path, chunks.next);
         written = { temp: raw.temp, digest: `sha256:${raw.digest}` };
+        if (opened) {
+          read = await chunks.identity?.().catch(() => undefined);
+          tempIno = await files.inode?.(raw.temp).catch(() => undefined);
+        }
       } catch (error) {
         const copy = copyOf(decisions.failure(ref, this.#readFailure(ref, error)));
         path ??= files.markerPath();
@@ -213,8 +220,17 @@ export class VerifiedCopies {
       if (decisions.allowed(verdict)) await files.commit(written.temp, path);
       else await files.discard(written.temp);
       // Kept for warm starts only when verified (not merely let through).
-      if (store && before && verdict.ok && verdict.evidence !== "none") {
-        await store.record(source!, before, written.digest, path).catch(() => {});
+      if (store && opened && read && tempIno && verdict.ok && verdict.evidence !== "none") {
+        await store.record(
+          ref.model.key,
+          ref.file,
+          source!,
+          opened,
+          read,
+          written.digest,
+          path,
+          tempIno,
+        ).catch(() => {});
       }
       this.#adopt(path, copy);
       return { handle: path, copy };

@@ -88,6 +88,7 @@ export function nodeFiles(workDir?: string): GuardFiles {
     fileBody,
     fileStore,
     fileChunks,
+    inode: async (path) => String((await lstat(path, { bigint: true })).ino),
     async fileSize(path) {
       const info = await stat(path).catch(() => undefined);
       return info?.isFile() ? info.size : undefined;

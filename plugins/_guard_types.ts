@@ -221,6 +221,17 @@ export type NextChunk = () => Promise<Uint8Array | null>;
 export interface Chunks {
   next: NextChunk;
   close(): Promise<void>;
+  /** The open file's identity (local files): what was read, for the verified store. */
+  identity?(): Promise<FileIdentity>;
+}
+
+/** What identifies an open file's content on disk (numbers as decimal strings). */
+export interface FileIdentity {
+  dev: string;
+  ino: string;
+  size: string;
+  mtimeNs: string;
+  ctimeNs: string;
 }
 
 /** What became of a verified `.onnx` copy (see _private_copy.ts). */
@@ -236,6 +247,8 @@ export interface OnnxCopy {
 export interface GuardFiles {
   fileBody(path: string): ReadableStream<Uint8Array>;
   fileChunks(path: string): Promise<Chunks>;
+  /** A file's inode number (decimal), for the verified store. */
+  inode?(path: string): Promise<string>;
   /** Size of a regular file; `undefined` when there is none. */
   fileSize(path: string): Promise<number | undefined>;
   /**

@@ -11,6 +11,7 @@
 // the verified copy, at the same offsets. onnxruntime memory-maps those
 // instead of parsing them into its heap: the bytes are the ones that were
 // hashed, and loading needs a fraction of the time and memory.
+import type { FileIdentity } from "./_guard_types.ts";
 import { mkdtemp, open, rename, rm } from "node:fs/promises";
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,7 +32,7 @@ export type NextChunk = () => Promise<Uint8Array | null>;
  */
 export async function fileChunks(
   path: string,
-): Promise<{ next: NextChunk; close(): Promise<void> }> {
+): Promise<{ next: NextChunk; close(): Promise<void>; identity(): Promise<FileIdentity> }> {
   const handle = await open(path, "r");
   const blocks = [0, 1, 2].map(() => new Uint8Array(BLOCK_BYTES));
   let i = 0;
@@ -42,6 +43,17 @@ export async function fileChunks(
       return bytesRead === 0 ? null : block.subarray(0, bytesRead);
     },
     close: () => handle.close(),
+    // fstat of the very handle being read (not of whatever the path names now).
+    identity: async () => {
+      const s = await handle.stat({ bigint: true });
+      return {
+        dev: String(s.dev),
+        ino: String(s.ino),
+        size: String(s.size),
+        mtimeNs: String(s.mtimeNs),
+        ctimeNs: String(s.ctimeNs),
+      };
+    },
   };
 }
 

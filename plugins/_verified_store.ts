@@ -1,13 +1,14 @@
 // The verified store (GuardOptions.verifiedStore; Deno and Node): warm starts
 // for external-data weight files. After a file has been verified, the guard's
-// private copy of it is kept here (a hard link, read-only) under its SHA-256,
-// with an index entry naming the original file by what identifies its
-// content on disk: real path, device, inode, size, and modification and
-// change times in nanoseconds. A later load whose file still has exactly that
-// identity gets the kept copy linked into its private folder, and the
-// decision is taken on the recorded digest: nothing is read or hashed. Any
-// change to the file (content, size, inode, mtime or ctime) misses and the
-// file is read, hashed and decided again. See the README's threat model.
+// private copy of it is kept here (a hard link) under its SHA-256, with an
+// index entry for the model, the file and its real path naming the file by
+// what identifies its content on disk: device, inode, size, and modification
+// and change times in nanoseconds, taken from the very handle that was read.
+// A later load whose file still has exactly that identity gets the kept copy
+// linked into its private folder, and the decision is retaken on the recorded
+// digest: nothing is read or hashed. Any change to the file misses. The store
+// and every folder above it must be this user's alone (checked at every use).
+// See the README's threat model.
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import {
@@ -22,27 +23,20 @@ import {
   stat,
   writeFile,
 } from "node:fs/promises";
-import { join } from "node:path";
-
-/** What identifies a file's content on disk. */
-export interface Identity {
-  path: string;
-  dev: string;
-  ino: string;
-  size: string;
-  mtimeNs: string;
-  ctimeNs: string;
-}
+import { dirname, join, resolve } from "node:path";
+import type { FileIdentity } from "./_guard_types.ts";
 
 /** A file changed this recently may change again within the clock's resolution: not recorded. */
 const RACY_MS = 2_000;
 
-async function identityOf(source: string): Promise<Identity | undefined> {
-  const path = await realpath(source);
-  const s = await stat(path, { bigint: true });
-  if (!s.isFile()) return undefined;
+const sameFile = (a: FileIdentity, b: FileIdentity) =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs &&
+  a.ctimeNs === b.ctimeNs;
+
+async function pathIdentity(path: string): Promise<FileIdentity | undefined> {
+  const s = await stat(path, { bigint: true }).catch(() => undefined);
+  if (!s?.isFile()) return undefined;
   return {
-    path,
     dev: String(s.dev),
     ino: String(s.ino),
     size: String(s.size),
@@ -51,96 +45,156 @@ async function identityOf(source: string): Promise<Identity | undefined> {
   };
 }
 
-const same = (a: Identity, b: Identity) =>
-  a.path === b.path && a.dev === b.dev && a.ino === b.ino && a.size === b.size &&
-  a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
-
 const hex = (text: string) => createHash("sha256").update(text).digest("hex");
 
 /** The store of verified copies; see the module comment. */
 export class VerifiedStore {
   readonly #dir: string;
+  readonly #uid: number;
+  readonly #id: { dev: number; ino: number };
 
-  private constructor(dir: string) {
+  private constructor(dir: string, uid: number, id: { dev: number; ino: number }) {
     this.#dir = dir;
+    this.#uid = uid;
+    this.#id = id;
   }
 
   /**
-   * Opens (creating, mode 0700) the store at `dir`, or `undefined` with a
-   * warning when it is unsafe to trust: a symbolic link, not a folder, owned
-   * by another user, or writable by group or others.
+   * Opens (creating, mode 0700) the store at `dir` (made absolute and real
+   * once, here), or `undefined` with a warning when it is unsafe to trust.
    */
   static async open(dir: string): Promise<VerifiedStore | undefined> {
-    await mkdir(join(dir, "blobs"), { recursive: true, mode: 0o700 });
-    await mkdir(join(dir, "index"), { recursive: true, mode: 0o700 });
+    const wanted = resolve(dir);
+    await mkdir(join(wanted, "blobs"), { recursive: true, mode: 0o700 });
+    await mkdir(join(wanted, "index"), { recursive: true, mode: 0o700 });
+    const real = await realpath(wanted);
     // Who we are, without asking for --allow-sys: the owner of a file we create.
-    const probe = join(dir, `.owner-${crypto.randomUUID().slice(0, 8)}`);
+    const probe = join(real, `.owner-${crypto.randomUUID().slice(0, 8)}`);
     await writeFile(probe, "", { mode: 0o600, flag: "wx" });
     const uid = (await lstat(probe)).uid;
     await rm(probe, { force: true });
-    for (const d of [dir, join(dir, "blobs"), join(dir, "index")]) {
-      const s = await lstat(d);
-      if (
-        !s.isDirectory() || s.isSymbolicLink() || (s.mode & 0o022) !== 0 ||
-        s.uid !== uid
-      ) {
-        console.warn(
-          `safemodels: not using the verified store ${dir}: ${d} must be a folder of this user that only this user can write (every load is verified in full)`,
-        );
-        return undefined;
-      }
+    const s = await lstat(real);
+    const store = new VerifiedStore(real, uid, { dev: s.dev, ino: s.ino });
+    const unsafe = await store.#unsafe(true);
+    if (unsafe !== undefined) {
+      console.warn(
+        `safemodels: not using the verified store ${dir}: ${unsafe} (every load is verified in full)`,
+      );
+      return undefined;
     }
-    return new VerifiedStore(dir);
+    return store;
   }
 
-  /** The identity of `source` now (`undefined` when it is not a regular file). */
-  identity(source: string): Promise<Identity | undefined> {
-    return identityOf(source).catch(() => undefined);
+  /** Why the store cannot be trusted now, if it cannot. */
+  async #unsafe(ancestors = false): Promise<string | undefined> {
+    const mine = (s: { uid: number; mode: number; isDirectory(): boolean }) =>
+      s.isDirectory() && s.uid === this.#uid && (s.mode & 0o022) === 0;
+    const top = await lstat(this.#dir).catch(() => undefined);
+    if (!top || top.dev !== this.#id.dev || top.ino !== this.#id.ino || !mine(top)) {
+      return `${this.#dir} must stay the folder it was, this user's, writable by no one else`;
+    }
+    for (const d of ["blobs", "index"]) {
+      const s = await lstat(join(this.#dir, d)).catch(() => undefined);
+      if (!s || s.isSymbolicLink() || !mine(s)) {
+        return `${join(this.#dir, d)} must be a folder of this user that only this user can write`;
+      }
+    }
+    if (!ancestors) return undefined;
+    // Every folder above: this user's or root's, and writable by no one else
+    // (a sticky shared folder, like /tmp, only when the next one down is ours).
+    let child = this.#dir;
+    for (let d = dirname(this.#dir);; d = dirname(d)) {
+      const s = await lstat(d);
+      const childMine = (await lstat(child)).uid === this.#uid;
+      const owner = s.uid === this.#uid || s.uid === 0;
+      const open = (s.mode & 0o022) !== 0;
+      if (!owner || (open && !((s.mode & 0o1000) !== 0 && childMine))) {
+        return `${d} (above the store) can be changed by another user`;
+      }
+      if (d === dirname(d)) break;
+      child = d;
+    }
+    return undefined;
+  }
+
+  #indexPath(model: string, file: string, real: string): string {
+    return join(this.#dir, "index", `${hex(`${model}\0${file}\0${real}`)}.json`);
   }
 
   /**
-   * The recorded digest and kept copy of `source`, when the file still has
-   * the identity it had when it was verified.
+   * The recorded digest and kept copy of `file` of `model` at `source`, when
+   * the file there still has the identity it had when it was verified.
    */
-  async lookup(source: string): Promise<{ digest: string; blob: string } | undefined> {
-    const now = await this.identity(source);
-    if (now === undefined) return undefined;
-    const text = await readFile(join(this.#dir, "index", `${hex(now.path)}.json`), "utf8")
-      .catch(() => undefined);
+  async lookup(
+    model: string,
+    file: string,
+    source: string,
+  ): Promise<{ digest: string; blob: string } | undefined> {
+    if (await this.#unsafe() !== undefined) return undefined;
+    const real = await realpath(source).catch(() => undefined);
+    const now = real === undefined ? undefined : await pathIdentity(real);
+    if (real === undefined || now === undefined) return undefined;
+    const index = this.#indexPath(model, file, real);
+    const info = await lstat(index).catch(() => undefined);
+    if (!info?.isFile() || info.uid !== this.#uid || (info.mode & 0o022) !== 0) return undefined;
+    const text = await readFile(index, "utf8").catch(() => undefined);
     if (text === undefined || text.length > 4096) return undefined;
-    let entry: Identity & { sha256: string };
+    let entry: FileIdentity & { sha256?: unknown };
     try {
       entry = JSON.parse(text);
     } catch {
       return undefined;
     }
     if (typeof entry?.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) return undefined;
-    if (!same(entry, now)) return undefined;
+    if (!sameFile(entry, now)) return undefined;
     const blob = join(this.#dir, "blobs", entry.sha256);
     const kept = await lstat(blob).catch(() => undefined);
-    if (!kept?.isFile() || String(kept.size) !== now.size) return undefined;
+    if (
+      !kept?.isFile() || kept.uid !== this.#uid || (kept.mode & 0o022) !== 0 ||
+      String(kept.size) !== now.size
+    ) {
+      return undefined;
+    }
     return { digest: `sha256:${entry.sha256}`, blob };
   }
 
   /**
-   * Records that `source`, identified as `before` when its reading began,
-   * has the verified private copy `copy` with `digest` (`sha256:<hex>`).
-   * Skipped when the file changed meanwhile or changed too recently.
+   * Records that `file` of `model` at `source` has the verified private copy
+   * `copy` with `digest`, given the identities of the handle that was read
+   * when reading began (`opened`) and ended (`read`), and the inode the copy
+   * was written to (`copyIno`). Skipped unless the file did not change while
+   * it was read, `source` still names that very file, the copy is still the
+   * one written, and the file did not change within the last 2 s.
    */
-  async record(source: string, before: Identity, digest: string, copy: string): Promise<void> {
-    const after = await this.identity(source);
-    if (after === undefined || !same(before, after)) return;
-    if (Date.now() - Number(BigInt(before.ctimeNs) / 1_000_000n) < RACY_MS) return;
+  async record(
+    model: string,
+    file: string,
+    source: string,
+    opened: FileIdentity,
+    read: FileIdentity,
+    digest: string,
+    copy: string,
+    copyIno: string,
+  ): Promise<void> {
+    if (!sameFile(opened, read)) return;
+    if (await this.#unsafe() !== undefined) return;
+    const real = await realpath(source).catch(() => undefined);
+    const now = real === undefined ? undefined : await pathIdentity(real);
+    if (real === undefined || now === undefined || !sameFile(now, read)) return;
+    if (Date.now() - Number(BigInt(read.ctimeNs) / 1_000_000n) < RACY_MS) return;
+    const written = await lstat(copy, { bigint: true }).catch(() => undefined);
+    if (!written?.isFile() || String(written.ino) !== copyIno) return;
     const sha = digest.replace(/^sha256:/, "");
+    if (!/^[0-9a-f]{64}$/.test(sha)) return;
     const blob = join(this.#dir, "blobs", sha);
     if (!(await lstat(blob).catch(() => undefined))) {
       const temp = `${blob}.${crypto.randomUUID().slice(0, 8)}.part`;
       await link(copy, temp).catch(() => copyFile(copy, temp, constants.COPYFILE_EXCL));
       await rename(temp, blob);
     }
-    const index = join(this.#dir, "index", `${hex(after.path)}.json`);
+    const index = this.#indexPath(model, file, real);
     const temp = `${index}.${crypto.randomUUID().slice(0, 8)}.part`;
-    await writeFile(temp, JSON.stringify({ ...after, sha256: sha }), { mode: 0o600, flag: "wx" });
+    await writeFile(temp, JSON.stringify({ ...read, sha256: sha }), { mode: 0o600, flag: "wx" });
     await rename(temp, index);
   }
 

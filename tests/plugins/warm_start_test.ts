@@ -108,3 +108,57 @@ test(
     }
   },
 );
+
+test(
+  "warm start: a store swapped after install, or under a folder others can write, is not trusted",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "warm-" });
+    const store = `${root}/store`;
+    try {
+      await model(root);
+      await guarded({ verifiedStore: store }, async (guard) => {
+        let mark = 0;
+        local(`${root}/`);
+        const want = await embed("ext");
+        assert.equal([...Deno.readDirSync(`${store}/blobs`)].length, 1);
+        // Another user swaps in a folder of their own holding forged weights
+        // under the genuine digest and the genuine index entry.
+        await Deno.rename(store, `${store}.old`);
+        for (const d of ["", "/blobs", "/index"]) {
+          await Deno.mkdir(`${store}${d}`, { recursive: true });
+          await Deno.chmod(`${store}${d}`, 0o777);
+        }
+        for (const e of Deno.readDirSync(`${store}.old/index`)) {
+          await Deno.copyFile(`${store}.old/index/${e.name}`, `${store}/index/${e.name}`);
+        }
+        for (const e of Deno.readDirSync(`${store}.old/blobs`)) {
+          const size = (await Deno.stat(`${store}.old/blobs/${e.name}`)).size;
+          await Deno.writeFile(`${store}/blobs/${e.name}`, new Uint8Array(size));
+        }
+        await epoch();
+        mark = guard.records.length;
+        assertClose(await embed("ext"), want);
+        const r = guard.records.slice(mark).find((x) => x.file === DATA);
+        assert.equal(r?.verdict, "verified");
+        assert.equal(r?.warm, undefined, "the swapped store was used");
+      });
+      // A store below a folder any user can write (not sticky): never used.
+      const shared = `${root}/shared`;
+      await Deno.mkdir(shared);
+      await Deno.chmod(shared, 0o777);
+      await guarded({ verifiedStore: `${shared}/store` }, async (guard) => {
+        let mark = 0;
+        local(`${root}/`);
+        await embed("ext");
+        await epoch();
+        mark = guard.records.length;
+        await embed("ext");
+        assert.equal(guard.records.slice(mark).find((x) => x.file === DATA)?.warm, undefined);
+        assert.deepEqual([...Deno.readDirSync(`${shared}/store/blobs`)], []);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
