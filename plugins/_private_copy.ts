@@ -44,16 +44,20 @@ export async function fileChunks(
     },
     close: () => handle.close(),
     // fstat of the very handle being read (not of whatever the path names now).
-    identity: async () => {
-      const s = await handle.stat({ bigint: true });
-      return {
-        dev: String(s.dev),
-        ino: String(s.ino),
-        size: String(s.size),
-        mtimeNs: String(s.mtimeNs),
-        ctimeNs: String(s.ctimeNs),
-      };
-    },
+    identity: async () => identityOf(await handle.stat({ bigint: true })),
+  };
+}
+
+/** A file's identity from its (bigint) stats, for the verified store. */
+export function identityOf(
+  s: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint },
+): FileIdentity {
+  return {
+    dev: String(s.dev),
+    ino: String(s.ino),
+    size: String(s.size),
+    mtimeNs: String(s.mtimeNs),
+    ctimeNs: String(s.ctimeNs),
   };
 }
 

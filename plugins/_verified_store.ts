@@ -25,6 +25,7 @@ import {
 } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { FileIdentity } from "./_guard_types.ts";
+import { identityOf } from "./_private_copy.ts";
 
 /** A file changed this recently may change again within the clock's resolution: not recorded. */
 const RACY_MS = 2_000;
@@ -35,14 +36,7 @@ const sameFile = (a: FileIdentity, b: FileIdentity) =>
 
 async function pathIdentity(path: string): Promise<FileIdentity | undefined> {
   const s = await stat(path, { bigint: true }).catch(() => undefined);
-  if (!s?.isFile()) return undefined;
-  return {
-    dev: String(s.dev),
-    ino: String(s.ino),
-    size: String(s.size),
-    mtimeNs: String(s.mtimeNs),
-    ctimeNs: String(s.ctimeNs),
-  };
+  return s?.isFile() ? identityOf(s) : undefined;
 }
 
 const hex = (text: string) => createHash("sha256").update(text).digest("hex");

@@ -19,21 +19,25 @@ import {
 const DATA = "onnx/model.onnx_data";
 const epoch = () => new Promise((r) => setTimeout(r, 1600)); // a new model load epoch
 
-async function model(root: string): Promise<void> {
-  await writeTinyModel(`${root}/ext`, { externalData: true, extraRows: 20_000 });
-  await signModel(`${root}/ext`, { signer: keySigner(KEY) });
-  // Files changed within the clock's resolution are never recorded.
-  await new Promise((r) => setTimeout(r, 2100));
+/** A signed external-data model in a fresh folder, and where its store goes. */
+async function withModel(fn: (root: string, store: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "warm-" });
+  try {
+    await writeTinyModel(`${root}/ext`, { externalData: true, extraRows: 20_000 });
+    await signModel(`${root}/ext`, { signer: keySigner(KEY) });
+    // Files changed within the clock's resolution are never recorded.
+    await new Promise((r) => setTimeout(r, 2100));
+    await fn(root, `${root}/store`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 }
 
 test(
   "warm start: a verified external-data file is not read again; any change to it is",
   opts,
   async () => {
-    const root = await Deno.makeTempDir({ prefix: "warm-" });
-    const store = `${root}/store`;
-    try {
-      await model(root);
+    await withModel(async (root, store) => {
       await guarded({ verifiedStore: store }, async (guard) => {
         let mark = 0;
         local(`${root}/`);
@@ -77,9 +81,7 @@ test(
         assert.equal(again?.verdict, "verified");
         assert.equal(again?.warm, undefined);
       });
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
+    });
   },
 );
 
@@ -87,10 +89,7 @@ test(
   "warm start: a store others can write is not used (every load is verified in full)",
   opts,
   async () => {
-    const root = await Deno.makeTempDir({ prefix: "warm-" });
-    const store = `${root}/store`;
-    try {
-      await model(root);
+    await withModel(async (root, store) => {
       await Deno.mkdir(store, { mode: 0o777 });
       await Deno.chmod(store, 0o777);
       await guarded({ verifiedStore: store }, async (guard) => {
@@ -103,9 +102,7 @@ test(
         assert.equal(guard.records.slice(mark).find((r) => r.file === DATA)?.warm, undefined);
         assert.deepEqual([...Deno.readDirSync(`${store}/blobs`)], []);
       });
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
+    });
   },
 );
 
@@ -113,10 +110,7 @@ test(
   "warm start: a store swapped after install, or under a folder others can write, is not trusted",
   opts,
   async () => {
-    const root = await Deno.makeTempDir({ prefix: "warm-" });
-    const store = `${root}/store`;
-    try {
-      await model(root);
+    await withModel(async (root, store) => {
       await guarded({ verifiedStore: store }, async (guard) => {
         let mark = 0;
         local(`${root}/`);
@@ -157,8 +151,6 @@ test(
         assert.equal(guard.records.slice(mark).find((x) => x.file === DATA)?.warm, undefined);
         assert.deepEqual([...Deno.readDirSync(`${shared}/store/blobs`)], []);
       });
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
+    });
   },
 );
