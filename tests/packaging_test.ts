@@ -49,10 +49,7 @@ Deno.test("a Deno app uses a local clone through `links`, as the README shows (n
     const clone = decodeURIComponent(root.pathname);
     await Deno.writeTextFile(
       `${app}/deno.json`,
-      JSON.stringify({
-        links: [clone],
-        imports: { "@safemodels/safemodels": "jsr:@safemodels/safemodels@^0.1.0" },
-      }),
+      JSON.stringify({ links: [clone] }),
     );
     await Deno.writeTextFile(
       `${app}/main.ts`,
