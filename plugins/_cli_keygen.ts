@@ -67,22 +67,37 @@ export async function keygenCommand(args: string[], io: CliIO): Promise<number> 
   return 0;
 }
 
-/** A password for a new key: a file, SAFEMODELS_KEY_PASSWORD, or asked twice on the terminal. */
-async function newPassword(file: string | undefined, io: CliIO): Promise<string> {
+/**
+ * A password given without asking: `--key-password-file`, else
+ * SAFEMODELS_KEY_PASSWORD (empty counts as unset); `undefined` when the
+ * terminal is to ask, and a usage error `noTerminal` when there is none.
+ * Without --allow-env the variable is skipped, or with `denied` a usage error.
+ */
+export async function givenPassword(
+  file: string | undefined,
+  noTerminal: string,
+  denied?: string,
+): Promise<string | undefined> {
   if (file !== undefined) return (await readText(file)).replace(/\r?\n$/, "");
   let fromEnv: string | undefined;
   try {
     fromEnv = envVar("SAFEMODELS_KEY_PASSWORD");
   } catch (e) {
-    // No --allow-env: the terminal asks instead.
     if (!(e instanceof PermissionNeeded)) throw e;
+    if (denied !== undefined) throw new UsageError(denied);
   }
   if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  if (!isTerminal("stdin")) {
-    throw new UsageError(
-      "--encrypt needs a password: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
-    );
-  }
+  if (!isTerminal("stdin")) throw new UsageError(noTerminal);
+  return undefined;
+}
+
+/** A password for a new key: a file, SAFEMODELS_KEY_PASSWORD, or asked twice on the terminal. */
+async function newPassword(file: string | undefined, io: CliIO): Promise<string> {
+  const given = await givenPassword(
+    file,
+    "--encrypt needs a password: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
+  );
+  if (given !== undefined) return given;
   const interrupted = () => new UsageError("interrupted");
   const first = await readHidden(interrupted, () => io.err("Password for the new key: "));
   if (await readHidden(interrupted, () => io.err("Again: ")) !== first) {

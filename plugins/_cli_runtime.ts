@@ -3,6 +3,8 @@
 // environment), from Deno's API under Deno and from Node's `process` and
 // `node:` modules elsewhere. Nothing else in the CLI's path touches `Deno`.
 
+import { isPermissionError } from "../sign/_io_errors.ts";
+
 // deno-lint-ignore no-explicit-any
 const deno: typeof Deno | undefined = (globalThis as any).Deno;
 // deno-lint-ignore no-explicit-any
@@ -85,12 +87,6 @@ export class PermissionNeeded extends Error {
     super(message);
     this.name = "PermissionNeeded";
   }
-}
-
-/** Whether `e` is the runtime refusing a permission (Deno's NotCapable or PermissionDenied). */
-export function isPermissionError(e: unknown): boolean {
-  if (!deno) return false;
-  return e instanceof deno.errors.NotCapable || e instanceof deno.errors.PermissionDenied;
 }
 
 /**

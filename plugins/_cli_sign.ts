@@ -10,6 +10,7 @@ import {
   readHidden,
   readText,
 } from "./_cli_runtime.ts";
+import { givenPassword } from "./_cli_keygen.ts";
 import { certificateSigner } from "../sign/certificate_signer.ts";
 import { PolicyError } from "../sign/errors.ts";
 import { keySigner } from "../sign/key_signer.ts";
@@ -640,23 +641,12 @@ async function keyPassword(
   io: CliIO,
 ): Promise<{ password?: string }> {
   if (!pem.includes("ENCRYPTED PRIVATE KEY")) return {};
-  if (file !== undefined) return { password: (await read(file)).replace(/\r?\n$/, "") };
-  let fromEnv: string | undefined;
-  try {
-    fromEnv = envVar("SAFEMODELS_KEY_PASSWORD");
-  } catch (e) {
-    if (!(e instanceof PermissionNeeded)) throw e;
-    throw new UsageError(
-      "the private key is encrypted: reading SAFEMODELS_KEY_PASSWORD needs --allow-env=SAFEMODELS_KEY_PASSWORD (or give --key-password-file)",
-    );
-  }
-  // Empty counts as unset, as for keygen.
-  if (fromEnv !== undefined && fromEnv !== "") return { password: fromEnv };
-  if (!isTerminal("stdin")) {
-    throw new UsageError(
-      "the private key is encrypted: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
-    );
-  }
+  const given = await givenPassword(
+    file,
+    "the private key is encrypted: give --key-password-file FILE or set SAFEMODELS_KEY_PASSWORD (no terminal to ask on)",
+    "the private key is encrypted: reading SAFEMODELS_KEY_PASSWORD needs --allow-env=SAFEMODELS_KEY_PASSWORD (or give --key-password-file)",
+  );
+  if (given !== undefined) return { password: given };
   return {
     password: await readHidden(
       () => new UsageError("interrupted"),

@@ -24,7 +24,6 @@ import { closest, parse, UsageError } from "./_cli_args.ts";
 import { progressBar } from "./_cli_progress.ts";
 import {
   exitProcess,
-  isPermissionError,
   isTerminal,
   onInterrupt,
   pathInfo,
@@ -53,6 +52,7 @@ function commandUsage(command: string): string {
 }
 import { ModelFormatError } from "../hash/errors.ts";
 import { EvidenceError, OidcError, SignError } from "../sign/errors.ts";
+import { isPermissionError } from "../sign/_io_errors.ts";
 import { safeHash } from "../hash/safe_hash.ts";
 import type { HashAlgorithm, HashProgress } from "../hash/safe_hash.ts";
 import { fileDigest } from "../hash/file_digest.ts";
@@ -157,8 +157,7 @@ export async function main(
   try {
     const [command, ...rest] = args;
     // `<command> --help`: that command's part of the usage, on stdout.
-    const ends = rest.indexOf("--");
-    const before = ends < 0 ? rest : rest.slice(0, ends);
+    const before = optionsOf(rest);
     if (
       command !== undefined && COMMANDS.includes(command) &&
       (before.includes("--help") || before.includes("-h"))
@@ -210,12 +209,17 @@ export async function main(
     io.err(`safemodels: ${describe(e).replace(/[\r\n]+/g, " ")}`);
     // --json: the error is in the JSON on stdout too, so a script reading
     // stdout always gets one document.
-    const ends = args.indexOf("--");
-    if ((ends < 0 ? args : args.slice(0, ends)).includes("--json")) {
+    if (optionsOf(args).includes("--json")) {
       io.out(JSON.stringify({ ok: false, error: errorJson(e) }, null, 2));
     }
     return isFailedCheck(e) ? 1 : 2;
   }
+}
+
+/** The arguments before `--` (after it, everything is a file name). */
+function optionsOf(args: string[]): string[] {
+  const ends = args.indexOf("--");
+  return ends < 0 ? args : args.slice(0, ends);
 }
 
 /**
