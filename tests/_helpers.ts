@@ -119,3 +119,31 @@ export async function listDir(dir: string): Promise<string[]> {
   for await (const e of Deno.readDir(dir)) names.push(e.name);
   return names.sort();
 }
+
+/**
+ * Writes a sparse safetensors file of U8 tensors of the given sizes (zeros,
+ * no disk used for them): big inputs for progress, workers and interrupts.
+ */
+export async function writeSparseSafetensors(
+  path: string,
+  sizes: Record<string, number>,
+): Promise<void> {
+  const entries: Record<string, unknown> = {};
+  let at = 0;
+  for (const [name, n] of Object.entries(sizes)) {
+    entries[name] = { dtype: "U8", shape: [n], data_offsets: [at, at + n] };
+    at += n;
+  }
+  const json = JSON.stringify(entries);
+  const header = new TextEncoder().encode(json.padEnd(Math.ceil(json.length / 8) * 8, " "));
+  const head = new Uint8Array(8 + header.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+  head.set(header, 8);
+  const f = await Deno.open(path, { write: true, create: true });
+  try {
+    await f.write(head);
+    await f.truncate(head.length + at);
+  } finally {
+    f.close();
+  }
+}

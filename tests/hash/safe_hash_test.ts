@@ -7,7 +7,13 @@ import {
   safeHash,
 } from "../../hash/mod.ts";
 import type { HashAlgorithm } from "../../hash/mod.ts";
-import { buildSafetensors, expected, fixture, sha256hex } from "../_helpers.ts";
+import {
+  buildSafetensors,
+  expected,
+  fixture,
+  sha256hex,
+  writeSparseSafetensors,
+} from "../_helpers.ts";
 
 type Entry = {
   format: string;
@@ -326,19 +332,7 @@ Deno.test("safeHash() on workers: a file cut short mid-hash fails once, with one
   try {
     const path = `${dir}/cut.safetensors`;
     const n = 512 << 20;
-    const header = new TextEncoder().encode(
-      JSON.stringify({
-        a: { dtype: "U8", shape: [n / 2], data_offsets: [0, n / 2] },
-        b: { dtype: "U8", shape: [n / 2], data_offsets: [n / 2, n] },
-      }).padEnd(96, " "),
-    );
-    const head = new Uint8Array(8 + header.length);
-    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
-    head.set(header, 8);
-    const f = await Deno.open(path, { write: true, create: true });
-    await f.write(head);
-    await f.truncate(head.length + n);
-    f.close();
+    await writeSparseSafetensors(path, { a: n / 2, b: n / 2 });
     let cut = false;
     const errors: unknown[] = [];
     try {

@@ -103,3 +103,28 @@ export async function runPage(url: string, timeoutMs = 60_000): Promise<unknown>
     await Deno.remove(profile, { recursive: true }).catch(() => {});
   }
 }
+
+/** Where Deno keeps an npm package's files. */
+export async function npmDir(name: string, version: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
+  const { npmCache } = JSON.parse(new TextDecoder().decode(out.stdout));
+  return `${npmCache}/registry.npmjs.org/${name}/${version}`;
+}
+
+/**
+ * The folders the test pages serve as `/npm/<name>/…`: transformers.js' web
+ * build and the onnxruntime-web and onnxruntime-common versions it depends on.
+ */
+export async function pageModuleRoots(): Promise<Record<string, string>> {
+  const transformers = await npmDir("@huggingface/transformers", "4.3.1");
+  const pkg = (dir: string) => Deno.readTextFile(`${dir}/package.json`).then(JSON.parse);
+  const ort = await npmDir(
+    "onnxruntime-web",
+    (await pkg(transformers)).dependencies["onnxruntime-web"],
+  );
+  const common = await npmDir(
+    "onnxruntime-common",
+    (await pkg(ort)).dependencies["onnxruntime-common"],
+  );
+  return { transformers, ort, "ort-common": common };
+}

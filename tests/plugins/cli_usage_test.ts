@@ -2,6 +2,7 @@
 // you mean" for typos, keygen from nothing, and regexp identities.
 import assert from "node:assert/strict";
 import nodeCrypto from "node:crypto";
+import { writeSparseSafetensors } from "../_helpers.ts";
 import { runCli } from "./_cli_run.ts";
 import config from "../../deno.json" with { type: "json" };
 
@@ -231,14 +232,13 @@ Deno.test("cli: `-` reads standard input for hash and digest", async () => {
   assert.equal(d.out.trim(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -");
 });
 
-Deno.test("cli: long sign, verify, lock, check and meta set show one progress line on a terminal, cut to its width and cleared at the end", async (t) => {
-  const script = await new Deno.Command("script", {
-    args: ["--version"],
-    stdout: "null",
-    stderr: "null",
-  })
+/** Whether script(1) is here to give a command a terminal. */
+const hasScript = () =>
+  new Deno.Command("script", { args: ["--version"], stdout: "null", stderr: "null" })
     .output().then((o) => o.success, () => false);
-  if (!script) {
+
+Deno.test("cli: long sign, verify, lock, check and meta set show one progress line on a terminal, cut to its width and cleared at the end", async (t) => {
+  if (!(await hasScript())) {
     await t.step("script(1) is missing: skipped", () => {});
     return;
   }
@@ -264,17 +264,7 @@ Deno.test("cli: long sign, verify, lock, check and meta set show one progress li
     };
     // A 300 MiB safetensors file (sparse) for meta set.
     const big = `${dir}/a-big-file-with-a-rather-long-name.safetensors`;
-    const n = 300 << 20;
-    const header = new TextEncoder().encode(
-      JSON.stringify({ w: { dtype: "U8", shape: [n], data_offsets: [0, n] } }).padEnd(64, " "),
-    );
-    const head = new Uint8Array(8 + header.length);
-    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
-    head.set(header, 8);
-    const f = await Deno.open(big, { write: true, create: true });
-    await f.write(head);
-    await f.truncate(head.length + n);
-    f.close();
+    await writeSparseSafetensors(big, { w: 300 << 20 });
     await Deno.writeTextFile(
       `${dir}/policy.json`,
       JSON.stringify({ publicKeys: [await Deno.readTextFile(`${dir}/k.pub.pem`)] }),
@@ -313,17 +303,7 @@ for (const command of ["meta set", "sign"]) {
     try {
       const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
       const path = `${dir}/big.safetensors`;
-      const n = 768 << 20;
-      const header = new TextEncoder().encode(
-        JSON.stringify({ w: { dtype: "U8", shape: [n], data_offsets: [0, n] } }).padEnd(64, " "),
-      );
-      const head = new Uint8Array(8 + header.length);
-      new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
-      head.set(header, 8);
-      const f = await Deno.open(path, { write: true, create: true });
-      await f.write(head);
-      await f.truncate(head.length + n);
-      f.close();
+      await writeSparseSafetensors(path, { w: 768 << 20 });
       assert.equal((await run(["keygen", "--out", `${keys}/k.pem`])).code, 0);
       const before = await Deno.stat(path);
       const args = command === "meta set"
@@ -460,19 +440,7 @@ Deno.test("cli: --allow-read scoped to the model works for files big enough for 
   try {
     const path = `${dir}/big.safetensors`;
     const n = 400 << 20;
-    const header = new TextEncoder().encode(
-      JSON.stringify({
-        a: { dtype: "U8", shape: [n / 2], data_offsets: [0, n / 2] },
-        b: { dtype: "U8", shape: [n / 2], data_offsets: [n / 2, n] },
-      }).padEnd(96, " "),
-    );
-    const head = new Uint8Array(8 + header.length);
-    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
-    head.set(header, 8);
-    const f = await Deno.open(path, { write: true, create: true });
-    await f.write(head);
-    await f.truncate(head.length + n);
-    f.close();
+    await writeSparseSafetensors(path, { a: n / 2, b: n / 2 });
     const cli = new URL("../../plugins/cli.ts", import.meta.url).pathname;
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", `--allow-read=${path}`, cli, "hash", path],
@@ -613,12 +581,7 @@ Deno.test("cli: the signing half loads only beside the CLI's own file (cli.ts / 
 });
 
 Deno.test("cli: keygen --encrypt and sign ask for the password on a terminal (not echoed), twice for a new key", async (t) => {
-  const script = await new Deno.Command("script", {
-    args: ["--version"],
-    stdout: "null",
-    stderr: "null",
-  }).output().then((o) => o.success, () => false);
-  if (!script) {
+  if (!(await hasScript())) {
     await t.step("script(1) is missing: skipped", () => {});
     return;
   }

@@ -8,16 +8,10 @@
 // Prints the ratio; skipped without Chromium.
 import { keySigner, signModel } from "../../sign/mod.ts";
 import { freshKeyPem, writeTinyModel } from "../_model_gen.ts";
-import { chromiumPath, runPage } from "./_chromium.ts";
+import { chromiumPath, pageModuleRoots, runPage } from "./_chromium.ts";
 
 const mib = Number(Deno.env.get("SAFEMODELS_BROWSER_BENCH_MIB") ?? 256);
 const chromium = chromiumPath();
-
-async function npmDir(name: string, version: string): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
-  const { npmCache } = JSON.parse(new TextDecoder().decode(out.stdout));
-  return `${npmCache}/registry.npmjs.org/${name}/${version}`;
-}
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -98,21 +92,7 @@ if (chromium) {
   }).output();
   if (!built.success) throw new Error(new TextDecoder().decode(built.stderr));
   const source = await Deno.readTextFile(`${work}/guard.mjs`);
-  const transformersDir = await npmDir("@huggingface/transformers", "4.3.1");
-  const pkg = (dir: string) => Deno.readTextFile(`${dir}/package.json`).then(JSON.parse);
-  const ortDir = await npmDir(
-    "onnxruntime-web",
-    (await pkg(transformersDir)).dependencies["onnxruntime-web"],
-  );
-  const commonDir = await npmDir(
-    "onnxruntime-common",
-    (await pkg(ortDir)).dependencies["onnxruntime-common"],
-  );
-  const roots: Record<string, string> = {
-    transformers: transformersDir,
-    ort: ortDir,
-    "ort-common": commonDir,
-  };
+  const roots = await pageModuleRoots();
   const { privatePem, publicPem } = await freshKeyPem();
   const dir = `${work}/big`;
   await writeTinyModel(dir, { extraRows: Math.round((mib * 2 ** 20) / 32) });

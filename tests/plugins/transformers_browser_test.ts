@@ -21,19 +21,12 @@ import { startLocalSigstore } from "../sign/_local_sigstore.ts";
 import { main } from "../../plugins/cli.ts";
 import { expected, fixture } from "../_helpers.ts";
 import { freshKeyPem } from "../_model_gen.ts";
-import { chromiumPath, runPage } from "./_chromium.ts";
+import { chromiumPath, pageModuleRoots, runPage } from "./_chromium.ts";
 
 const EXPECTED = expected("tiny-bert").hello_world_mean_pooled as number[];
 const FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx"];
 const chromium = chromiumPath();
 if (!chromium && Deno.env.get("CI")) throw new Error("CI needs Chromium for the browser tests");
-
-/** Where Deno keeps an npm package's files. */
-async function npmDir(name: string, version: string): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
-  const { npmCache } = JSON.parse(new TextDecoder().decode(out.stdout));
-  return `${npmCache}/registry.npmjs.org/${name}/${version}`;
-}
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -210,19 +203,7 @@ Deno.test({
       "the browser bundle imports node: modules",
     );
 
-    const transformersDir = await npmDir("@huggingface/transformers", "4.3.1");
-    const pkg = (dir: string) => Deno.readTextFile(`${dir}/package.json`).then(JSON.parse);
-    const ortVersion = (await pkg(transformersDir)).dependencies["onnxruntime-web"];
-    const ortDir = await npmDir("onnxruntime-web", ortVersion);
-    const commonDir = await npmDir(
-      "onnxruntime-common",
-      (await pkg(ortDir)).dependencies["onnxruntime-common"],
-    );
-    const roots: Record<string, string> = {
-      transformers: transformersDir,
-      ort: ortDir,
-      "ort-common": commonDir,
-    };
+    const roots = await pageModuleRoots();
     const model = new Map<string, Uint8Array>();
     for (const f of FILES) model.set(f, await Deno.readFile(fixture(`tiny-bert/${f}`)));
     const flipped = (file: string, at: number) => {
