@@ -647,3 +647,47 @@ Deno.test("cli: keygen --encrypt and sign ask for the password on a terminal (no
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: keygen's keys read as openssl reads them: the encrypted key opens with its password only, and its public key is the one written", async (t) => {
+  const openssl = await new Deno.Command("openssl", { args: ["version"], stdout: "null" })
+    .output().then((o) => o.success, () => false);
+  if (!openssl) {
+    if (Deno.env.get("CI")) throw new Error("CI needs openssl for this oracle");
+    await t.step("openssl is missing: skipped", () => {});
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "cli-openssl-" });
+  try {
+    await Deno.writeTextFile(`${dir}/pw`, "s3cret\n");
+    for (const curve of ["P-256", "P-384", "P-521"]) {
+      const out = `${dir}/${curve}.pem`;
+      const made = await run([
+        "keygen",
+        "--curve",
+        curve,
+        "--encrypt",
+        "--key-password-file",
+        `${dir}/pw`,
+        "--out",
+        out,
+      ]);
+      assert.equal(made.code, 0, made.err);
+      const pkey = (pass: string) =>
+        new Deno.Command("openssl", {
+          args: ["pkey", "-in", out, "-passin", `pass:${pass}`, "-pubout"],
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+      const good = await pkey("s3cret");
+      assert.ok(good.success, `${curve}: openssl cannot open the key with its password`);
+      assert.equal(
+        new TextDecoder().decode(good.stdout).trim(),
+        (await Deno.readTextFile(`${dir}/${curve}.pub.pem`)).trim(),
+        `${curve}: the public key file is not the private key's`,
+      );
+      assert.ok(!(await pkey("wrong")).success, `${curve}: a wrong password opened the key`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
