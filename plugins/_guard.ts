@@ -14,6 +14,7 @@ import { VerifiedCopies } from "./_guard_copies.ts";
 import type { GuardCore } from "./_guard_core.ts";
 import { Decisions } from "./_guard_decisions.ts";
 import { guardedFetch } from "./_guard_fetch.ts";
+import { isUrl } from "./_guard_io.ts";
 import { SessionGate } from "./_guard_gate.ts";
 import { Locator } from "./_guard_locate.ts";
 import type {
@@ -35,9 +36,11 @@ export type {
 } from "./_guard_types.ts";
 
 const GUARDED = Symbol.for("safemodels.transformers.guard");
+/** A URL scheme (`file:`, `data:`, …): not a local path. */
+const SCHEME = /^[a-z][a-z0-9+.-]+:/i;
 
 /** The options, checked and with their defaults, once. */
-function resolveOptions(options: GuardOptions, platform: GuardPlatform) {
+function resolveOptions(options: GuardOptions, platform: GuardPlatform, buffers: boolean) {
   const mode = options.mode ?? "enforce";
   if (mode !== "enforce" && mode !== "warn") {
     throw new TypeError(
@@ -60,8 +63,11 @@ function resolveOptions(options: GuardOptions, platform: GuardPlatform) {
     lockfile: options.lockfile,
     onReport: options.onReport,
     workDir: options.workDir,
-    // Weights kept as private files (the default) or verified buffers.
-    inMemory: options.weights === "memory" || platform.files === undefined,
+    // Weights kept as private files (the default) or verified buffers (also
+    // the default where transformers.js wants buffers: version 3 without its
+    // file cache).
+    inMemory: options.weights === "memory" || platform.files === undefined ||
+      (buffers && options.weights === undefined),
   } as const;
 }
 
@@ -83,21 +89,30 @@ export function installGuard(
       "Cannot guard transformers.js: a guard is already installed (uninstall it first)",
     );
   }
-  // transformers.js 3 reads files with the global fetch and its own file
-  // reader: nothing the guard could check before onnxruntime sees a byte.
-  // Refuse to install rather than guard nothing.
-  if (typeof env.fetch !== "function" || !("useCustomCache" in env)) {
-    const version = (env as { version?: unknown }).version;
+  // transformers.js 4 reads every file through env.fetch. transformers.js 3
+  // has no env.fetch: with useFS off it reads local files and the hub with
+  // the global fetch, which the guard then wraps for model files only
+  // (where the platform has a file system: in browsers, transformers.js 3
+  // fetches relative URLs any page code fetches too).
+  const legacy = typeof env.fetch !== "function";
+  const version = (env as { version?: unknown }).version;
+  const named = typeof version === "string" ? ` ${version}` : "";
+  if (!("useCustomCache" in env)) {
     throw new TypeError(
-      `Cannot guard transformers.js${
-        typeof version === "string" ? ` ${version}` : ""
-      }: it has no env.fetch (transformers.js 4 and later have it), so its file reads cannot be checked. Upgrade to @huggingface/transformers 4, or verify models with safemodels verify before loading them unguarded`,
+      `Cannot guard transformers.js${named}: it has no env.customCache, so the files it reads cannot be checked. Upgrade to @huggingface/transformers 4 (or 3)`,
     );
   }
-  const o = resolveOptions(options, platform);
+  if (legacy && (platform.files === undefined || typeof globalThis.fetch !== "function")) {
+    throw new TypeError(
+      `Cannot guard transformers.js${named} here: it has no env.fetch (transformers.js 4 and later have it), and in browsers its reads cannot be told from the page's own. Upgrade to @huggingface/transformers 4, or verify models with safemodels verify before loading them unguarded`,
+    );
+  }
+  const o = resolveOptions(options, platform, legacy && !env.useFSCache);
   const { files, verifiers } = platform;
+  const globalFetch = globalThis.fetch;
   const saved = {
-    fetch: env.fetch,
+    // transformers.js 3: the global fetch it calls (bound: called on its own).
+    fetch: legacy ? globalFetch.bind(globalThis) : env.fetch,
     useFS: env.useFS,
     useCustomCache: env.useCustomCache,
     customCache: env.customCache,
@@ -130,6 +145,7 @@ export function installGuard(
     localBodies: new WeakMap(),
     readLocalsDirectly: env.useFS && files !== undefined,
     warned: new Set(),
+    legacy,
   };
   if (options.verifiedStore !== undefined && !o.inMemory && platform.openStore) {
     core.copies.store = platform.openStore(options.verifiedStore).catch((e) => {
@@ -139,7 +155,23 @@ export function installGuard(
   }
   const gate = new SessionGate(core);
 
-  env.fetch = guardedFetch(core);
+  const guarded = guardedFetch(core);
+  // transformers.js 3: only its model files (a hub URL of env.remoteHost's
+  // template, a local path, which Node's and Deno's fetch cannot read) go
+  // through the guard; every other request is the global fetch's, untouched.
+  let installed = true;
+  const hook = function fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    if (installed) {
+      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+      const ours = isUrl(url)
+        ? core.locator.remote(url)
+        : !SCHEME.test(url) && core.locator.local(url);
+      if (ours) return guarded(input, init);
+    }
+    return globalFetch.call(globalThis, input, init);
+  };
+  if (legacy) globalThis.fetch = hook;
+  else env.fetch = guarded;
   env.useFS = false;
   env.useCustomCache = true;
   env.customCache = verifyingCache(core);
@@ -156,7 +188,6 @@ export function installGuard(
     });
   });
 
-  let installed = true;
   return {
     get records() {
       return decisions.records;
@@ -164,7 +195,9 @@ export function installGuard(
     uninstall() {
       if (!installed) return;
       installed = false;
-      env.fetch = saved.fetch;
+      // A fetch wrapped over ours later stays: ours then only passes requests on.
+      if (!legacy) env.fetch = saved.fetch;
+      else if (globalThis.fetch === hook) globalThis.fetch = globalFetch;
       env.useFS = saved.useFS;
       env.useCustomCache = saved.useCustomCache;
       env.customCache = saved.customCache;

@@ -87,8 +87,9 @@ export function verifyingCache(core: GuardCore): {
         // through the gate.
         const fresh = copies.take(key, ref);
         if (fresh !== undefined) return copies.served(fresh.handle);
-        // Local weights come through fetch and put; remote ones may be cached.
-        if (!isUrl(key) || !store) return undefined;
+        // Local weights come through fetch and put; remote ones may be cached
+        // (transformers.js 3: served by the guarded fetch, see _guard_fetch.ts).
+        if (!isUrl(key) || !store || core.legacy) return undefined;
         const body = await store.open(key, ref);
         if (body === undefined) return undefined;
         const { handle, copy } = await copies.admit(ref, streamChunks(body), undefined);
@@ -136,7 +137,8 @@ export function verifyingCache(core: GuardCore): {
         const early = copies.take(key, ref, "fetched");
         // Deno/Node pass on the guarded fetch's own response and ask `match`
         // next; transformers.js' web build passes a copy and asks no more.
-        const askedAgain = !early || response instanceof VerifiedResponse;
+        // transformers.js 3 asks `match` again for the path (Node's file cache on).
+        const askedAgain = !early || response instanceof VerifiedResponse || core.legacy;
         if (early) await response.body?.cancel();
         const { handle, copy } = early ??
           await copies.admit(
@@ -145,8 +147,15 @@ export function verifyingCache(core: GuardCore): {
             sizeOf(response),
             core.localBodies.get(response),
           );
+        // transformers.js 3 keeps the first session's failure for every later
+        // session: a refusal fails its put instead (it does not catch it), so
+        // no session is attempted. (transformers.js 4 could hang on it.)
+        if (core.legacy && !decisions.allowed(copy.verdict)) {
+          copies.release(handle, copy, 0);
+          throw copy.verdict.error;
+        }
         // Only verified remote files are kept; local files are read where they are.
-        if (copy.verdict.ok && isUrl(key) && store) {
+        if (copy.verdict.ok && !copy.cached && isUrl(key) && store) {
           const data = typeof handle === "string"
             ? { path: handle, size: (await files!.fileSize(handle)) ?? 0 }
             : handle;

@@ -24,6 +24,8 @@ export interface PrivateCopy {
   locations: Set<string>;
   /** Other files that belong to it: the verified bytes a rewritten graph reads. */
   extra: string[];
+  /** Read from transformers.js' cache (not to be written back to it). */
+  cached?: boolean;
 }
 
 type Kept = {

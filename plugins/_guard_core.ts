@@ -22,6 +22,8 @@ export interface GuardCore {
   localBodies: WeakMap<Response, string>;
   /** transformers.js had `useFS` on: local files are read directly, not through its fetch. */
   readLocalsDirectly: boolean;
+  /** transformers.js 3: no env.fetch; the guard wraps the global fetch for its model files. */
+  legacy: boolean;
   /** Warnings already printed (warn mode prints each once). */
   warned: Set<string>;
 }

@@ -97,8 +97,43 @@ async function admitFetched(
   res: Response,
 ): Promise<Response> {
   const { handle, copy } = await core.copies.admit(ref, await chunksOf(core, res), sizeOf(res));
+  // transformers.js 3 reads the body first and fails on our error, before
+  // any session (it keeps a first session's failure for all later ones).
+  if (core.legacy && !core.decisions.allowed(copy.verdict)) {
+    const error = copy.verdict.error;
+    return new Response(new ReadableStream({ start: (c) => c.error(error) }));
+  }
   core.copies.remember(key, handle, copy, "fetched");
   return new VerifiedResponse(handle as Uint8Array);
+}
+
+/**
+ * transformers.js 3 cannot take weights from a custom cache's first answer
+ * (it then asks the cache again under an unset key), so the guard answers
+ * it "not cached" and serves the cached weights from its fetch instead:
+ * checked like any cache hit, kept for the `put` and `match` that follow,
+ * and never written to the cache again. A refused entry is dropped and the
+ * hub asked.
+ */
+async function cachedWeights(
+  core: GuardCore,
+  url: string,
+  ref: FileRef,
+): Promise<Response | undefined> {
+  const store = core.store();
+  const body = await store?.open(url, ref).catch(() => undefined);
+  if (!store || body === undefined) return undefined;
+  const { handle, copy } = await core.copies.admit(ref, streamChunks(body), undefined);
+  if (!core.decisions.allowed(copy.verdict)) {
+    await store.delete(url, ref).catch(() => {});
+    return undefined;
+  }
+  copy.cached = true;
+  await core.copies.finishOnnx(handle, copy);
+  core.copies.remember(url, handle, copy, "fetched");
+  return typeof handle === "string"
+    ? new Response(core.platform.files!.fileBody(handle))
+    : new VerifiedResponse(handle);
 }
 
 /** The SHA-256 a hub announces for an LFS file (`X-Linked-Etag`, else `ETag`), if it is one. */
@@ -181,6 +216,10 @@ export function guardedFetch(core: GuardCore) {
     const probe = headers.has("range") || (init?.method ?? "GET").toUpperCase() !== "GET";
     if (/^(?:https?|blob):/i.test(url)) {
       const ref = locator.remote(url);
+      if (ref && core.legacy && !probe && isWeightFile(ref.file)) {
+        const hit = await cachedWeights(core, url, ref);
+        if (hit) return hit;
+      }
       const res: Response = ref
         ? await fetchPinned(core, url, ref, init, probe)
         : await core.originalFetch(input as string, init);

@@ -16,6 +16,10 @@
  * external data into the copy, which onnxruntime memory-maps: a guarded load
  * needs less time and memory than an unguarded one (see the README).
  *
+ * transformers.js 3 has no `env.fetch`: the guard then wraps the global
+ * `fetch` for its model files only (other requests pass untouched) and
+ * restores it on `uninstall()`; see the README for the differences.
+ *
  * In browsers, use `@safemodels/safemodels/plugins/transformers-web`.
  *
  * @example Refusing anything not signed by your key
@@ -116,6 +120,24 @@ export function guardTransformers(
     Symbol.for("onnxruntime")
   ]?.InferenceSession;
   if (exposed && exposed !== ort.InferenceSession) sessions.push(exposed);
+  // transformers.js 3 keeps its onnxruntime's env as env.backends.onnx: when
+  // that is another copy than ours, its sessions could not be gated.
+  const env = ("env" in transformers ? transformers.env : transformers) as TransformersEnv & {
+    backends?: { onnx?: unknown };
+    version?: unknown;
+  };
+  const onnx = env.backends?.onnx;
+  if (typeof env.fetch !== "function" && onnx !== undefined && onnx !== ort.env) {
+    const exposedEnv = (globalThis as Record<symbol, { env?: unknown }>)[Symbol.for("onnxruntime")]
+      ?.env;
+    if (onnx !== exposedEnv) {
+      throw new TypeError(
+        `Cannot guard transformers.js${
+          typeof env.version === "string" ? ` ${env.version}` : ""
+        }: it runs another copy of onnxruntime-node than the one safemodels gates, so its sessions could not be checked; install a single onnxruntime-node (npm ls onnxruntime-node, npm dedupe)`,
+      );
+    }
+  }
   return installGuard(transformers, options, {
     sessions,
     files: nodeFiles(options.workDir),

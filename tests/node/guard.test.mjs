@@ -1,4 +1,4 @@
-// The transformers.js guard under Node (transformers.js 4.3.1 and
+// The transformers.js guard under Node (transformers.js 4 or 3 and
 // onnxruntime-node from npm, see .ci/run): a signed tiny-bert loads and embeds
 // "hello world" as PyTorch did; a flipped byte is refused with HashMismatch and
 // no onnxruntime session for the model.
@@ -13,23 +13,92 @@ import { cliBin, load } from "./_package.mjs";
 const fixtures = fileURLToPath(new URL("../../../shared/fixtures/", import.meta.url));
 const sm = { ...await load("safemodels/sign"), ...await load("safemodels/plugins/transformers") };
 const transformers = await load("@huggingface/transformers");
-// CI runs these with the newest transformers.js 4 and 3 (see .ci/run); the
-// guard needs 4 and says so on 3.
+// CI runs these with the newest transformers.js 4 and the newest 3 (see
+// .ci/run). transformers.js 3 has no env.fetch: the guard wraps the global
+// fetch for its model files only.
 const major = Number(transformers.env.version.split(".")[0]);
-const v4 = { skip: major < 4 ? `transformers.js ${transformers.env.version}` : false };
+const v3 = { skip: major !== 3 ? `transformers.js ${transformers.env.version}` : false };
 
 test(
-  "guardTransformers() refuses to install on a transformers.js without env.fetch, naming the version",
-  {
-    skip: major >= 4 ? `transformers.js ${transformers.env.version} has env.fetch` : false,
+  "transformers.js 3: the global fetch is wrapped for model files only, and restored on uninstall",
+  v3,
+  async () => {
+    const { createServer } = await import("node:http");
+    const seen = [];
+    const server = createServer((req, res) => {
+      seen.push(req.url);
+      res.writeHead(200, { "content-type": "application/json" }).end('{"hello":"world"}');
+    });
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const before = globalThis.fetch;
+    const guard = sm.guardTransformers(transformers, { policy: { publicKeys: [] } });
+    try {
+      assert.notEqual(globalThis.fetch, before);
+      // Not a hub URL of env.remoteHost: the request and its answer are untouched.
+      const base = `http://127.0.0.1:${server.address().port}`;
+      const res = await fetch(`${base}/api/config.json?x=1`, { headers: { "x-app": "1" } });
+      assert.deepEqual(await res.json(), { hello: "world" });
+      assert.deepEqual(seen, ["/api/config.json?x=1"]);
+      assert.equal(await (await fetch("data:text/plain,ok")).text(), "ok");
+      // A path that is not a model file is refused by fetch, as without the guard.
+      await assert.rejects(fetch("/etc/hostname"), TypeError);
+    } finally {
+      guard.uninstall();
+      server.close();
+    }
+    assert.equal(globalThis.fetch, before);
   },
-  () => {
-    assert.throws(
-      () => sm.guardTransformers(transformers, { policy: { publicKeys: [] } }),
-      (e) =>
-        e instanceof TypeError && e.message.includes(transformers.env.version) &&
-        /Upgrade to @huggingface\/transformers 4/.test(e.message),
-    );
+);
+
+test(
+  "transformers.js 3 without its file cache: verified buffers; a refusal fails that load only",
+  v3,
+  async () => {
+    const root = mkdtempSync(`${tmpdir()}/safemodels-node-guard-`);
+    const { env } = transformers;
+    const saved = { ...env };
+    try {
+      cpSync(`${fixtures}tiny-bert`, `${root}/tiny-bert`, { recursive: true });
+      const key = readFileSync(`${fixtures}oms/keys/signing-key.pem`, "utf8");
+      await sm.signModel(`${root}/tiny-bert`, { signer: sm.keySigner(key) });
+      const onnx = `${root}/tiny-bert/onnx/model.onnx`;
+      const good = readFileSync(onnx);
+      const bad = Buffer.from(good);
+      bad[100] ^= 1;
+      writeFileSync(onnx, bad);
+      Object.assign(env, {
+        localModelPath: `${root}/`,
+        allowRemoteModels: false,
+        useFSCache: false,
+      });
+      const guard = sm.guardTransformers(transformers, {
+        policy: { publicKeys: [readFileSync(`${fixtures}oms/keys/signing-key-pub.pem`, "utf8")] },
+      });
+      try {
+        // Tampered first: refused with our error, before any session.
+        await assert.rejects(
+          transformers.pipeline("feature-extraction", "tiny-bert", { dtype: "fp32" }),
+          (e) => e instanceof sm.HashMismatch && e.message.includes("onnx/model.onnx"),
+        );
+        // transformers.js 3 keeps a failed first session for every later one:
+        // the refusal did not reach onnxruntime, so the repaired model loads.
+        writeFileSync(onnx, good);
+        await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+        const pipe = await transformers.pipeline("feature-extraction", "tiny-bert", {
+          dtype: "fp32",
+        });
+        const out = Array.from((await pipe("hello world", { pooling: "mean" })).data);
+        await pipe.dispose();
+        out.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `[${i}] ${v}`));
+        const onnxRecords = guard.records.filter((r) => r.file === "onnx/model.onnx");
+        assert.deepEqual(onnxRecords.map((r) => r.verdict), ["refused", "verified"]);
+      } finally {
+        guard.uninstall();
+      }
+    } finally {
+      Object.assign(env, saved);
+      rmSync(root, { recursive: true, force: true });
+    }
   },
 );
 const expected =
@@ -37,7 +106,6 @@ const expected =
 
 test(
   "guardTransformers() under Node: signed loads and matches PyTorch, tampered is refused",
-  v4,
   async () => {
     const root = mkdtempSync(`${tmpdir()}/safemodels-node-guard-`);
     try {
@@ -76,8 +144,7 @@ test(
 );
 
 test(
-  "guardTransformers() under Node: a remote model over a loopback hub, Node's file cache",
-  v4,
+  "guardTransformers() under Node: a remote model over a loopback hub, Node's file cache (a refusal first, then the verified load)",
   async () => {
     const { createServer } = await import("node:http");
     const root = mkdtempSync(`${tmpdir()}/safemodels-node-guard-`);
@@ -155,7 +222,6 @@ test(
 
 test(
   "guardTransformers() under Node reads a lockfile written by `safemodels lock`: pins vouch, bind and freeze",
-  v4,
   async () => {
     const { execFileSync } = await import("node:child_process");
     const root = mkdtempSync(`${tmpdir()}/safemodels-node-lock-`);

@@ -564,6 +564,87 @@ test("uninstall() restores transformers.js and onnxruntime exactly", opts, () =>
   assert.equal(env.fetch, before.fetch);
 });
 
+/** An env shaped as transformers.js 3's: no env.fetch, its onnxruntime's env as backends.onnx. */
+function legacyEnv(onnx: unknown = ort.env) {
+  return {
+    version: "3.8.1",
+    useFS: true,
+    useCustomCache: false,
+    customCache: null,
+    useBrowserCache: false,
+    useFSCache: true,
+    cacheDir: null,
+    remoteHost: "https://huggingface.co/",
+    remotePathTemplate: "{model}/resolve/{revision}/",
+    allowRemoteModels: false,
+    localModelPath: "/models/",
+    backends: { onnx },
+  };
+}
+
+test(
+  "transformers.js 3 (no env.fetch): the global fetch is wrapped for hub model files only, and restored",
+  opts,
+  async () => {
+    const before = globalThis.fetch;
+    const seen: string[] = [];
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+      const path = new URL(req.url).pathname;
+      seen.push(path);
+      // The hub has the model's config but no model.sig.
+      if (path.endsWith("/model.sig")) return new Response("missing", { status: 404 });
+      return new Response(path.endsWith("config.json") ? "{}" : "plain");
+    });
+    const env = legacyEnv();
+    const port = server.addr.port;
+    env.remoteHost = `http://127.0.0.1:${port}/`;
+    env.allowRemoteModels = true;
+    const guard = guardTransformers(env as unknown as Parameters<typeof guardTransformers>[0], {
+      policy,
+    });
+    try {
+      assert.notEqual(globalThis.fetch, before);
+      assert.equal(env.useFS, false);
+      // Not a model file of env.remoteHost's template: untouched.
+      assert.equal(await (await fetch(`http://127.0.0.1:${port}/api/x.txt`)).text(), "plain");
+      // A hub model file: checked (no model.sig there: refused, as policy requires signatures).
+      await assert.rejects(
+        (async () => {
+          const r = await fetch(`http://127.0.0.1:${port}/acme/m/resolve/main/config.json`);
+          await r.arrayBuffer();
+        })(),
+        SignatureMissing,
+      );
+      assert.ok(seen.includes("/acme/m/resolve/main/model.sig"), seen.join());
+    } finally {
+      guard.uninstall();
+      await server.shutdown();
+    }
+    assert.equal(globalThis.fetch, before);
+    assert.equal(env.useFS, true);
+  },
+);
+
+test(
+  "transformers.js 3 with another onnxruntime copy, or without env.customCache: refused at install, saying why",
+  opts,
+  () => {
+    const before = globalThis.fetch;
+    assert.throws(
+      () => guardTransformers(legacyEnv({}) as never, { policy }),
+      (e) =>
+        e instanceof TypeError &&
+        /3\.8\.1: it runs another copy of onnxruntime-node/.test(e.message),
+    );
+    const { useCustomCache: _, ...old } = legacyEnv();
+    assert.throws(
+      () => guardTransformers(old as never, { policy }),
+      (e) => e instanceof TypeError && /no env\.customCache/.test(e.message),
+    );
+    assert.equal(globalThis.fetch, before);
+  },
+);
+
 test(
   "a lockfile vouches for an unsigned model; a pinned digest that differs is refused",
   opts,
