@@ -14,9 +14,8 @@ import { VerifiedCopies } from "./_guard_copies.ts";
 import type { GuardCore } from "./_guard_core.ts";
 import { Decisions } from "./_guard_decisions.ts";
 import { guardedFetch } from "./_guard_fetch.ts";
-import { isUrl } from "./_guard_io.ts";
 import { SessionGate } from "./_guard_gate.ts";
-import { Locator } from "./_guard_locate.ts";
+import { filePath, Locator } from "./_guard_locate.ts";
 import type {
   GuardOptions,
   GuardPlatform,
@@ -36,8 +35,21 @@ export type {
 } from "./_guard_types.ts";
 
 const GUARDED = Symbol.for("safemodels.transformers.guard");
-/** A URL scheme (`file:`, `data:`, …): not a local path. */
-const SCHEME = /^[a-z][a-z0-9+.-]+:/i;
+/**
+ * Whether transformers.js reads files as version 3 does: the global fetch
+ * (it has no env.fetch; an app may set one, which version 3 ignores).
+ */
+export function isLegacy(env: TransformersEnv): boolean {
+  const version = (env as { version?: unknown }).version;
+  return typeof env.fetch !== "function" ||
+    (typeof version === "string" && /^3\./.test(version));
+}
+
+/** A request of transformers.js 3's file reader (it names itself in the User-Agent). */
+function isTransformers3(init: RequestInit | undefined): boolean {
+  const agent = new Headers(init?.headers).get("user-agent");
+  return agent !== null && /^transformers\.js\/3\./.test(agent);
+}
 
 /** The options, checked and with their defaults, once. */
 function resolveOptions(options: GuardOptions, platform: GuardPlatform, buffers: boolean) {
@@ -63,11 +75,10 @@ function resolveOptions(options: GuardOptions, platform: GuardPlatform, buffers:
     lockfile: options.lockfile,
     onReport: options.onReport,
     workDir: options.workDir,
-    // Weights kept as private files (the default) or verified buffers (also
-    // the default where transformers.js wants buffers: version 3 without its
-    // file cache).
-    inMemory: options.weights === "memory" || platform.files === undefined ||
-      (buffers && options.weights === undefined),
+    // Weights kept as private files (the default) or verified buffers
+    // (always where transformers.js wants buffers: version 3 without its file
+    // cache hands onnxruntime bytes, never paths).
+    inMemory: options.weights === "memory" || platform.files === undefined || buffers,
   } as const;
 }
 
@@ -91,10 +102,9 @@ export function installGuard(
   }
   // transformers.js 4 reads every file through env.fetch. transformers.js 3
   // has no env.fetch: with useFS off it reads local files and the hub with
-  // the global fetch, which the guard then wraps for model files only
-  // (where the platform has a file system: in browsers, transformers.js 3
-  // fetches relative URLs any page code fetches too).
-  const legacy = typeof env.fetch !== "function";
+  // the global fetch, which the guard then wraps for its requests only
+  // (Deno and Node, where they name themselves; in browsers they do not).
+  const legacy = isLegacy(env);
   const version = (env as { version?: unknown }).version;
   const named = typeof version === "string" ? ` ${version}` : "";
   if (!("useCustomCache" in env)) {
@@ -107,12 +117,13 @@ export function installGuard(
       `Cannot guard transformers.js${named} here: it has no env.fetch (transformers.js 4 and later have it), and in browsers its reads cannot be told from the page's own. Upgrade to @huggingface/transformers 4, or verify models with safemodels verify before loading them unguarded`,
     );
   }
+  // transformers.js 3 without its file cache wants buffers: verified ones.
   const o = resolveOptions(options, platform, legacy && !env.useFSCache);
   const { files, verifiers } = platform;
-  const globalFetch = globalThis.fetch;
+  // transformers.js 3: where the global fetch passes requests that are not its own.
+  let passOn = globalThis.fetch;
   const saved = {
-    // transformers.js 3: the global fetch it calls (bound: called on its own).
-    fetch: legacy ? globalFetch.bind(globalThis) : env.fetch,
+    fetch: legacy ? (input: string | URL, init?: RequestInit) => passOn(input, init) : env.fetch,
     useFS: env.useFS,
     useCustomCache: env.useCustomCache,
     customCache: env.customCache,
@@ -129,7 +140,8 @@ export function installGuard(
     onReport: o.onReport,
     files,
     verifiers,
-    fetch: saved.fetch,
+    // Read at each call: env.fetch set while guarded replaces the one wrapped.
+    fetch: (input, init) => saved.fetch(input, init),
     store,
   });
   const core: GuardCore = {
@@ -140,7 +152,7 @@ export function installGuard(
     decisions,
     copies: new VerifiedCopies(decisions, files, o.inMemory, o.workDir),
     locator: new Locator(env, files),
-    originalFetch: saved.fetch,
+    originalFetch: (input, init) => saved.fetch(input, init),
     store,
     localBodies: new WeakMap(),
     readLocalsDirectly: env.useFS && files !== undefined,
@@ -156,25 +168,47 @@ export function installGuard(
   const gate = new SessionGate(core);
 
   const guarded = guardedFetch(core);
-  // transformers.js 3: only its model files (a hub URL of env.remoteHost's
-  // template, a local path, which Node's and Deno's fetch cannot read) go
-  // through the guard; every other request is the global fetch's, untouched.
+  // transformers.js 3: only its own requests (its file reader sends them
+  // with a "transformers.js/<version>" User-Agent) go through the guard, a
+  // file: URL as the local path it names; every other request is the global
+  // fetch's, untouched.
   let installed = true;
   const hook = function fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-    if (installed) {
-      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-      const ours = isUrl(url)
-        ? core.locator.remote(url)
-        : !SCHEME.test(url) && core.locator.local(url);
-      if (ours) return guarded(input, init);
+    if (installed && typeof input === "string" && isTransformers3(init)) {
+      return guarded(/^file:/i.test(input) ? filePath(input) : input, init);
     }
-    return globalFetch.call(globalThis, input, init);
+    return passOn.call(globalThis, input, init);
+  };
+  /** Puts the hook back when someone replaced the global fetch (what they set is passed on). */
+  const keepHook = () => {
+    if (!legacy || !installed || globalThis.fetch === hook) return;
+    passOn = globalThis.fetch;
+    globalThis.fetch = hook;
   };
   if (legacy) globalThis.fetch = hook;
-  else env.fetch = guarded;
-  env.useFS = false;
-  env.useCustomCache = true;
-  env.customCache = verifyingCache(core);
+  // While installed, transformers.js reads these settings as the guard's;
+  // what is set meanwhile is what the guard wraps (and what uninstall()
+  // restores), so no setting turns the checks off.
+  const own: Record<string, unknown> = {
+    useFS: false,
+    useCustomCache: true,
+    customCache: verifyingCache(core, keepHook),
+    ...(legacy ? {} : { fetch: guarded }),
+  };
+  const savedRecord = saved as Record<string, unknown>;
+  const descriptors = new Map(
+    Object.keys(own).map((k) => [k, Object.getOwnPropertyDescriptor(env, k)]),
+  );
+  for (const k of Object.keys(own)) {
+    Object.defineProperty(env, k, {
+      configurable: true,
+      enumerable: true,
+      get: () => own[k],
+      set: (v) => {
+        savedRecord[k] = v;
+      },
+    });
+  }
   envRecord[GUARDED] = true;
   const classes: SessionClass[] = platform.sessions;
   const createDescriptors = classes.map((c) => Object.getOwnPropertyDescriptor(c, "create"));
@@ -196,11 +230,18 @@ export function installGuard(
       if (!installed) return;
       installed = false;
       // A fetch wrapped over ours later stays: ours then only passes requests on.
-      if (!legacy) env.fetch = saved.fetch;
-      else if (globalThis.fetch === hook) globalThis.fetch = globalFetch;
-      env.useFS = saved.useFS;
-      env.useCustomCache = saved.useCustomCache;
-      env.customCache = saved.customCache;
+      if (legacy && globalThis.fetch === hook) globalThis.fetch = passOn;
+      for (const [k, d] of descriptors) {
+        if (d && !("value" in d)) Object.defineProperty(env, k, d);
+        else {
+          Object.defineProperty(env, k, {
+            configurable: true,
+            enumerable: d?.enumerable ?? true,
+            writable: true,
+            value: savedRecord[k],
+          });
+        }
+      }
       delete envRecord[GUARDED];
       classes.forEach((cls, i) => Object.defineProperty(cls, "create", createDescriptors[i]!));
       core.copies.clear();

@@ -65,8 +65,11 @@ export function pickStore(
   return undefined;
 }
 
-/** The cache the guard puts in `env.customCache`. */
-export function verifyingCache(core: GuardCore): {
+/**
+ * The cache the guard puts in `env.customCache`; `onUse` runs first at each
+ * call (transformers.js 3: the guard's fetch hook is put back if replaced).
+ */
+export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
   match(key: string): Promise<Response | string | undefined>;
   put(key: string, response: Response): Promise<void>;
   delete(key: string): Promise<boolean>;
@@ -75,6 +78,7 @@ export function verifyingCache(core: GuardCore): {
   const files = core.platform.files;
   return {
     async match(key: string): Promise<Response | string | undefined> {
+      onUse();
       const store = core.store();
       const ref = locator.locate(key);
       if (!ref) {
@@ -123,6 +127,7 @@ export function verifyingCache(core: GuardCore): {
       });
     },
     async put(key: string, response: Response): Promise<void> {
+      onUse();
       const store = core.store();
       const ref = locator.locate(key);
       const type = response.headers.get("content-type") ?? "application/octet-stream";
@@ -147,13 +152,6 @@ export function verifyingCache(core: GuardCore): {
             sizeOf(response),
             core.localBodies.get(response),
           );
-        // transformers.js 3 keeps the first session's failure for every later
-        // session: a refusal fails its put instead (it does not catch it), so
-        // no session is attempted. (transformers.js 4 could hang on it.)
-        if (core.legacy && !decisions.allowed(copy.verdict)) {
-          copies.release(handle, copy, 0);
-          throw copy.verdict.error;
-        }
         // Only verified remote files are kept; local files are read where they are.
         if (copy.verdict.ok && !copy.cached && isUrl(key) && store) {
           const data = typeof handle === "string"

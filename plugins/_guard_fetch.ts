@@ -97,12 +97,6 @@ async function admitFetched(
   res: Response,
 ): Promise<Response> {
   const { handle, copy } = await core.copies.admit(ref, await chunksOf(core, res), sizeOf(res));
-  // transformers.js 3 reads the body first and fails on our error, before
-  // any session (it keeps a first session's failure for all later ones).
-  if (core.legacy && !core.decisions.allowed(copy.verdict)) {
-    const error = copy.verdict.error;
-    return new Response(new ReadableStream({ start: (c) => c.error(error) }));
-  }
   core.copies.remember(key, handle, copy, "fetched");
   return new VerifiedResponse(handle as Uint8Array);
 }

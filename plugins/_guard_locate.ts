@@ -87,8 +87,15 @@ export class Locator {
 
   /** The model and file of a request or cache key. */
   locate(key: string): FileRef | undefined {
-    return isUrl(key) ? this.remote(key) : this.local(key);
+    if (isUrl(key)) return this.remote(key);
+    return this.local(/^file:/i.test(key) ? filePath(key) : key);
   }
+}
+
+/** The local path a file: URL names (a Windows drive letter keeps no leading slash). */
+export function filePath(url: string): string {
+  const path = decodeURIComponent(new URL(url).pathname);
+  return /^\/[A-Za-z]:\//.test(path) ? path.slice(1) : path;
 }
 
 function safeDecode(s: string): string {

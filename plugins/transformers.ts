@@ -43,6 +43,7 @@ import { VerifiedStore } from "./_verified_store.ts";
 import {
   type GuardOptions,
   installGuard,
+  isLegacy,
   type SessionClass,
   type TransformersEnv,
   type TransformersGuard,
@@ -75,6 +76,30 @@ export {
   VerificationError,
 } from "../sign/errors.ts";
 export { ModelFormatError } from "../hash/errors.ts";
+
+/**
+ * transformers.js 3 keeps the first onnxruntime session it asks for and
+ * awaits it before every later one: had the guard refused that one, no
+ * session could ever be made again in this process. So its own first
+ * session is one of its tensor ops (a weightless graph), asked for here,
+ * before the gate is installed.
+ */
+function primeSessions(transformers: unknown, env: TransformersEnv): void {
+  const mod = transformers as {
+    matmul?: (a: unknown, b: unknown) => Promise<unknown>;
+    Tensor?: new (type: string, data: Float32Array, dims: number[]) => unknown;
+  };
+  if (typeof mod.matmul !== "function" || typeof mod.Tensor !== "function") {
+    const version = (env as { version?: unknown }).version;
+    throw new TypeError(
+      `Cannot guard transformers.js${
+        typeof version === "string" ? ` ${version}` : ""
+      } given its env alone: pass the module (import * as transformers from "@huggingface/transformers"), which the guard needs to start its first onnxruntime session`,
+    );
+  }
+  const one = new mod.Tensor("float32", new Float32Array([1]), [1, 1]);
+  mod.matmul(one, one).catch(() => {});
+}
 
 /**
  * Installs the guard on transformers.js: from now on every model file it
@@ -127,7 +152,7 @@ export function guardTransformers(
     version?: unknown;
   };
   const onnx = env.backends?.onnx;
-  if (typeof env.fetch !== "function" && onnx !== undefined && onnx !== ort.env) {
+  if (isLegacy(env) && onnx !== undefined && onnx !== ort.env) {
     const exposedEnv = (globalThis as Record<symbol, { env?: unknown }>)[Symbol.for("onnxruntime")]
       ?.env;
     if (onnx !== exposedEnv) {
@@ -138,6 +163,7 @@ export function guardTransformers(
       );
     }
   }
+  if (isLegacy(env)) primeSessions(transformers, env);
   return installGuard(transformers, options, {
     sessions,
     files: nodeFiles(options.workDir),

@@ -20,33 +20,130 @@ const major = Number(transformers.env.version.split(".")[0]);
 const v3 = { skip: major !== 3 ? `transformers.js ${transformers.env.version}` : false };
 
 test(
-  "transformers.js 3: the global fetch is wrapped for model files only, and restored on uninstall",
+  "transformers.js 3: the global fetch is wrapped for its own requests only, kept while installed, restored on uninstall",
   v3,
   async () => {
     const { createServer } = await import("node:http");
     const seen = [];
     const server = createServer((req, res) => {
-      seen.push(req.url);
+      seen.push(`${req.method} ${req.url}`);
+      if (req.url.endsWith("/model.sig")) return res.writeHead(404).end();
       res.writeHead(200, { "content-type": "application/json" }).end('{"hello":"world"}');
     });
     await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const { env } = transformers;
+    const saved = { ...env };
+    env.remoteHost = `${base}/`;
     const before = globalThis.fetch;
+    // An app setting env.fetch (which version 3 ignores) does not make it version 4.
+    env.fetch = before;
     const guard = sm.guardTransformers(transformers, { policy: { publicKeys: [] } });
     try {
       assert.notEqual(globalThis.fetch, before);
-      // Not a hub URL of env.remoteHost: the request and its answer are untouched.
-      const base = `http://127.0.0.1:${server.address().port}`;
-      const res = await fetch(`${base}/api/config.json?x=1`, { headers: { "x-app": "1" } });
-      assert.deepEqual(await res.json(), { hello: "world" });
-      assert.deepEqual(seen, ["/api/config.json?x=1"]);
+      // The app's own requests, even to a hub model path, are untouched.
+      const hubPath = `${base}/acme/m/resolve/main/config.json`;
+      for (const r of [fetch(hubPath), fetch(new Request(hubPath, { method: "HEAD" }))]) {
+        assert.equal((await r).status, 200);
+      }
+      assert.deepEqual(await (await fetch(`${base}/api/x.json`)).json(), { hello: "world" });
+      assert.deepEqual(seen, [
+        "GET /acme/m/resolve/main/config.json",
+        "HEAD /acme/m/resolve/main/config.json",
+        "GET /api/x.json",
+      ]);
       assert.equal(await (await fetch("data:text/plain,ok")).text(), "ok");
-      // A path that is not a model file is refused by fetch, as without the guard.
-      await assert.rejects(fetch("/etc/hostname"), TypeError);
+      await assert.rejects(fetch("config.json"), TypeError);
+      // transformers.js 3's own (its User-Agent): checked; no model.sig there, so refused.
+      const own = { headers: { "user-agent": `transformers.js/${env.version}; is_ci/false;` } };
+      await assert.rejects(
+        fetch(hubPath, own).then((r) => r.arrayBuffer()),
+        (e) => e instanceof sm.SignatureMissing,
+      );
+      // Put back when replaced while installed (at transformers.js' next cache use).
+      const replaced = async (input, init) => before(input, init);
+      globalThis.fetch = replaced;
+      await env.customCache.match("unrelated-key");
+      assert.notEqual(globalThis.fetch, replaced);
+      guard.uninstall();
+      assert.equal(globalThis.fetch, replaced);
     } finally {
       guard.uninstall();
+      globalThis.fetch = before;
+      Object.assign(env, saved);
+      delete env.fetch;
       server.close();
     }
-    assert.equal(globalThis.fetch, before);
+  },
+);
+
+test(
+  "transformers.js 3: a refused tokenizer or external-data file fails that load only; later models load",
+  v3,
+  async () => {
+    const { externalizeWeights } = await import("./_external.mjs");
+    const root = mkdtempSync(`${tmpdir()}/safemodels-node-guard-`);
+    const { env } = transformers;
+    const saved = { ...env };
+    const key = readFileSync(`${fixtures}oms/keys/signing-key.pem`, "utf8");
+    const copy = async (name, change) => {
+      cpSync(`${fixtures}tiny-bert`, `${root}/${name}`, { recursive: true });
+      change?.(`${root}/${name}`);
+      await sm.signModel(`${root}/${name}`, { signer: sm.keySigner(key) });
+    };
+    const flip = (path, at) => {
+      const bytes = readFileSync(path);
+      bytes[at] ^= 1;
+      writeFileSync(path, bytes);
+    };
+    await copy("bad-tokenizer");
+    flip(`${root}/bad-tokenizer/tokenizer.json`, 100);
+    await copy("good");
+    await copy("external", externalizeWeights);
+    Object.assign(env, { localModelPath: `${root}/`, allowRemoteModels: false });
+    const guard = sm.guardTransformers(transformers, {
+      policy: { publicKeys: [readFileSync(`${fixtures}oms/keys/signing-key-pub.pem`, "utf8")] },
+    });
+    const embed = async (name, options = {}) => {
+      const pipe = await transformers.pipeline("feature-extraction", name, {
+        dtype: "fp32",
+        ...options,
+      });
+      const out = Array.from((await pipe("hello world", { pooling: "mean" })).data);
+      await pipe.dispose();
+      out.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `[${i}] ${v}`));
+    };
+    try {
+      // The first model of the process: its tokenizer is refused while its
+      // weights verify (version 3 keeps a failed first session for all later ones).
+      await assert.rejects(
+        embed("bad-tokenizer"),
+        (e) => e instanceof sm.HashMismatch && e.message.includes("bad-tokenizer/tokenizer.json"),
+      );
+      await embed("good");
+      // External data read with use_external_data_format: signed loads; a
+      // tampered model.onnx_data rejects the load (no hang, no crash).
+      const ext = { use_external_data_format: true };
+      await embed("external", ext);
+      flip(`${root}/external/onnx/model.onnx_data`, 10);
+      await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+      await assert.rejects(
+        embed("external", ext),
+        (e) => e instanceof sm.HashMismatch && e.message.includes("onnx/model.onnx_data"),
+      );
+      // Setting env.useFS while guarded does not let files be read unchecked.
+      env.useFS = true;
+      await assert.rejects(
+        embed("bad-tokenizer"),
+        (e) => e instanceof sm.HashMismatch && e.message.includes("tokenizer.json"),
+      );
+      await embed("good");
+    } finally {
+      guard.uninstall();
+      Object.assign(env, saved);
+      rmSync(root, { recursive: true, force: true });
+    }
+    assert.equal(env.useFS, saved.useFS);
   },
 );
 

@@ -583,7 +583,7 @@ function legacyEnv(onnx: unknown = ort.env) {
 }
 
 test(
-  "transformers.js 3 (no env.fetch): the global fetch is wrapped for hub model files only, and restored",
+  "transformers.js 3 (no env.fetch): the global fetch is wrapped for its own requests only, and restored",
   opts,
   async () => {
     const before = globalThis.fetch;
@@ -599,18 +599,25 @@ test(
     const port = server.addr.port;
     env.remoteHost = `http://127.0.0.1:${port}/`;
     env.allowRemoteModels = true;
-    const guard = guardTransformers(env as unknown as Parameters<typeof guardTransformers>[0], {
+    // The module's two tensor-op pieces the guard uses to start its first session.
+    let primed = 0;
+    const module = { env, matmul: () => Promise.resolve(primed++), Tensor: class {} };
+    const guard = guardTransformers(module as unknown as Parameters<typeof guardTransformers>[0], {
       policy,
     });
     try {
       assert.notEqual(globalThis.fetch, before);
       assert.equal(env.useFS, false);
-      // Not a model file of env.remoteHost's template: untouched.
+      assert.equal(primed, 1);
+      // The app's own requests, a hub model path included: untouched.
+      const hubFile = `http://127.0.0.1:${port}/acme/m/resolve/main/config.json`;
       assert.equal(await (await fetch(`http://127.0.0.1:${port}/api/x.txt`)).text(), "plain");
-      // A hub model file: checked (no model.sig there: refused, as policy requires signatures).
+      assert.equal(await (await fetch(hubFile)).text(), "{}");
+      // transformers.js 3's own (its User-Agent): checked (no model.sig there: refused).
+      const own = { headers: { "User-Agent": "transformers.js/3.8.1; is_ci/false;" } };
       await assert.rejects(
         (async () => {
-          const r = await fetch(`http://127.0.0.1:${port}/acme/m/resolve/main/config.json`);
+          const r = await fetch(hubFile, own);
           await r.arrayBuffer();
         })(),
         SignatureMissing,
@@ -626,7 +633,7 @@ test(
 );
 
 test(
-  "transformers.js 3 with another onnxruntime copy, or without env.customCache: refused at install, saying why",
+  "transformers.js 3 with another onnxruntime copy, given its env alone, or without env.customCache: refused at install, saying why",
   opts,
   () => {
     const before = globalThis.fetch;
@@ -636,9 +643,19 @@ test(
         e instanceof TypeError &&
         /3\.8\.1: it runs another copy of onnxruntime-node/.test(e.message),
     );
+    assert.throws(
+      () => guardTransformers(legacyEnv() as never, { policy }),
+      (e) => e instanceof TypeError && /given its env alone: pass the module/.test(e.message),
+    );
     const { useCustomCache: _, ...old } = legacyEnv();
     assert.throws(
-      () => guardTransformers(old as never, { policy }),
+      () =>
+        guardTransformers(
+          { env: old, matmul: () => Promise.resolve(), Tensor: class {} } as never,
+          {
+            policy,
+          },
+        ),
       (e) => e instanceof TypeError && /no env\.customCache/.test(e.message),
     );
     assert.equal(globalThis.fetch, before);
