@@ -165,6 +165,12 @@ export function installGuard(
       return undefined;
     });
   }
+  if (options.verifiedStore !== undefined && o.inMemory && platform.openTags) {
+    core.tags = platform.openTags(options.verifiedStore).catch((e) => {
+      console.warn(`safemodels: not tagging cached weights (${options.verifiedStore}): ${e}`);
+      return undefined;
+    });
+  }
   const gate = new SessionGate(core);
 
   const guarded = guardedFetch(core);

@@ -4,6 +4,7 @@
 // hands weights over as verified private copies (or buffers).
 import { sha256Hex } from "../hash/_digest.ts";
 import type { GuardCore } from "./_guard_core.ts";
+import type { Handle, PrivateCopy } from "./_guard_copies.ts";
 import { chunksOf } from "./_guard_fetch.ts";
 import {
   asBody,
@@ -15,7 +16,14 @@ import {
   streamChunks,
   VerifiedResponse,
 } from "./_guard_io.ts";
-import { type GuardFiles, isWeightFile, type Store, type TransformersEnv } from "./_guard_types.ts";
+import {
+  type FileRef,
+  type GuardFiles,
+  isWeightFile,
+  type Store,
+  type TransformersEnv,
+} from "./_guard_types.ts";
+import { TAG_HEADER } from "./_cache_tags.ts";
 
 type CacheLike = {
   match(key: string): Promise<unknown>;
@@ -26,10 +34,18 @@ type CacheLike = {
 function cacheStore(open: () => Promise<CacheLike>, files: GuardFiles | undefined): Store {
   let cache: Promise<CacheLike> | undefined;
   const get = () => (cache ??= open());
+  const tags = new WeakMap<ReadableStream<Uint8Array>, string>();
   return {
-    open: async (key) => openBody(await (await get()).match(key), files),
-    put: async (key, _ref, data, type) => {
-      await (await get()).put(key, storedResponse(data, type, files));
+    open: async (key) => {
+      const hit = await (await get()).match(key);
+      const body = await openBody(hit, files);
+      const tag = (hit as { headers?: Headers } | undefined)?.headers?.get?.(TAG_HEADER);
+      if (body && tag) tags.set(body, tag);
+      return body;
+    },
+    tagOf: (body) => tags.get(body),
+    put: async (key, _ref, data, type, tag) => {
+      await (await get()).put(key, storedResponse(data, type, files, tag));
     },
     delete: async (key) => {
       await (await get()).delete?.(key);
@@ -66,6 +82,31 @@ export function pickStore(
 }
 
 /**
+ * Puts verified weights in transformers.js' cache, tagged with their digest
+ * when tags are on (browsers, `verifiedStore`) and evidence vouched for them.
+ */
+async function putVerified(
+  core: GuardCore,
+  store: Store,
+  key: string,
+  ref: FileRef,
+  handle: Handle,
+  copy: PrivateCopy,
+  type = "application/octet-stream",
+): Promise<void> {
+  const files = core.platform.files;
+  const data = typeof handle === "string"
+    ? { path: handle, size: (await files!.fileSize(handle)) ?? 0 }
+    : handle;
+  const size = data instanceof Uint8Array ? data.byteLength : data.size;
+  const tags = copy.verdict.evidence !== "none" ? await core.tags : undefined;
+  const tag = await tags?.tag(key, copy.verdict.digest, size);
+  await store.put(key, ref, data, type, tag).catch((e) =>
+    console.warn(`safemodels: cannot cache ${key}: ${e}`)
+  );
+}
+
+/**
  * The cache the guard puts in `env.customCache`; `onUse` runs first at each
  * call (transformers.js 3: the guard's fetch hook is put back if replaced).
  */
@@ -96,11 +137,24 @@ export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
         if (!isUrl(key) || !store || core.legacy) return undefined;
         const body = await store.open(key, ref);
         if (body === undefined) return undefined;
-        const { handle, copy } = await copies.admit(ref, streamChunks(body), undefined);
+        // Browsers (verifiedStore): a tag the guard made vouches for the digest.
+        const tags = await core.tags;
+        const tagged = tags && await tags.read(key, store.tagOf?.(body));
+        const { handle, copy } = await copies.admit(
+          ref,
+          streamChunks(body),
+          tagged?.size,
+          undefined,
+          tagged,
+        );
         if (!decisions.allowed(copy.verdict)) {
           // A tampered cache entry is dropped: transformers.js fetches the file again.
           await store.delete(key, ref).catch(() => {});
           return undefined;
+        }
+        // Verified by hashing, untagged: tagged now, so the next load is warm.
+        if (tags && !tagged && copy.verdict.ok && copy.verdict.evidence !== "none") {
+          await putVerified(core, store, key, ref, handle, copy);
         }
         await copies.finishOnnx(handle, copy);
         copies.remember(key, handle, copy);
@@ -154,12 +208,7 @@ export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
           );
         // Only verified remote files are kept; local files are read where they are.
         if (copy.verdict.ok && !copy.cached && isUrl(key) && store) {
-          const data = typeof handle === "string"
-            ? { path: handle, size: (await files!.fileSize(handle)) ?? 0 }
-            : handle;
-          await store.put(key, ref, data, type).catch((e) =>
-            console.warn(`safemodels: cannot cache ${key}: ${e}`)
-          );
+          await putVerified(core, store, key, ref, handle, copy, type);
         }
         await copies.finishOnnx(handle, copy);
         if (askedAgain) copies.remember(key, handle, copy);

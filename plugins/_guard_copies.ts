@@ -10,6 +10,8 @@ import type { Decisions, ModelRecord } from "./_guard_decisions.ts";
 import { readHashed, safeRelative, unrefTimer, VerifiedResponse } from "./_guard_io.ts";
 import type { Chunks, FileRef, FileVerdict, GuardFiles } from "./_guard_types.ts";
 import type { VerifiedStore } from "./_verified_store.ts";
+import type { Tagged } from "./_cache_tags.ts";
+import { sha256Hex } from "../hash/_digest.ts";
 
 /** Verified weights wait this long for transformers.js to ask for them again. */
 export const RECENT_MS = 30_000;
@@ -143,6 +145,7 @@ export class VerifiedCopies {
     chunks: Chunks,
     size: number | undefined,
     source?: string,
+    tagged?: Tagged,
   ): Promise<{ handle: Handle; copy: PrivateCopy }> {
     const decisions = this.#decisions;
     const copyOf = (verdict: FileVerdict): PrivateCopy => ({
@@ -156,12 +159,21 @@ export class VerifiedCopies {
       if (this.#inMemory) {
         let read;
         try {
-          read = await readHashed(chunks, size);
+          // A tagged cache entry (browsers): read, not hashed, and decided
+          // on the tagged digest; anything else about it is hashed after all.
+          read = await readHashed(chunks, size, Infinity, tagged === undefined);
         } catch (error) {
           return this.#adoptBytes(
             marker(),
             copyOf(decisions.failure(ref, this.#readFailure(ref, error))),
           );
+        }
+        if (tagged !== undefined) {
+          if (read.bytes.byteLength === tagged.size) {
+            const v = await decisions.check(ref, tagged.digest, read.bytes, undefined, true);
+            if (v.ok && v.evidence !== "none") return this.#adoptBytes(read.bytes, copyOf(v));
+          }
+          read.digest = `sha256:${await sha256Hex(read.bytes)}`;
         }
         const copy = copyOf(await decisions.check(ref, read.digest, read.bytes));
         return this.#adoptBytes(decisions.allowed(copy.verdict) ? read.bytes : marker(), copy);

@@ -3,6 +3,7 @@
 import type { Decisions } from "./_guard_decisions.ts";
 import type { VerifiedCopies } from "./_guard_copies.ts";
 import type { Locator } from "./_guard_locate.ts";
+import type { CacheTags } from "./_cache_tags.ts";
 import type { GuardPlatform, Store, TransformersEnv } from "./_guard_types.ts";
 
 export interface GuardCore {
@@ -22,6 +23,8 @@ export interface GuardCore {
   localBodies: WeakMap<Response, string>;
   /** transformers.js had `useFS` on: local files are read directly, not through its fetch. */
   readLocalsDirectly: boolean;
+  /** Browsers with `verifiedStore`: the Web Cache tagging key (see _cache_tags.ts). */
+  tags?: Promise<CacheTags | undefined>;
   /** transformers.js 3: no env.fetch; the guard wraps the global fetch for its model files. */
   legacy: boolean;
   /** Warnings already printed (warn mode prints each once). */

@@ -2,6 +2,7 @@
 // while hashing, responses over verified bytes. No file system.
 import { createSha256, toHex } from "../hash/_digest.ts";
 import type { Chunks, GuardFiles, Stored } from "./_guard_types.ts";
+import { TAG_HEADER } from "./_cache_tags.ts";
 
 /** A length header is trusted for preallocation up to this; beyond, the buffer grows. */
 const PREALLOCATE_MAX = 1 << 30;
@@ -31,8 +32,10 @@ export async function readHashed(
   chunks: Chunks,
   size: number | undefined,
   limit = Infinity,
+  hash = true,
 ): Promise<{ bytes: Uint8Array; digest: string }> {
-  const hasher = await createSha256();
+  // Not hashing (a tagged cache entry): the digest is the caller's.
+  const hasher = hash ? await createSha256() : { update() {}, digest: () => new Uint8Array() };
   const sane = size !== undefined && Number.isSafeInteger(size) && size >= 0 &&
     size <= Math.min(limit, PREALLOCATE_MAX);
   let bytes = new Uint8Array(sane ? size : 0);
@@ -65,7 +68,7 @@ export async function readHashed(
   } else if (at < bytes.byteLength) {
     bytes = bytes.slice(0, at);
   }
-  return { bytes, digest: `sha256:${toHex(hasher.digest())}` };
+  return { bytes, digest: hash ? `sha256:${toHex(hasher.digest())}` : "" };
 }
 
 export function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
@@ -128,11 +131,16 @@ export function storedResponse(
   data: Stored,
   type: string,
   files: GuardFiles | undefined,
+  tag?: string,
 ): Response {
   const body = data instanceof Uint8Array ? asBody(data) : files!.fileBody(data.path);
   const length = data instanceof Uint8Array ? data.byteLength : data.size;
   return new Response(body, {
-    headers: { "content-length": String(length), "content-type": type },
+    headers: {
+      "content-length": String(length),
+      "content-type": type,
+      ...(tag !== undefined ? { [TAG_HEADER]: tag } : {}),
+    },
   });
 }
 

@@ -64,6 +64,12 @@ export interface GuardOptions {
    * private folder (put the store on the same file system as `workDir`) and
    * decided on the recorded digest. Any change to the file misses. Refused
    * (with a warning) unless only this user can write it. Off by default.
+   *
+   * In browsers (`plugins/transformers-web`): the name of an IndexedDB
+   * database holding this origin's tagging key (non-extractable HMAC). Weight
+   * files the guard verified are put in the Web Cache with a tag of their
+   * digest; a later hit with a valid tag is not hashed again (see the README
+   * for what that trusts).
    */
   verifiedStore?: string;
 }
@@ -210,7 +216,16 @@ export type Stored = Uint8Array | { path: string; size: number };
 /** A cache transformers.js would have used, minus verification. */
 export interface Store {
   open(key: string, ref: FileRef | undefined): Promise<ReadableStream<Uint8Array> | undefined>;
-  put(key: string, ref: FileRef | undefined, data: Stored, type: string): Promise<void>;
+  /** Stores `data` under `key`, with a verification tag when given (browsers, see _cache_tags.ts). */
+  put(
+    key: string,
+    ref: FileRef | undefined,
+    data: Stored,
+    type: string,
+    tag?: string,
+  ): Promise<void>;
+  /** The verification tag the entry `open` last returned as `body` carries, if any. */
+  tagOf?(body: ReadableStream<Uint8Array>): string | undefined;
   delete(key: string, ref: FileRef | undefined): Promise<void>;
 }
 
@@ -302,6 +317,8 @@ export interface GuardPlatform {
   verifiers?: Verifiers;
   /** Opens the verified store (warm starts), where the platform has files. */
   openStore?: (dir: string) => Promise<import("./_verified_store.ts").VerifiedStore | undefined>;
+  /** Opens the Web Cache tagging key (warm starts in browsers), named by `verifiedStore`. */
+  openTags?: (name: string) => Promise<import("./_cache_tags.ts").CacheTags | undefined>;
 }
 
 /** Files onnxruntime opens: failing them inside transformers.js can hang it. */

@@ -43,6 +43,7 @@ import { verifyKeylessWeb } from "../sign/_keyless.ts";
 import { verifyBundleUsing } from "../sign/_verify_bundle_core.ts";
 import type { VerifiedBundleResult, VerifyBundleOptions } from "../sign/verify_bundle.ts";
 import type { Issuer, TrustPolicy } from "../sign/policy.ts";
+import { CacheTags } from "./_cache_tags.ts";
 
 export type {
   GuardOptions,
@@ -197,6 +198,7 @@ export function guardTransformers(
   const { ort: _, policy, ...rest } = options;
   return installGuard(transformers, { ...rest, policy: policy ?? { signers: [] } }, {
     sessions,
+    openTags: (name) => CacheTags.open(name),
     // Key and certificate bundles: Sigstore keyless needs node:crypto.
     ...(policy === undefined ? {} : {
       verifiers: { signed: keySigned },

@@ -73,7 +73,9 @@ try {
   const lockfile = new Lockfile(await (await fetch("/lock.json")).json());
   const guard = guardTransformers(
     transformers,
-    scenario.startsWith("acme/signed") || scenario.startsWith("acme/cert") ||
+    scenario === "acme/signed-warm"
+      ? { ort, policy, verifiedStore: "safemodels-" + env.cacheKey }
+      : scenario.startsWith("acme/signed") || scenario.startsWith("acme/cert") ||
       scenario.startsWith("acme/keyless")
       ? { ort, policy }
       : scenario.startsWith("acme/embedded") || scenario.startsWith("acme/pinned")
@@ -140,6 +142,39 @@ try {
       }
       report.verifyMs = times.sort((a, b) => a - b)[3];
     }
+  } else if (scenario === "acme/signed-warm") {
+    // verifiedStore: downloaded weights are cached with a tag of their digest;
+    // the next load is decided on the tag (warm), not hashed again.
+    const pause = () => new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+    report.good = await load(scenario);
+    await pause();
+    report.warm = await load(scenario);
+    report.warmFiles = guard.records.filter((r) => r.warm).map((r) => r.file);
+    // Writers without the key (the hub through an unguarded transformers.js, a
+    // proxy): tampered weights under a made-up tag, then a truncated body under
+    // the genuine tag. Each is hashed, refused, dropped, and fetched again.
+    const cache = await caches.open(env.cacheKey);
+    const url = (await cache.keys()).map((r) => r.url).find((u) => u.endsWith("onnx/model.onnx"));
+    const genuine = await cache.match(url);
+    const tag = genuine.headers.get("x-safemodels-verified");
+    const bytes = new Uint8Array(await genuine.arrayBuffer());
+    report.tagged = /^v1 sha256:[0-9a-f]{64} [0-9]+ [A-Za-z0-9_-]{43}$/.test(tag ?? "");
+    const flipped = bytes.slice();
+    flipped[2000] ^= 1;
+    const madeUp = tag.slice(0, -8) + (tag.endsWith("AAAAAAAA") ? "BBBBBBBB" : "AAAAAAAA");
+    report.afterForged = [];
+    for (const [body, t] of [[flipped, madeUp], [bytes.slice(0, bytes.length - 1), tag]]) {
+      await cache.put(url, new Response(body, { headers: { "x-safemodels-verified": t } }));
+      await pause();
+      const hitsBefore = (await (await fetch("/hits")).json()).length;
+      const embedding = await load(scenario);
+      const hitsAfter = await (await fetch("/hits")).json();
+      report.afterForged.push({
+        embedding,
+        refetched: hitsAfter.slice(hitsBefore).filter((h) => h.endsWith("onnx/model.onnx")).length,
+      });
+    }
+    report.records = guard.records.map((r) => [r.file, r.verdict, r.evidence, r.warm ?? false]);
   } else if (scenario === "conformance") {
     // Checked above, without loading a model.
   } else if (scenario !== "good") {
@@ -163,7 +198,7 @@ try {
       report.gate = e.constructor.name;
     }
   }
-  report.records = guard.records.map((r) => [r.file, r.verdict, r.evidence, r.signer?.kind ?? ""]);
+  report.records ??= guard.records.map((r) => [r.file, r.verdict, r.evidence, r.signer?.kind ?? ""]);
   guard.uninstall();
   report.restored = ort.InferenceSession.create.name;
   report.unhandled = unhandled;
@@ -325,6 +360,7 @@ Deno.test({
     };
     const overrides: Record<string, Map<string, Uint8Array>> = {
       "acme/signed": new Map([["model.sig", await sign("acme/signed")]]),
+      "acme/signed-warm": new Map([["model.sig", await sign("acme/signed-warm")]]),
       "acme/signed-foreign": new Map([["model.sig", await sign("acme/signed-foreign")]]),
       "acme/signed-other-name": new Map([["model.sig", await sign("acme/other")]]),
       "acme/frozen-signed": new Map([["model.sig", await sign("acme/frozen-signed")]]),
@@ -513,6 +549,34 @@ Deno.test({
         [...new Set((signed.records as string[][]).map((r) => r.join(" ")))].sort(),
         FILES.map((f) => `${f} verified oms key`).sort(),
       );
+      // verifiedStore: the next load is decided on the Web Cache entry's tag
+      // (the weights only: JSON files are hashed anyway), and a tag the page
+      // could not have made, or a body the tag does not fit, is hashed,
+      // refused, dropped and fetched again from the hub.
+      const warm = await open("acme/signed-warm");
+      assert.equal(warm.tagged, true);
+      for (const e of [warm.good, warm.warm]) {
+        (e as number[]).forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5));
+      }
+      assert.deepEqual(warm.warmFiles, ["onnx/model.onnx"]);
+      const forged = warm.afterForged as { embedding: number[]; refetched: number }[];
+      assert.equal(forged.length, 2);
+      for (const f of forged) {
+        f.embedding.forEach((v, i) => assert.ok(Math.abs(v - EXPECTED[i]!) < 1e-5));
+        assert.equal(f.refetched, 1);
+      }
+      const onnxVerdicts = (warm.records as [string, string, string, boolean][])
+        .filter(([file]) => file === "onnx/model.onnx").map(([, v, , w]) =>
+          `${v}${w ? " warm" : ""}`
+        );
+      assert.deepEqual(onnxVerdicts, [
+        "verified",
+        "verified warm",
+        "refused",
+        "verified",
+        "refused",
+        "verified",
+      ]);
       // The Sigstore conformance suite's DSSE cases in Chromium: every *_fail
       // refused with a typed error, every happy path verified for its artifact.
       const conf = (await open("conformance")).conformance as [string, string][];
