@@ -238,8 +238,11 @@ export function installGuard(
       // A fetch wrapped over ours later stays: ours then only passes requests on.
       if (legacy && globalThis.fetch === hook) globalThis.fetch = passOn;
       for (const [k, d] of descriptors) {
-        if (d && !("value" in d)) Object.defineProperty(env, k, d);
-        else {
+        if (d && !("value" in d)) {
+          // An accessor of transformers.js' own: back, and told what was set meanwhile.
+          Object.defineProperty(env, k, d);
+          d.set?.call(env, savedRecord[k]);
+        } else {
           Object.defineProperty(env, k, {
             configurable: true,
             enumerable: d?.enumerable ?? true,

@@ -633,6 +633,43 @@ test(
 );
 
 test(
+  "settings set while guarded read as the guard's, and are what uninstall() restores (plain and accessor properties)",
+  opts,
+  () => {
+    let backing = false;
+    const fetchFn = () => Promise.resolve(new Response("x"));
+    const env: Record<string, unknown> = { ...legacyEnv(), version: "4.3.1", fetch: fetchFn };
+    Object.defineProperty(env, "useFS", {
+      configurable: true,
+      enumerable: true,
+      get: () => backing,
+      set: (v) => backing = v,
+    });
+    const guard = guardTransformers(env as never, { policy });
+    const mine = { match: () => Promise.resolve(undefined), put: () => Promise.resolve() };
+    const otherFetch = () => Promise.resolve(new Response("y"));
+    try {
+      assert.equal(env.useFS, false);
+      env.useFS = true;
+      env.customCache = mine;
+      env.useCustomCache = true;
+      env.fetch = otherFetch;
+      // Still the guard's: files keep going through its fetch and cache.
+      assert.equal(env.useFS, false);
+      assert.notEqual(env.customCache, mine);
+      assert.notEqual(env.fetch, otherFetch);
+    } finally {
+      guard.uninstall();
+    }
+    assert.equal(backing, true);
+    assert.equal(env.useFS, true);
+    assert.equal(env.customCache, mine);
+    assert.equal(env.useCustomCache, true);
+    assert.equal(env.fetch, otherFetch);
+  },
+);
+
+test(
   "transformers.js 3 with another onnxruntime copy, given its env alone, or without env.customCache: refused at install, saying why",
   opts,
   () => {
