@@ -116,7 +116,6 @@ export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
   delete(key: string): Promise<boolean>;
 } {
   const { locator, decisions, copies } = core;
-  const files = core.platform.files;
   return {
     async match(key: string): Promise<Response | string | undefined> {
       onUse();

@@ -61,7 +61,7 @@ test(
         (e) => e instanceof sm.SignatureMissing,
       );
       // Put back when replaced while installed (at transformers.js' next cache use).
-      const replaced = async (input, init) => before(input, init);
+      const replaced = (input, init) => before(input, init);
       globalThis.fetch = replaced;
       await env.customCache.match("unrelated-key");
       assert.notEqual(globalThis.fetch, replaced);
