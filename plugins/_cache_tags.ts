@@ -82,7 +82,12 @@ export class CacheTags {
     // must not hold loads up: then no tags, and every load is hashed.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), timeoutMs);
+      timer = setTimeout(() => {
+        console.warn(
+          `safemodels: not tagging cached weights: IndexedDB "${name}" did not open within ${timeoutMs} ms (every load is hashed)`,
+        );
+        resolve(undefined);
+      }, timeoutMs);
     });
     return Promise.race([CacheTags.#open(name), late]).finally(() => clearTimeout(timer));
   }

@@ -31,7 +31,16 @@ type CacheLike = {
   delete?(key: string): Promise<unknown>;
 };
 
-function cacheStore(open: () => Promise<CacheLike>, files: GuardFiles | undefined): Store {
+/**
+ * A cache as a Store. `tagging`: verification tags are written and read
+ * (only in the Web Cache the guard opens itself: an app's custom cache may be
+ * stored where others can swap bodies under genuine tags).
+ */
+function cacheStore(
+  open: () => Promise<CacheLike>,
+  files: GuardFiles | undefined,
+  tagging = false,
+): Store {
   let cache: Promise<CacheLike> | undefined;
   const get = () => (cache ??= open());
   const tags = new WeakMap<ReadableStream<Uint8Array>, string>();
@@ -39,13 +48,15 @@ function cacheStore(open: () => Promise<CacheLike>, files: GuardFiles | undefine
     open: async (key) => {
       const hit = await (await get()).match(key);
       const body = await openBody(hit, files);
-      const tag = (hit as { headers?: Headers } | undefined)?.headers?.get?.(TAG_HEADER);
+      const tag = tagging
+        ? (hit as { headers?: Headers } | undefined)?.headers?.get?.(TAG_HEADER)
+        : undefined;
       if (body && tag) tags.set(body, tag);
       return body;
     },
-    tagOf: (body) => tags.get(body),
+    ...(tagging ? { tagOf: (body: ReadableStream<Uint8Array>) => tags.get(body) } : {}),
     put: async (key, _ref, data, type, tag) => {
-      await (await get()).put(key, storedResponse(data, type, files, tag));
+      await (await get()).put(key, storedResponse(data, type, files, tagging ? tag : undefined));
     },
     delete: async (key) => {
       await (await get()).delete?.(key);
@@ -72,7 +83,7 @@ export function pickStore(
     const name = env.cacheKey;
     let s = opened.get(`web:${name}`);
     if (!s) {
-      s = cacheStore(() => caches.open(name) as Promise<CacheLike>, files);
+      s = cacheStore(() => caches.open(name) as Promise<CacheLike>, files, true);
       opened.set(`web:${name}`, s);
     }
     return s;
@@ -99,7 +110,7 @@ async function putVerified(
     ? { path: handle, size: (await files!.fileSize(handle)) ?? 0 }
     : handle;
   const size = data instanceof Uint8Array ? data.byteLength : data.size;
-  const tags = copy.verdict.evidence !== "none" ? await core.tags : undefined;
+  const tags = copy.verdict.evidence !== "none" && store.tagOf ? await core.tags : undefined;
   const tag = await tags?.tag(key, copy.verdict.digest, size);
   await store.put(key, ref, data, type, tag).catch((e) =>
     console.warn(`safemodels: cannot cache ${key}: ${e}`)
@@ -136,8 +147,9 @@ export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
         if (!isUrl(key) || !store || core.legacy) return undefined;
         const body = await store.open(key, ref);
         if (body === undefined) return undefined;
-        // Browsers (verifiedStore): a tag the guard made vouches for the digest.
-        const tags = await core.tags;
+        // Browsers (verifiedStore): a tag the guard made vouches for the digest
+        // (in the Web Cache the guard opens itself only).
+        const tags = store.tagOf ? await core.tags : undefined;
         const tagged = tags && await tags.read(key, store.tagOf?.(body));
         const { handle, copy } = await copies.admit(
           ref,

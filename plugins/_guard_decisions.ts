@@ -378,7 +378,7 @@ export class Decisions {
     const reason = v.error?.message ??
       (v.evidence === "none" ? "no evidence; the policy makes signatures optional" : undefined);
     const code = (v.error as { code?: unknown } | undefined)?.code;
-    const key = `${ref.file}\0${v.digest}\0${verdict}\0${reason ?? ""}`;
+    const key = `${ref.file}\0${v.digest}\0${verdict}\0${reason ?? ""}\0${v.warm ? "warm" : ""}`;
     if (v.ok && v.evidence !== "none") {
       rec.verified.set(ref.file, v.digest);
       rec.signer ??= v.signer;
