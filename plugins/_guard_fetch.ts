@@ -210,6 +210,7 @@ export function guardedFetch(core: GuardCore) {
     const probe = headers.has("range") || (init?.method ?? "GET").toUpperCase() !== "GET";
     if (/^(?:https?|blob):/i.test(url)) {
       const ref = locator.remote(url);
+      if (!ref) locator.refuseUnplaced(url);
       if (ref && core.legacy && !probe && isWeightFile(ref.file)) {
         const hit = await cachedWeights(core, url, ref);
         if (hit) return hit;

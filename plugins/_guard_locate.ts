@@ -58,6 +58,24 @@ export class Locator {
   }
 
   /**
+   * Throws for a model file transformers.js reads from an http(s)
+   * env.localModelPath: such a URL does not say which model and file it is
+   * (the hub's path template does), so it could not be checked.
+   */
+  refuseUnplaced(url: string): void {
+    const base = this.#env.localModelPath;
+    if (typeof base !== "string" || !/^https?:/i.test(base)) return;
+    const root = base.endsWith("/") ? base : `${base}/`;
+    const path = url.split(/[?#]/)[0]!;
+    if (!path.startsWith(root) || !MODEL_FILE.test(path)) return;
+    throw new EvidenceError(
+      "unreadable",
+      `Cannot load ${url}: model files under an http(s) env.localModelPath (${base}) cannot be placed in their model, so they cannot be checked; serve them as a hub does (env.remoteHost, env.remotePathTemplate)`,
+      { file: url },
+    );
+  }
+
+  /**
    * The same file's URL at another revision (a pinned commit), built from the
    * same host and path template; `undefined` when `url` is not `ref`'s.
    */

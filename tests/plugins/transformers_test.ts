@@ -633,6 +633,36 @@ test(
 );
 
 test(
+  "model files from an http(s) env.localModelPath are refused (they cannot be placed in a model), not passed unchecked",
+  opts,
+  async () => {
+    // As transformers.js' web build reads them: through env.fetch, by URL.
+    const asked: string[] = [];
+    const env: Record<string, unknown> = {
+      ...legacyEnv(),
+      version: "4.3.1",
+      fetch: (url: string) => (asked.push(url), Promise.resolve(new Response("{}"))),
+      localModelPath: "http://127.0.0.1:9/models/",
+    };
+    const guard = guardTransformers(env as never, { policy });
+    try {
+      const fetch = env.fetch as (url: string) => Promise<Response>;
+      for (const file of ["config.json", "tokenizer.json", "onnx/model.onnx"]) {
+        await assert.rejects(
+          fetch(`http://127.0.0.1:9/models/acme/tiny-bert/${file}`),
+          (e) => e instanceof EvidenceError && /http\(s\) env\.localModelPath/.test(e.message),
+        );
+      }
+      // Refused before any byte was asked for; other URLs pass as before.
+      assert.deepEqual(asked, []);
+      assert.equal(await (await fetch("http://127.0.0.1:9/models/README")).text(), "{}");
+    } finally {
+      guard.uninstall();
+    }
+  },
+);
+
+test(
   "settings set while guarded read as the guard's, and are what uninstall() restores (plain and accessor properties)",
   opts,
   () => {
