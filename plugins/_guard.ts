@@ -9,6 +9,7 @@
 // - _guard_fetch.ts, _guard_cache.ts, _guard_gate.ts: the env.fetch,
 //   env.customCache and InferenceSession.create wrappers.
 import { resolvePolicy } from "../sign/policy.ts";
+import { EvidenceError } from "../sign/errors.ts";
 import { pickStore, verifyingCache } from "./_guard_cache.ts";
 import { VerifiedCopies } from "./_guard_copies.ts";
 import type { GuardCore } from "./_guard_core.ts";
@@ -35,6 +36,10 @@ export type {
 } from "./_guard_types.ts";
 
 const GUARDED = Symbol.for("safemodels.transformers.guard");
+/** Marks the init of a request the guard passes on (kept by `{ ...init }`). */
+const FORWARDED = Symbol.for("safemodels.transformers.forwarded");
+/** Nested passes of one URL through the guard's own fetch before it is called a loop. */
+const MAX_FORWARDS = 8;
 /**
  * Whether transformers.js reads files as version 3 does: the global fetch
  * (it has no env.fetch; an app may set one, which version 3 ignores).
@@ -120,17 +125,59 @@ export function installGuard(
   // transformers.js 3 without its file cache wants buffers: verified ones.
   const o = resolveOptions(options, platform, legacy && !env.useFSCache);
   const { files, verifiers } = platform;
-  // transformers.js 3: where the global fetch passes requests that are not its own.
-  let passOn = globalThis.fetch;
+  // The settings the guard keeps while installed (see below), checked
+  // before anything is changed: a frozen env could not keep them.
+  const kept = ["useFS", "useCustomCache", "customCache", ...(legacy ? [] : ["fetch"])];
+  for (const k of kept) {
+    const d = Object.getOwnPropertyDescriptor(env, k);
+    if (d ? !d.configurable : !Object.isExtensible(env)) {
+      throw new TypeError(
+        `Cannot guard transformers.js${named}: env.${k} cannot be redefined (the env is frozen or sealed, or the setting is not configurable), so the guard could not keep it while installed`,
+      );
+    }
+  }
+  // The fetch at install: transformers.js 3's global one, or env.fetch.
+  const globalFetch = globalThis.fetch;
+  const baseFetch: TransformersEnv["fetch"] = legacy
+    ? (input, init) => globalFetch.call(globalThis, input, init)
+    : env.fetch;
   const saved = {
-    fetch: legacy ? (input: string | URL, init?: RequestInit) => passOn(input, init) : env.fetch,
+    fetch: baseFetch,
     useFS: env.useFS,
     useCustomCache: env.useCustomCache,
     customCache: env.customCache,
   };
+  // The guard's own requests, passed to the fetch set now (an app's env.fetch
+  // set while guarded may wrap the guard's): marked, so that one coming back
+  // goes on to the fetch at install; one coming back unmarked (a wrapper that
+  // drops the init) is counted, and stopped with an error instead of looping.
+  const forwarding = new Map<string, number>();
+  const forward: TransformersEnv["fetch"] = async (input, init) => {
+    const url = String(input);
+    forwarding.set(url, (forwarding.get(url) ?? 0) + 1);
+    try {
+      return await saved.fetch(input, { ...init, [FORWARDED]: true });
+    } finally {
+      const n = forwarding.get(url)! - 1;
+      if (n === 0) forwarding.delete(url);
+      else forwarding.set(url, n);
+    }
+  };
+  const busy = new Map<string, number>();
   const opened = new Map<string, Store>();
+  const mine: { cache?: unknown } = {};
   const store = () =>
-    pickStore(env, { use: saved.useCustomCache, cache: saved.customCache }, opened, files);
+    pickStore(
+      env,
+      // The guard's own cache set back as the app's: there is no app cache.
+      {
+        use: saved.useCustomCache,
+        cache: saved.customCache === mine.cache ? undefined : saved.customCache,
+      },
+      opened,
+      files,
+      busy,
+    );
   const decisions = new Decisions({
     env,
     policy: o.policy,
@@ -141,7 +188,7 @@ export function installGuard(
     files,
     verifiers,
     // Read at each call: env.fetch set while guarded replaces the one wrapped.
-    fetch: (input, init) => saved.fetch(input, init),
+    fetch: forward,
     store,
   });
   const core: GuardCore = {
@@ -152,7 +199,7 @@ export function installGuard(
     decisions,
     copies: new VerifiedCopies(decisions, files, o.inMemory, o.workDir),
     locator: new Locator(env, files),
-    originalFetch: (input, init) => saved.fetch(input, init),
+    originalFetch: forward,
     store,
     localBodies: new WeakMap(),
     readLocalsDirectly: env.useFS && files !== undefined,
@@ -173,32 +220,58 @@ export function installGuard(
   }
   const gate = new SessionGate(core);
 
-  const guarded = guardedFetch(core);
+  let installed = true;
+  const checked = guardedFetch(core);
+  // deno-lint-ignore no-explicit-any
+  const guarded = (input: string | URL | Request, init?: any): Promise<Response> => {
+    // Held by an app's wrapper after uninstall(): a plain pass-through.
+    if (!installed) return baseFetch(input as string, init);
+    if (init?.[FORWARDED]) {
+      const { [FORWARDED]: _, ...rest } = init;
+      return baseFetch(input as string, rest);
+    }
+    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+    // A model.sig is evidence, fetched by the guard itself (it is checked as
+    // a signature, not as a model file): never back through the checks.
+    if (core.locator.remote(url)?.file === "model.sig") return baseFetch(url, init);
+    if ((forwarding.get(url) ?? 0) >= MAX_FORWARDS) {
+      return Promise.reject(
+        new EvidenceError(
+          "unreadable",
+          `Cannot load this file: the fetch set as env.fetch while the guard is installed calls the guard's fetch again without passing its init on (a loop); pass init through, or set env.fetch before installing the guard`,
+          { file: url },
+        ),
+      );
+    }
+    return checked(input, init);
+  };
   // transformers.js 3: only its own requests (its file reader sends them
   // with a "transformers.js/<version>" User-Agent) go through the guard, a
   // file: URL as the local path it names; every other request is the global
   // fetch's, untouched.
-  let installed = true;
   const hook = function fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
     if (installed && typeof input === "string" && isTransformers3(init)) {
       return guarded(/^file:/i.test(input) ? filePath(input) : input, init);
     }
-    return passOn.call(globalThis, input, init);
+    return globalFetch.call(globalThis, input, init);
   };
-  /** Puts the hook back when someone replaced the global fetch (what they set is passed on). */
+  /**
+   * Puts the hook back when the global fetch was set back to the one it
+   * wraps (a library restoring what it saved before the guard). A fetch
+   * wrapped over the hook is left alone: the hook still sees its requests.
+   */
   const keepHook = () => {
-    if (!legacy || !installed || globalThis.fetch === hook) return;
-    passOn = globalThis.fetch;
-    globalThis.fetch = hook;
+    if (legacy && installed && globalThis.fetch === globalFetch) globalThis.fetch = hook;
+    return installed;
   };
-  if (legacy) globalThis.fetch = hook;
   // While installed, transformers.js reads these settings as the guard's;
   // what is set meanwhile is what the guard wraps (and what uninstall()
   // restores), so no setting turns the checks off.
+  mine.cache = verifyingCache(core, keepHook, busy);
   const own: Record<string, unknown> = {
     useFS: false,
     useCustomCache: true,
-    customCache: verifyingCache(core, keepHook),
+    customCache: mine.cache,
     ...(legacy ? {} : { fetch: guarded }),
   };
   const savedRecord = saved as Record<string, unknown>;
@@ -215,6 +288,7 @@ export function installGuard(
       },
     });
   }
+  if (legacy) globalThis.fetch = hook;
   envRecord[GUARDED] = true;
   const classes: SessionClass[] = platform.sessions;
   const createDescriptors = classes.map((c) => Object.getOwnPropertyDescriptor(c, "create"));
@@ -236,7 +310,7 @@ export function installGuard(
       if (!installed) return;
       installed = false;
       // A fetch wrapped over ours later stays: ours then only passes requests on.
-      if (legacy && globalThis.fetch === hook) globalThis.fetch = passOn;
+      if (legacy && globalThis.fetch === hook) globalThis.fetch = globalFetch;
       for (const [k, d] of descriptors) {
         if (d && !("value" in d)) {
           // An accessor of transformers.js' own: back, and told what was set meanwhile.

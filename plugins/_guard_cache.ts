@@ -40,13 +40,27 @@ function cacheStore(
   open: () => Promise<CacheLike>,
   files: GuardFiles | undefined,
   tagging = false,
+  busy: Map<string, number> = new Map(),
 ): Store {
   let cache: Promise<CacheLike> | undefined;
   const get = () => (cache ??= open());
   const tags = new WeakMap<ReadableStream<Uint8Array>, string>();
+  // Marks a key while the guard calls the cache with it: an app cache that
+  // calls the guard's own cache back (a wrapper of env.customCache) is
+  // answered "not cached" there instead of looping (see verifyingCache).
+  const during = async <T>(key: string, f: () => Promise<T>): Promise<T> => {
+    busy.set(key, (busy.get(key) ?? 0) + 1);
+    try {
+      return await f();
+    } finally {
+      const n = busy.get(key)! - 1;
+      if (n === 0) busy.delete(key);
+      else busy.set(key, n);
+    }
+  };
   return {
     open: async (key) => {
-      const hit = await (await get()).match(key);
+      const hit = await during(key, async () => (await get()).match(key));
       const body = await openBody(hit, files);
       const tag = tagging
         ? (hit as { headers?: Headers } | undefined)?.headers?.get?.(TAG_HEADER)
@@ -56,10 +70,11 @@ function cacheStore(
     },
     ...(tagging ? { tagOf: (body: ReadableStream<Uint8Array>) => tags.get(body) } : {}),
     put: async (key, _ref, data, type, tag) => {
-      await (await get()).put(key, storedResponse(data, type, files, tagging ? tag : undefined));
+      const response = storedResponse(data, type, files, tagging ? tag : undefined);
+      await during(key, async () => (await get()).put(key, response));
     },
     delete: async (key) => {
-      await (await get()).delete?.(key);
+      await during(key, async () => (await get()).delete?.(key));
     },
   };
 }
@@ -74,10 +89,11 @@ export function pickStore(
   custom: { use: boolean; cache: unknown },
   opened: Map<string, Store>,
   files: GuardFiles | undefined,
+  busy?: Map<string, number>,
 ): Store | undefined {
   if (custom.use && custom.cache) {
     const c = custom.cache as CacheLike;
-    return cacheStore(() => Promise.resolve(c), files);
+    return cacheStore(() => Promise.resolve(c), files, false, busy);
   }
   if (env.useBrowserCache && typeof caches !== "undefined") {
     const name = env.cacheKey;
@@ -119,9 +135,15 @@ async function putVerified(
 
 /**
  * The cache the guard puts in `env.customCache`; `onUse` runs first at each
- * call (transformers.js 3: the guard's fetch hook is put back if replaced).
+ * call (transformers.js 3: the guard's fetch hook is put back if replaced)
+ * and says whether the guard is still installed: once it is not (an app's
+ * wrapper may still hold this cache), the cache holds nothing.
  */
-export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
+export function verifyingCache(
+  core: GuardCore,
+  onUse: () => boolean = () => true,
+  busy: Map<string, number> = new Map(),
+): {
   match(key: string): Promise<Response | string | undefined>;
   put(key: string, response: Response): Promise<void>;
   delete(key: string): Promise<boolean>;
@@ -129,7 +151,8 @@ export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
   const { locator, decisions, copies } = core;
   return {
     async match(key: string): Promise<Response | string | undefined> {
-      onUse();
+      // Asked back by the app's cache while the guard asks it: not cached here.
+      if (!onUse() || busy.has(key)) return undefined;
       const store = core.store();
       const ref = locator.locate(key);
       if (!ref) {
@@ -192,7 +215,7 @@ export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
       });
     },
     async put(key: string, response: Response): Promise<void> {
-      onUse();
+      if (!onUse() || busy.has(key)) return;
       const store = core.store();
       const ref = locator.locate(key);
       const type = response.headers.get("content-type") ?? "application/octet-stream";
@@ -235,6 +258,7 @@ export function verifyingCache(core: GuardCore, onUse: () => void = () => {}): {
       }
     },
     async delete(key: string): Promise<boolean> {
+      if (!onUse() || busy.has(key)) return true;
       const store = core.store();
       const ref = locator.locate(key);
       if (ref) copies.take(key, ref);

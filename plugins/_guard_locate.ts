@@ -65,12 +65,15 @@ export class Locator {
   refuseUnplaced(url: string): void {
     const base = this.#env.localModelPath;
     if (typeof base !== "string" || !/^https?:/i.test(base)) return;
-    const root = base.endsWith("/") ? base : `${base}/`;
-    const path = url.split(/[?#]/)[0]!;
-    if (!path.startsWith(root) || !MODEL_FILE.test(path)) return;
+    // transformers.js joins the base and the file with "/", whatever the
+    // base holds (a query string included).
+    const root = base.replace(/\/+$/, "");
+    if (!url.startsWith(root)) return;
+    const rest = url.slice(root.length).split(/[?#]/)[0]!;
+    if (!rest.startsWith("/") || !MODEL_FILE.test(rest)) return;
     throw new EvidenceError(
       "unreadable",
-      `Cannot load ${url}: model files under an http(s) env.localModelPath (${base}) cannot be placed in their model, so they cannot be checked; serve them as a hub does (env.remoteHost, env.remotePathTemplate)`,
+      `Cannot load this file: model files under an http(s) env.localModelPath (${base}) cannot be placed in their model, so they cannot be checked; serve them as a hub does (env.remoteHost, env.remotePathTemplate)`,
       { file: url },
     );
   }

@@ -60,13 +60,28 @@ test(
         fetch(hubPath, own).then((r) => r.arrayBuffer()),
         (e) => e instanceof sm.SignatureMissing,
       );
-      // Put back when replaced while installed (at transformers.js' next cache use).
-      const replaced = (input, init) => before(input, init);
-      globalThis.fetch = replaced;
-      await env.customCache.match("unrelated-key");
-      assert.notEqual(globalThis.fetch, replaced);
+      // A library wrapping the global fetch over the guard's (a tracer, a mock):
+      // transformers.js' requests still reach the guard, others pass, no loop.
+      const hooked = globalThis.fetch;
+      globalThis.fetch = (input, init) => hooked(input, init);
+      await env.customCache.match("unrelated-key"); // a cache use leaves the wrapper be
+      assert.deepEqual(await (await fetch(`${base}/api/x.json`)).json(), { hello: "world" });
+      await assert.rejects(
+        fetch(hubPath, own).then((r) => r.arrayBuffer()),
+        (e) => e instanceof sm.SignatureMissing,
+      );
       guard.uninstall();
-      assert.equal(globalThis.fetch, replaced);
+      // The wrapper stays set (it holds the guard's fetch, which now passes everything on).
+      assert.deepEqual(await (await fetch(`${base}/api/x.json`)).json(), { hello: "world" });
+      // A library setting back the fetch it saved before the guard: wrapped again
+      // at transformers.js' next cache use; uninstall() restores it.
+      globalThis.fetch = before;
+      const again = sm.guardTransformers(transformers, { policy: { publicKeys: [] } });
+      globalThis.fetch = before;
+      await env.customCache.match("unrelated-key");
+      assert.notEqual(globalThis.fetch, before);
+      again.uninstall();
+      assert.equal(globalThis.fetch, before);
     } finally {
       guard.uninstall();
       globalThis.fetch = before;

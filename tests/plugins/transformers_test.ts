@@ -40,6 +40,7 @@ import {
   tampered,
   test,
   WEIGHTS,
+  within,
 } from "./_guard_harness.ts";
 import { writeTinyModel } from "../_model_gen.ts";
 import { onnxLayout } from "../../hash/_onnx.ts";
@@ -653,12 +654,125 @@ test(
           (e) => e instanceof EvidenceError && /http\(s\) env\.localModelPath/.test(e.message),
         );
       }
+      // A base with a query string (transformers.js joins it with "/" all the same).
+      env.localModelPath = "http://127.0.0.1:9/get?p=";
+      await assert.rejects(
+        fetch("http://127.0.0.1:9/get?p=/acme/tiny-bert/tokenizer.json"),
+        (e) => e instanceof EvidenceError && /http\(s\) env\.localModelPath/.test(e.message),
+      );
+      env.localModelPath = "http://127.0.0.1:9/models/";
       // Refused before any byte was asked for; other URLs pass as before.
       assert.deepEqual(asked, []);
       assert.equal(await (await fetch("http://127.0.0.1:9/models/README")).text(), "{}");
     } finally {
       guard.uninstall();
     }
+  },
+);
+
+test(
+  "an app wrapping env.customCache or env.fetch while guarded: loads go on, checked, no loop or hang",
+  opts,
+  async () => {
+    const { root } = await signedCopy();
+    const h = hub({ "acme/tiny-bert": `${root}/tiny-bert` });
+    const before = { fetch: env.fetch, customCache: env.customCache, use: env.useCustomCache };
+    try {
+      await guarded({}, async (guard) => {
+        Object.assign(env, { remoteHost: h.url, allowLocalModels: false, allowRemoteModels: true });
+        env.useBrowserCache = false;
+        // A logging cache over the guard's own, and an auth header over its fetch.
+        type Cache = {
+          match(k: string): Promise<unknown>;
+          put(k: string, r: Response): Promise<unknown>;
+        };
+        const app = env as unknown as {
+          customCache: Cache | undefined;
+          useCustomCache: boolean;
+          fetch: (u: string | URL, i?: RequestInit) => Promise<Response>;
+        };
+        const inner = app.customCache!;
+        const calls: string[] = [];
+        app.customCache = {
+          match: (k) => (calls.push(`match ${k}`), inner.match(k)),
+          put: (k, r) => (calls.push(`put ${k}`), inner.put(k, r)),
+        };
+        app.useCustomCache = true;
+        const f = app.fetch;
+        const fetched: string[] = [];
+        app.fetch = (u, i) => (fetched.push(String(u)), f(u, i));
+        assertClose(await embed("acme/tiny-bert"), EXPECTED);
+        assert.ok(calls.length > 0 && calls.length < 100, `${calls.length} cache calls`);
+        assert.ok(fetched.some((u) => u.endsWith("/model.sig")), fetched.join());
+        assert.ok(guard.records.every((r) => r.verdict === "verified"));
+        // Still checked: the hub turns bad, the cache is bypassed by a new key.
+        h.overrides.set("onnx/model.onnx", await tampered(`${root}/tiny-bert/onnx/model.onnx`));
+        env.cacheKey = `guard-test-${crypto.randomUUID()}`;
+        app.customCache = undefined;
+        app.useCustomCache = false;
+        await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+        await assertRefused("acme/tiny-bert", HashMismatch, /onnx\/model\.onnx/);
+        // A wrapper that drops init loops back into the guard: an error, not a hang.
+        app.fetch = (u) => f(u, {});
+        h.overrides.clear();
+        await new Promise((r) => setTimeout(r, 1600));
+        const error = await within(
+          transformers.pipeline("feature-extraction", "acme/tiny-bert", { dtype: "fp32" }).then(
+            () => undefined,
+            (e: Error) => e,
+          ),
+        );
+        assert.ok(
+          error instanceof EvidenceError && /calls the guard's fetch again/.test(error.message),
+          String(error),
+        );
+      });
+      // uninstall() gave back what the app set; the app's wrapper still holds
+      // the guard's fetch, which now only passes requests on.
+      const held = env.fetch as (u: string) => Promise<Response>;
+      assert.equal((await held(`${h.url}acme/tiny-bert/resolve/main/config.json`)).status, 200);
+    } finally {
+      Object.assign(env, {
+        fetch: before.fetch,
+        customCache: before.customCache,
+        useCustomCache: before.use,
+      });
+      await h.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test(
+  "a frozen env, or a setting that cannot be redefined: refused at install, nothing changed",
+  opts,
+  () => {
+    const before = globalThis.fetch;
+    const v4 = () => ({
+      ...legacyEnv(),
+      version: "4.3.1",
+      fetch: () => Promise.resolve(new Response()),
+    });
+    const frozen = Object.freeze(v4());
+    const pinned = v4();
+    Object.defineProperty(pinned, "customCache", { value: null, configurable: false });
+    const legacy = Object.freeze(legacyEnv());
+    const module = { env: legacy, matmul: () => Promise.resolve(), Tensor: class {} };
+    for (
+      const [e, setting] of [[frozen, "useFS"], [pinned, "customCache"], [module, "useFS"]] as const
+    ) {
+      assert.throws(
+        () => guardTransformers(e as never, { policy }),
+        (err) =>
+          err instanceof TypeError && err.message.includes(`env.${setting} cannot be redefined`),
+      );
+    }
+    assert.equal(pinned.useFS, true);
+    assert.equal(Object.getOwnPropertyDescriptor(pinned, "useFS")?.value, true);
+    assert.equal(globalThis.fetch, before);
+    // Not left half-installed: a guard installs on the same (unfrozen) env afterwards.
+    const ok = v4();
+    guardTransformers(ok as never, { policy }).uninstall();
   },
 );
 
