@@ -36,8 +36,11 @@ export type {
 } from "./_guard_types.ts";
 
 const GUARDED = Symbol.for("safemodels.transformers.guard");
-/** Marks the init of a request the guard passes on (kept by `{ ...init }`). */
-const FORWARDED = Symbol.for("safemodels.transformers.forwarded");
+/**
+ * Marks the init of a request the guard passes on (kept by `{ ...init }`);
+ * not a registered symbol, so no other code can make a request look like one.
+ */
+const FORWARDED = Symbol("safemodels.transformers.forwarded");
 /** Nested passes of one URL through the guard's own fetch before it is called a loop. */
 const MAX_FORWARDS = 8;
 /**
