@@ -196,12 +196,7 @@ export function tinyOnnxParts(
     len(11, valueInfo("attention_mask", INT64, ["batch", "sequence"])),
     len(12, valueInfo("last_hidden_state", FLOAT, ["batch", "sequence", hidden])),
   );
-  const onnx = msg(
-    int(1, 8),
-    str(2, "safemodels"),
-    len(7, graph),
-    len(8, msg(str(1, ""), int(2, 13))),
-  );
+  const onnx = onnxModel(graph);
   if (chunks) return { onnx, chunks };
   return parts === 1 ? { onnx, data } : { onnx };
 }
@@ -322,6 +317,51 @@ export async function freshKeyPem(): Promise<{ privatePem: string; publicPem: st
   };
 }
 
+/** A deterministic pseudo-random source of floats in [-0.5, 0.5) (a linear congruential generator). */
+function seededFloats(seed: number): (n: number) => Float32Array {
+  let s = seed;
+  return (n) =>
+    Float32Array.from({ length: n }, () => {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      return s / 2 ** 31 - 0.5;
+    });
+}
+
+const i64 = (values: bigint[]) => new Uint8Array(new BigInt64Array(values).buffer);
+const f32 = (a: Float32Array) => new Uint8Array(a.buffer);
+/** An INT attribute (type 2). */
+const intAttr = (name: string, v: number) => len(5, msg(str(1, name), int(3, v), int(20, 2)));
+/** An INTS attribute holding one value (type 7). */
+const intsAttr = (name: string, v: number) => len(5, msg(str(1, name), int(8, v), int(20, 7)));
+/** A ModelProto (IR version 8, opset 13) around a graph. */
+const onnxModel = (graph: Uint8Array) =>
+  msg(int(1, 8), str(2, "safemodels"), len(7, graph), len(8, msg(str(1, ""), int(2, 13))));
+
+/**
+ * The JSON files of a generated text model: config.json,
+ * generation_config.json, tokenizer.json (the tiny vocabulary) and
+ * tokenizer_config.json (a BertTokenizer with `tokens` added).
+ */
+async function writeTextModelFiles(
+  dir: string,
+  config: Record<string, unknown>,
+  generation: Record<string, unknown>,
+  tokens: Record<string, string>,
+): Promise<void> {
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+  await Deno.writeTextFile(`${dir}/generation_config.json`, JSON.stringify(generation));
+  await Deno.writeTextFile(`${dir}/tokenizer.json`, tinyTokenizer());
+  await Deno.writeTextFile(
+    `${dir}/tokenizer_config.json`,
+    JSON.stringify({
+      tokenizer_class: "BertTokenizer",
+      do_lower_case: true,
+      model_max_length: 512,
+      ...tokens,
+    }),
+  );
+}
+
 /**
  * Writes a tiny decoder-only text-generation model (GPT-2 typed, one layer,
  * one head) with a key/value cache: inputs `input_ids`, `attention_mask`,
@@ -336,16 +376,8 @@ export async function writeTinyDecoder(
 ): Promise<{ embeddings: Float32Array; lmHead: Float32Array; hidden: number; vocab: number }> {
   const hidden = 8;
   const vocab = VOCAB.length;
-  let s = options.seed ?? 7;
-  const rand = (n: number) =>
-    Float32Array.from({ length: n }, () => {
-      s = (s * 1103515245 + 12345) % 2 ** 31;
-      return s / 2 ** 31 - 0.5;
-    });
+  const rand = seededFloats(options.seed ?? 7);
   const FLOAT = 1, INT64 = 7;
-  const i64 = (values: bigint[]) => new Uint8Array(new BigInt64Array(values).buffer);
-  const f32 = (a: Float32Array) => new Uint8Array(a.buffer);
-  const attr = (name: string, v: number) => len(5, msg(str(1, name), int(3, v), int(20, 2)));
   const embeddings = rand(vocab * hidden);
   const lmHead = rand(hidden * vocab);
   const kv = ["batch_size", 1, "past_sequence_length", hidden];
@@ -355,19 +387,25 @@ export async function writeTinyDecoder(
     len(1, node("Unsqueeze", ["gathered", "axis1"], ["step"])),
     len(
       1,
-      node("Concat", ["past_key_values.0.key", "step"], ["present.0.key"], [attr("axis", 2)], "k"),
+      node(
+        "Concat",
+        ["past_key_values.0.key", "step"],
+        ["present.0.key"],
+        [intAttr("axis", 2)],
+        "k",
+      ),
     ),
     len(
       1,
       node("Concat", ["past_key_values.0.value", "step"], ["present.0.value"], [
-        attr("axis", 2),
+        intAttr("axis", 2),
       ], "v"),
     ),
     len(
       1,
       node("ReduceMean", ["present.0.key"], ["context4"], [
-        attr("keepdims", 1),
-        len(5, msg(str(1, "axes"), int(8, 2), int(20, 7))),
+        intAttr("keepdims", 1),
+        intsAttr("axes", 2),
       ]),
     ),
     len(1, node("Squeeze", ["context4", "axis1"], ["context"])),
@@ -386,17 +424,11 @@ export async function writeTinyDecoder(
     len(12, valueInfo("present.0.key", FLOAT, present)),
     len(12, valueInfo("present.0.value", FLOAT, present)),
   );
-  const onnx = msg(
-    int(1, 8),
-    str(2, "safemodels"),
-    len(7, graph),
-    len(8, msg(str(1, ""), int(2, 13))),
-  );
   await Deno.mkdir(`${dir}/onnx`, { recursive: true });
-  await Deno.writeFile(`${dir}/onnx/model.onnx`, onnx);
-  await Deno.writeTextFile(
-    `${dir}/config.json`,
-    JSON.stringify({
+  await Deno.writeFile(`${dir}/onnx/model.onnx`, onnxModel(graph));
+  await writeTextModelFiles(
+    dir,
+    {
       model_type: "gpt2",
       architectures: ["GPT2LMHeadModel"],
       vocab_size: vocab,
@@ -406,22 +438,9 @@ export async function writeTinyDecoder(
       bos_token_id: 1,
       eos_token_id: 2,
       pad_token_id: 0,
-    }),
-  );
-  await Deno.writeTextFile(
-    `${dir}/generation_config.json`,
-    JSON.stringify({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 }),
-  );
-  await Deno.writeTextFile(`${dir}/tokenizer.json`, tinyTokenizer());
-  await Deno.writeTextFile(
-    `${dir}/tokenizer_config.json`,
-    JSON.stringify({
-      tokenizer_class: "BertTokenizer",
-      do_lower_case: true,
-      model_max_length: 512,
-      unk_token: "[UNK]",
-      pad_token: "[PAD]",
-    }),
+    },
+    { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 },
+    { unk_token: "[UNK]", pad_token: "[PAD]" },
   );
   return { embeddings, lmHead, hidden, vocab };
 }
@@ -447,19 +466,8 @@ export async function writeTinySeq2Seq(
 > {
   const hidden = 8;
   const vocab = VOCAB.length;
-  let s = options.seed ?? 5;
-  const rand = (n: number) =>
-    Float32Array.from({ length: n }, () => {
-      s = (s * 1103515245 + 12345) % 2 ** 31;
-      return s / 2 ** 31 - 0.5;
-    });
+  const rand = seededFloats(options.seed ?? 5);
   const FLOAT = 1, INT64 = 7, BOOL = 9;
-  const i64 = (values: bigint[]) => new Uint8Array(new BigInt64Array(values).buffer);
-  const f32 = (a: Float32Array) => new Uint8Array(a.buffer);
-  const attr = (name: string, v: number) => len(5, msg(str(1, name), int(3, v), int(20, 2)));
-  const axes = (name: string, v: number) => len(5, msg(str(1, name), int(8, v), int(20, 7)));
-  const model = (graph: Uint8Array) =>
-    msg(int(1, 8), str(2, "safemodels"), len(7, graph), len(8, msg(str(1, ""), int(2, 13))));
   const encoder = rand(vocab * hidden);
   const decoder = rand(vocab * hidden);
   const lmHead = rand(hidden * vocab);
@@ -484,13 +492,13 @@ export async function writeTinySeq2Seq(
     len(
       1,
       node("Concat", ["past_key_values.0.decoder.key", "step"], ["present.0.decoder.key"], [
-        attr("axis", 2),
+        intAttr("axis", 2),
       ], "dk"),
     ),
     len(
       1,
       node("Concat", ["past_key_values.0.decoder.value", "step"], ["present.0.decoder.value"], [
-        attr("axis", 2),
+        intAttr("axis", 2),
       ], "dv"),
     ),
     len(
@@ -504,16 +512,16 @@ export async function writeTinySeq2Seq(
     len(
       1,
       node("ReduceMean", ["present.0.decoder.key"], ["dctx4"], [
-        attr("keepdims", 1),
-        axes("axes", 2),
+        intAttr("keepdims", 1),
+        intsAttr("axes", 2),
       ], "rd"),
     ),
     len(1, node("Squeeze", ["dctx4", "axis1"], ["dctx"])),
     len(
       1,
       node("ReduceMean", ["encoder_hidden_states"], ["ectx"], [
-        attr("keepdims", 1),
-        axes("axes", 1),
+        intAttr("keepdims", 1),
+        intsAttr("axes", 1),
       ], "re"),
     ),
     len(1, node("Add", ["gathered", "dctx"], ["mixed0"], [], "a0")),
@@ -569,11 +577,11 @@ export async function writeTinySeq2Seq(
     ),
   );
   await Deno.mkdir(`${dir}/onnx`, { recursive: true });
-  await Deno.writeFile(`${dir}/onnx/encoder_model.onnx`, model(encoderGraph));
-  await Deno.writeFile(`${dir}/onnx/decoder_model_merged.onnx`, model(decoderGraph));
-  await Deno.writeTextFile(
-    `${dir}/config.json`,
-    JSON.stringify({
+  await Deno.writeFile(`${dir}/onnx/encoder_model.onnx`, onnxModel(encoderGraph));
+  await Deno.writeFile(`${dir}/onnx/decoder_model_merged.onnx`, onnxModel(decoderGraph));
+  await writeTextModelFiles(
+    dir,
+    {
       model_type: "t5",
       architectures: ["T5ForConditionalGeneration"],
       is_encoder_decoder: true,
@@ -586,24 +594,9 @@ export async function writeTinySeq2Seq(
       decoder_start_token_id: 0,
       eos_token_id: 2,
       pad_token_id: 0,
-    }),
-  );
-  await Deno.writeTextFile(
-    `${dir}/generation_config.json`,
-    JSON.stringify({ decoder_start_token_id: 0, eos_token_id: 2, pad_token_id: 0 }),
-  );
-  await Deno.writeTextFile(`${dir}/tokenizer.json`, tinyTokenizer());
-  await Deno.writeTextFile(
-    `${dir}/tokenizer_config.json`,
-    JSON.stringify({
-      tokenizer_class: "BertTokenizer",
-      do_lower_case: true,
-      model_max_length: 512,
-      unk_token: "[UNK]",
-      pad_token: "[PAD]",
-      cls_token: "[CLS]",
-      sep_token: "[SEP]",
-    }),
+    },
+    { decoder_start_token_id: 0, eos_token_id: 2, pad_token_id: 0 },
+    { unk_token: "[UNK]", pad_token: "[PAD]", cls_token: "[CLS]", sep_token: "[SEP]" },
   );
   return { encoder, decoder, lmHead, hidden, vocab };
 }
