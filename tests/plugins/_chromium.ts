@@ -2,6 +2,7 @@
 // with Deno's own WebSocket (no Playwright): open a page, wait until it puts
 // its JSON result in <pre id="result">, return it. The flags keep Chromium off
 // the network (this machine's is closed; background requests would hang).
+import assert from "node:assert/strict";
 
 /** The Chromium binary: $CHROMIUM, or Debian's /usr/bin/chromium. */
 export function chromiumPath(): string | undefined {
@@ -127,4 +128,53 @@ export async function pageModuleRoots(): Promise<Record<string, string>> {
     (await pkg(ort)).dependencies["onnxruntime-common"],
   );
   return { transformers, ort, "ort-common": common };
+}
+
+/**
+ * The start of a test page: the import map of transformers.js' web build and
+ * onnxruntime-web (served by {@linkcode pageModule}), the result element, and
+ * the opening of the page's module script with `out` bound to that element.
+ */
+export const PAGE_HEAD = `<!doctype html>
+<meta charset="utf-8">
+<script type="importmap">
+{ "imports": {
+  "@huggingface/transformers": "/npm/transformers/dist/transformers.web.js",
+  "onnxruntime-web/webgpu": "/npm/ort/dist/ort.webgpu.bundle.min.mjs",
+  "onnxruntime-common": "/npm/ort-common/dist/esm/index.js"
+} }
+</script>
+<pre id="result">pending</pre>
+<script type="module">
+const out = document.getElementById("result");
+`;
+
+/** Bundles the browser guard (plugins/transformers_web.ts) into `out` and returns its source. */
+export async function bundleWebGuard(out: string): Promise<string> {
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--quiet", "--platform", "browser", "-o", out, "plugins/transformers_web.ts"],
+    cwd: new URL("../../", import.meta.url).pathname,
+  }).output();
+  assert.ok(built.success, new TextDecoder().decode(built.stderr));
+  return await Deno.readTextFile(out);
+}
+
+const TYPES: Record<string, string> = {
+  js: "text/javascript",
+  mjs: "text/javascript",
+  wasm: "application/wasm",
+  json: "application/json",
+};
+
+/** The answer to a page's `/npm/<name>/<file>` request from `roots`; `undefined` for other paths. */
+export async function pageModule(
+  path: string,
+  roots: Record<string, string>,
+): Promise<Response | undefined> {
+  const npm = /^\/npm\/([^/]+)\/(.+)$/.exec(path);
+  if (!npm || !roots[npm[1]!] || npm[2]!.includes("..")) return undefined;
+  const bytes = await Deno.readFile(`${roots[npm[1]!]}/${npm[2]}`).catch(() => undefined);
+  if (!bytes) return new Response("missing", { status: 404 });
+  const type = TYPES[npm[2]!.split(".").pop()!] ?? "application/octet-stream";
+  return new Response(bytes, { headers: { "content-type": type } });
 }

@@ -9,24 +9,19 @@
 // Prints the ratio; skipped without Chromium.
 import { keySigner, signModel } from "../../sign/mod.ts";
 import { freshKeyPem, writeTinyModel } from "../_model_gen.ts";
-import { chromiumPath, pageModuleRoots, runPage } from "./_chromium.ts";
+import {
+  bundleWebGuard,
+  chromiumPath,
+  PAGE_HEAD,
+  pageModule,
+  pageModuleRoots,
+  runPage,
+} from "./_chromium.ts";
 
 const mib = Number(Deno.env.get("SAFEMODELS_BROWSER_BENCH_MIB") ?? 256);
 const chromium = chromiumPath();
 
-const PAGE = `<!doctype html>
-<meta charset="utf-8">
-<script type="importmap">
-{ "imports": {
-  "@huggingface/transformers": "/npm/transformers/dist/transformers.web.js",
-  "onnxruntime-web/webgpu": "/npm/ort/dist/ort.webgpu.bundle.min.mjs",
-  "onnxruntime-common": "/npm/ort-common/dist/esm/index.js"
-} }
-</script>
-<pre id="result">pending</pre>
-<script type="module">
-const out = document.getElementById("result");
-try {
+const PAGE = `${PAGE_HEAD}try {
   const ort = await import("onnxruntime-web/webgpu");
   const transformers = await import("@huggingface/transformers");
   const { guardTransformers } = await import("/guard.mjs");
@@ -90,30 +85,12 @@ try {
 if (chromium) {
   const work = await Deno.makeTempDir({ prefix: "guard-browser-bench-" });
   globalThis.addEventListener("unload", () => Deno.removeSync(work, { recursive: true }));
-  const built = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "bundle",
-      "--quiet",
-      "--platform",
-      "browser",
-      "-o",
-      `${work}/guard.mjs`,
-      "plugins/transformers_web.ts",
-    ],
-    cwd: new URL("../../", import.meta.url).pathname,
-  }).output();
-  if (!built.success) throw new Error(new TextDecoder().decode(built.stderr));
-  const source = await Deno.readTextFile(`${work}/guard.mjs`);
+  const source = await bundleWebGuard(`${work}/guard.mjs`);
   const roots = await pageModuleRoots();
   const { privatePem, publicPem } = await freshKeyPem();
   const dir = `${work}/big`;
   await writeTinyModel(dir, { extraRows: Math.round((mib * 2 ** 20) / 32) });
   await signModel(dir, { signer: keySigner(privatePem) });
-  const types: Record<string, string> = {
-    js: "text/javascript",
-    mjs: "text/javascript",
-    wasm: "application/wasm",
-  };
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
     if (path === "/") return new Response(PAGE, { headers: { "content-type": "text/html" } });
@@ -121,14 +98,8 @@ if (chromium) {
       return new Response(source, { headers: { "content-type": "text/javascript" } });
     }
     if (path === "/key.pem") return new Response(publicPem);
-    const npm = /^\/npm\/([^/]+)\/(.+)$/.exec(path);
-    if (npm && roots[npm[1]!] && !npm[2]!.includes("..")) {
-      const bytes = await Deno.readFile(`${roots[npm[1]!]}/${npm[2]}`).catch(() => undefined);
-      if (!bytes) return new Response("missing", { status: 404 });
-      return new Response(bytes, {
-        headers: { "content-type": types[npm[2]!.split(".").pop()!] ?? "application/octet-stream" },
-      });
-    }
+    const module = await pageModule(path, roots);
+    if (module) return module;
     const hub = /^\/acme\/big\/resolve\/[^/]+\/(.+)$/.exec(path);
     const file = hub && !hub[1]!.includes("..") ? hub[1]! : undefined;
     const body = file && await Deno.readFile(`${dir}/${file}`).catch(() => undefined);

@@ -21,26 +21,21 @@ import { startLocalSigstore } from "../sign/_local_sigstore.ts";
 import { main } from "../../plugins/cli.ts";
 import { expected, fixture } from "../_helpers.ts";
 import { freshKeyPem } from "../_model_gen.ts";
-import { chromiumPath, pageModuleRoots, runPage } from "./_chromium.ts";
+import {
+  bundleWebGuard,
+  chromiumPath,
+  PAGE_HEAD,
+  pageModule,
+  pageModuleRoots,
+  runPage,
+} from "./_chromium.ts";
 
 const EXPECTED = expected("tiny-bert").hello_world_mean_pooled as number[];
 const FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx"];
 const chromium = chromiumPath();
 if (!chromium && Deno.env.get("CI")) throw new Error("CI needs Chromium for the browser tests");
 
-const PAGE = `<!doctype html>
-<meta charset="utf-8">
-<script type="importmap">
-{ "imports": {
-  "@huggingface/transformers": "/npm/transformers/dist/transformers.web.js",
-  "onnxruntime-web/webgpu": "/npm/ort/dist/ort.webgpu.bundle.min.mjs",
-  "onnxruntime-common": "/npm/ort-common/dist/esm/index.js"
-} }
-</script>
-<pre id="result">pending</pre>
-<script type="module">
-const out = document.getElementById("result");
-const unhandled = [];
+const PAGE = `${PAGE_HEAD}const unhandled = [];
 addEventListener("unhandledrejection", (e) => { unhandled.push(String(e.reason)); e.preventDefault(); });
 try {
   const ort = await import("onnxruntime-web/webgpu");
@@ -216,21 +211,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const work = await Deno.makeTempDir({ prefix: "guard-browser-" });
-    const bundle = `${work}/guard.mjs`;
-    const built = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "bundle",
-        "--quiet",
-        "--platform",
-        "browser",
-        "-o",
-        bundle,
-        "plugins/transformers_web.ts",
-      ],
-      cwd: new URL("../../", import.meta.url).pathname,
-    }).output();
-    assert.ok(built.success, new TextDecoder().decode(built.stderr));
-    const source = await Deno.readTextFile(bundle);
+    const source = await bundleWebGuard(`${work}/guard.mjs`);
     assert.doesNotMatch(
       source,
       // Static imports only (doc comments may show one; dynamic ones run only for paths).
@@ -411,12 +392,6 @@ Deno.test({
       });
     }
     const hits: string[] = [];
-    const types: Record<string, string> = {
-      js: "text/javascript",
-      mjs: "text/javascript",
-      wasm: "application/wasm",
-      json: "application/json",
-    };
     const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
       const path = decodeURIComponent(new URL(req.url).pathname);
       if (path === "/") return new Response(PAGE, { headers: { "content-type": "text/html" } });
@@ -433,13 +408,8 @@ Deno.test({
         hits.length = 0;
         return new Response("ok");
       }
-      const npm = /^\/npm\/([^/]+)\/(.+)$/.exec(path);
-      if (npm && roots[npm[1]!] && !npm[2]!.includes("..")) {
-        const bytes = await Deno.readFile(`${roots[npm[1]!]}/${npm[2]}`).catch(() => undefined);
-        if (!bytes) return new Response("missing", { status: 404 });
-        const type = types[npm[2]!.split(".").pop()!] ?? "application/octet-stream";
-        return new Response(bytes, { headers: { "content-type": type } });
-      }
+      const module = await pageModule(path, roots);
+      if (module) return module;
       const hub = /^\/(acme\/[^/]+)\/resolve\/[^/]+\/(.+)$/.exec(path);
       const [repo, file] = [hub?.[1] ?? "", hub?.[2] ?? ""];
       const body = overrides[repo] && (overrides[repo].get(file) ?? model.get(file));
