@@ -98,6 +98,9 @@ export async function flip(path: string, at = 100): Promise<void> {
   await Deno.writeFile(path, b);
 }
 
+/** Waits past the guard's idle bound, so that the next load of a model is a new load (epoch). */
+export const epoch = (): Promise<void> => new Promise((r) => setTimeout(r, 1600));
+
 export function within<T>(p: Promise<T>, ms = 5000): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {

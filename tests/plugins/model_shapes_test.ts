@@ -13,6 +13,8 @@ import {
   assertClose,
   assertRefused,
   embed,
+  epoch,
+  flip,
   guarded,
   KEY,
   local,
@@ -20,12 +22,6 @@ import {
   sessions,
   test,
 } from "./_guard_harness.ts";
-
-async function flipAt(path: string, at: number): Promise<void> {
-  const b = await Deno.readFile(path);
-  b[at]! ^= 0x01;
-  await Deno.writeFile(path, b);
-}
 
 test(
   "external data in two chunks (model.onnx_data, model.onnx_data_1): loads as the inline model does; a flipped byte in the second chunk is refused",
@@ -48,8 +44,8 @@ test(
           ["onnx/model.onnx", "onnx/model.onnx_data", "onnx/model.onnx_data_1"],
         );
         assert.ok(guard.records.every((r) => r.verdict === "verified"));
-        await flipAt(`${root}/split/onnx/model.onnx_data_1`, 100);
-        await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+        await flip(`${root}/split/onnx/model.onnx_data_1`, 100);
+        await epoch();
         await assertRefused("split", HashMismatch, /onnx\/model\.onnx_data_1/);
       });
     } finally {
@@ -75,14 +71,14 @@ test(
         // What the q8 file holds, loaded as a plain model (no signature needed for the reference).
         return await embed("plain3");
       }).then(async (want) => {
-        await flipAt(`${dir}/onnx/model_fp16.onnx`, 50); // not requested: never read
+        await flip(`${dir}/onnx/model_fp16.onnx`, 50); // not requested: never read
         await guarded({}, async (guard) => {
           local(`${root}/`);
           assertClose(await embed("variants", { dtype: "q8" }), want);
           const onnx = guard.records.filter((r) => r.file.startsWith("onnx/")).map((r) => r.file);
           assert.deepEqual([...new Set(onnx)], ["onnx/model_quantized.onnx"]);
-          await flipAt(`${dir}/onnx/model_quantized.onnx`, 50);
-          await new Promise((r) => setTimeout(r, 1600));
+          await flip(`${dir}/onnx/model_quantized.onnx`, 50);
+          await epoch();
           await assertRefused("variants", HashMismatch, /onnx\/model_quantized\.onnx/, {
             dtype: "q8",
           });
@@ -153,8 +149,8 @@ test(
         assert.ok(
           guard.records.some((r) => r.file === "onnx/model.onnx" && r.verdict === "verified"),
         );
-        await flipAt(`${root}/decoder/onnx/model.onnx`, 400);
-        await new Promise((r) => setTimeout(r, 1600));
+        await flip(`${root}/decoder/onnx/model.onnx`, 400);
+        await epoch();
         const before = sessions;
         await assert.rejects(
           transformers.AutoModelForCausalLM.from_pretrained("decoder", { dtype: "fp32" }),
@@ -243,8 +239,8 @@ test(
         for (const file of ["onnx/encoder_model.onnx", "onnx/decoder_model_merged.onnx"]) {
           const path = `${root}/t5/${file}`;
           const good = await Deno.readFile(path);
-          await flipAt(path, 300);
-          await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+          await flip(path, 300);
+          await epoch();
           await assertRefused(
             "t5",
             HashMismatch,

@@ -21,6 +21,7 @@ import {
   assertRefused,
   embed,
   env,
+  epoch,
   EXPECTED,
   FILES,
   filesOnly,
@@ -151,7 +152,7 @@ for (const cache of ["web", "file"] as const) {
           server.overrides.set("onnx/model.onnx", await tampered(`${dir}/onnx/model.onnx`));
           server.overrides.set("tokenizer.json", await tampered(`${dir}/tokenizer.json`, 100));
           server.hits.length = 0;
-          await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+          await epoch();
           assertClose(await embed("acme/tiny-bert"), EXPECTED);
           assert.deepEqual(server.hits, []);
           assert.ok(guard.records.every((r) => r.model === "acme/tiny-bert"));
@@ -159,7 +160,7 @@ for (const cache of ["web", "file"] as const) {
             // A cached copy tampered on disk is dropped and fetched again.
             server.overrides.clear();
             await flip(`${cacheDir}/acme/tiny-bert/onnx/model.onnx`, 2000);
-            await new Promise((r) => setTimeout(r, 1600));
+            await epoch();
             assertClose(await embed("acme/tiny-bert"), EXPECTED);
             assert.ok(
               guard.records.some((r) => r.verdict === "refused" && r.file === "onnx/model.onnx"),
@@ -200,7 +201,7 @@ test(
         await assertRefused("acme/tiny-bert", HashMismatch, /config\.json/);
         server.overrides.clear();
         await Deno.rename(`${dir}/model.sig`, `${dir}/model.sig.bak`);
-        await new Promise((r) => setTimeout(r, 1600)); // a new load epoch re-reads model.sig
+        await epoch(); // a new load epoch re-reads model.sig
         await fresh();
         await assertRefused("acme/tiny-bert", SignatureMissing, /model\.sig/);
       } finally {
@@ -324,7 +325,7 @@ test(
         guard.records.some((r) => r.file === "onnx/model.onnx_data" && r.verdict === "verified"),
       );
       await flip(`${dir}/onnx/model.onnx_data`, 40);
-      await new Promise((r) => setTimeout(r, 1600));
+      await epoch();
       await assertRefused("tiny-bert", HashMismatch, /onnx\/model\.onnx_data/, {
         use_external_data_format: true,
       });
@@ -710,12 +711,12 @@ test(
         env.cacheKey = `guard-test-${crypto.randomUUID()}`;
         app.customCache = undefined;
         app.useCustomCache = false;
-        await new Promise((r) => setTimeout(r, 1600)); // a new load epoch
+        await epoch();
         await assertRefused("acme/tiny-bert", HashMismatch, /onnx\/model\.onnx/);
         // A wrapper that drops init loops back into the guard: an error, not a hang.
         app.fetch = (u) => f(u, {});
         h.overrides.clear();
-        await new Promise((r) => setTimeout(r, 1600));
+        await epoch();
         const error = await within(
           transformers.pipeline("feature-extraction", "acme/tiny-bert", { dtype: "fp32" }).then(
             () => undefined,
@@ -858,7 +859,7 @@ test(
       assertClose(await embed("tiny-bert"), EXPECTED);
       assert.ok(guard.records.every((r) => r.evidence === "lockfile" && r.verdict === "verified"));
       await flip(`${dir}/config.json`, 20);
-      await new Promise((r) => setTimeout(r, 1600));
+      await epoch();
       await assertRefused("tiny-bert", HashMismatch, /config\.json/);
     });
     await Deno.remove(root, { recursive: true });

@@ -9,6 +9,7 @@ import {
   assertClose,
   assertRefused,
   embed,
+  epoch,
   guarded,
   KEY,
   local,
@@ -17,7 +18,6 @@ import {
 } from "./_guard_harness.ts";
 
 const DATA = "onnx/model.onnx_data";
-const epoch = () => new Promise((r) => setTimeout(r, 1600)); // a new model load epoch
 
 /** A signed external-data model in a fresh folder, and where its store goes. */
 async function withModel(fn: (root: string, store: string) => Promise<void>): Promise<void> {
