@@ -43,6 +43,13 @@ const GUARDED = Symbol.for("safemodels.transformers.guard");
 const FORWARDED = Symbol("safemodels.transformers.forwarded");
 /** Nested passes of one URL through the guard's own fetch before it is called a loop. */
 const MAX_FORWARDS = 8;
+/** The transformers.js `env` of the module (or the `env` itself) the guard was given. */
+export function envOf(transformers: { env: TransformersEnv } | TransformersEnv): TransformersEnv {
+  return "env" in transformers && typeof transformers.env === "object"
+    ? transformers.env
+    : transformers as TransformersEnv;
+}
+
 /**
  * Whether transformers.js reads files as version 3 does: the global fetch
  * (it has no env.fetch; an app may set one, which version 3 ignores).
@@ -99,9 +106,7 @@ export function installGuard(
   options: GuardOptions,
   platform: GuardPlatform,
 ): TransformersGuard {
-  const env: TransformersEnv = "env" in transformers && typeof transformers.env === "object"
-    ? transformers.env
-    : transformers as TransformersEnv;
+  const env = envOf(transformers);
   const envRecord = env as unknown as Record<PropertyKey, unknown>;
   if (envRecord[GUARDED]) {
     throw new TypeError(

@@ -5,9 +5,9 @@
 import { sha256Hex } from "../hash/_digest.ts";
 import type { GuardCore } from "./_guard_core.ts";
 import type { Handle, PrivateCopy } from "./_guard_copies.ts";
-import { chunksOf } from "./_guard_fetch.ts";
 import {
   asBody,
+  chunksOf,
   collect,
   isUrl,
   openBody,
@@ -134,6 +134,43 @@ async function putVerified(
 }
 
 /**
+ * Takes in weights found in transformers.js' cache (the opened `body` of
+ * `key`): decided like any read (on its tag, browsers with verifiedStore),
+ * ready for onnxruntime; `undefined`, with the entry dropped, when refused
+ * (transformers.js then fetches the file again).
+ */
+export async function admitCached(
+  core: GuardCore,
+  store: Store,
+  key: string,
+  ref: FileRef,
+  body: ReadableStream<Uint8Array>,
+): Promise<{ handle: Handle; copy: PrivateCopy } | undefined> {
+  // Browsers (verifiedStore): a tag the guard made vouches for the digest
+  // (in the Web Cache the guard opens itself only).
+  const tags = store.tagOf ? await core.tags : undefined;
+  const tagged = tags && await tags.read(key, store.tagOf?.(body));
+  const { handle, copy } = await core.copies.admit(
+    ref,
+    streamChunks(body),
+    tagged?.size,
+    undefined,
+    tagged,
+  );
+  if (!core.decisions.allowed(copy.verdict)) {
+    // A tampered cache entry is dropped: transformers.js fetches the file again.
+    await store.delete(key, ref).catch(() => {});
+    return undefined;
+  }
+  // Verified by hashing, untagged: tagged now, so the next load is warm.
+  if (tags && !tagged && copy.verdict.ok && copy.verdict.evidence !== "none") {
+    await putVerified(core, store, key, ref, handle, copy);
+  }
+  await core.copies.finishOnnx(handle, copy);
+  return { handle, copy };
+}
+
+/**
  * The cache the guard puts in `env.customCache`; `onUse` runs first at each
  * call (transformers.js 3: the guard's fetch hook is put back if replaced)
  * and says whether the guard is still installed: once it is not (an app's
@@ -170,29 +207,10 @@ export function verifyingCache(
         if (!isUrl(key) || !store || core.legacy) return undefined;
         const body = await store.open(key, ref);
         if (body === undefined) return undefined;
-        // Browsers (verifiedStore): a tag the guard made vouches for the digest
-        // (in the Web Cache the guard opens itself only).
-        const tags = store.tagOf ? await core.tags : undefined;
-        const tagged = tags && await tags.read(key, store.tagOf?.(body));
-        const { handle, copy } = await copies.admit(
-          ref,
-          streamChunks(body),
-          tagged?.size,
-          undefined,
-          tagged,
-        );
-        if (!decisions.allowed(copy.verdict)) {
-          // A tampered cache entry is dropped: transformers.js fetches the file again.
-          await store.delete(key, ref).catch(() => {});
-          return undefined;
-        }
-        // Verified by hashing, untagged: tagged now, so the next load is warm.
-        if (tags && !tagged && copy.verdict.ok && copy.verdict.evidence !== "none") {
-          await putVerified(core, store, key, ref, handle, copy);
-        }
-        await copies.finishOnnx(handle, copy);
-        copies.remember(key, handle, copy);
-        return copies.served(handle);
+        const hit = await admitCached(core, store, key, ref, body);
+        if (hit === undefined) return undefined;
+        copies.remember(key, hit.handle, hit.copy);
+        return copies.served(hit.handle);
       }
       if (!isUrl(key) || !store) return undefined;
       const body = await store.open(key, ref);

@@ -5,27 +5,17 @@ import { StreamMeasure } from "../sign/_oms_digest.ts";
 import { createSha256, toHex } from "../hash/_digest.ts";
 import { EvidenceError, HashMismatch, SignError } from "../sign/errors.ts";
 import type { GuardCore } from "./_guard_core.ts";
+import { admitCached } from "./_guard_cache.ts";
 import {
   asBody,
-  bytesStream,
+  chunksOf,
   MAX_TEXT_FILE,
   readHashed,
   sizeOf,
   streamChunks,
   VerifiedResponse,
 } from "./_guard_io.ts";
-import { type Chunks, type FileRef, isWeightFile } from "./_guard_types.ts";
-
-/** Chunks of a response, or of the local file under it. */
-export async function chunksOf(core: GuardCore, response: Response): Promise<Chunks> {
-  const local = core.localBodies.get(response);
-  const files = core.platform.files;
-  if (local !== undefined && files) {
-    await response.body?.cancel();
-    return await files.fileChunks(local);
-  }
-  return streamChunks(response.body ?? bytesStream(new Uint8Array(await response.arrayBuffer())));
-}
+import { type FileRef, isWeightFile } from "./_guard_types.ts";
 
 /**
  * A body that hashes what passes through it and, at its end, errors instead
@@ -117,13 +107,10 @@ async function cachedWeights(
   const store = core.store();
   const body = await store?.open(url, ref).catch(() => undefined);
   if (!store || body === undefined) return undefined;
-  const { handle, copy } = await core.copies.admit(ref, streamChunks(body), undefined);
-  if (!core.decisions.allowed(copy.verdict)) {
-    await store.delete(url, ref).catch(() => {});
-    return undefined;
-  }
+  const hit = await admitCached(core, store, url, ref, body);
+  if (hit === undefined) return undefined;
+  const { handle, copy } = hit;
   copy.cached = true;
-  await core.copies.finishOnnx(handle, copy);
   core.copies.remember(url, handle, copy, "fetched");
   return typeof handle === "string"
     ? new Response(core.platform.files!.fileBody(handle))

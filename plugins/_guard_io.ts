@@ -2,6 +2,7 @@
 // while hashing, responses over verified bytes. No file system.
 import { createSha256, toHex } from "../hash/_digest.ts";
 import type { Chunks, GuardFiles, Stored } from "./_guard_types.ts";
+import type { GuardCore } from "./_guard_core.ts";
 import { TAG_HEADER } from "./_cache_tags.ts";
 
 /** A length header is trusted for preallocation up to this; beyond, the buffer grows. */
@@ -21,6 +22,17 @@ export function streamChunks(stream: ReadableStream<Uint8Array>): Chunks {
     },
     close: () => done ? Promise.resolve() : reader.cancel(),
   };
+}
+
+/** Chunks of a response, or of the local file under it. */
+export async function chunksOf(core: GuardCore, response: Response): Promise<Chunks> {
+  const local = core.localBodies.get(response);
+  const files = core.platform.files;
+  if (local !== undefined && files) {
+    await response.body?.cancel();
+    return await files.fileChunks(local);
+  }
+  return streamChunks(response.body ?? bytesStream(new Uint8Array(await response.arrayBuffer())));
 }
 
 /**

@@ -41,6 +41,7 @@
 import * as ort from "onnxruntime-node";
 import { VerifiedStore } from "./_verified_store.ts";
 import {
+  envOf,
   type GuardOptions,
   installGuard,
   isLegacy,
@@ -147,7 +148,7 @@ export function guardTransformers(
   if (exposed && exposed !== ort.InferenceSession) sessions.push(exposed);
   // transformers.js 3 keeps its onnxruntime's env as env.backends.onnx: when
   // that is another copy than ours, its sessions could not be gated.
-  const env = ("env" in transformers ? transformers.env : transformers) as TransformersEnv & {
+  const env = envOf(transformers) as TransformersEnv & {
     backends?: { onnx?: unknown };
     version?: unknown;
   };
