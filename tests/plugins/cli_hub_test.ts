@@ -28,6 +28,16 @@ async function tinyBert(): Promise<Record<string, Uint8Array>> {
   return files;
 }
 
+/** transformers.js loads from the loopback hub only, with no cache of its own; the log restarts. */
+function fromHub(hub: { url: string; log: string[] }, cacheKey: string): void {
+  env.remoteHost = `${hub.url}/`;
+  env.allowLocalModels = false;
+  env.useBrowserCache = false;
+  env.useFSCache = false;
+  env.cacheKey = `${cacheKey}-${crypto.randomUUID()}`;
+  hub.log.length = 0;
+}
+
 test(
   "cli lock hf://: pins from the hub's listing, no weight fetched; equal to the local files' digests",
   opts,
@@ -161,12 +171,7 @@ test(
       await guarded(
         { policy: { signatures: "optional" }, lockfile: lock, frozen: true },
         async (guard) => {
-          env.remoteHost = `${hub.url}/`;
-          env.allowLocalModels = false;
-          env.useBrowserCache = false;
-          env.useFSCache = false;
-          env.cacheKey = `hub-pin-${crypto.randomUUID()}`;
-          hub.log.length = 0;
+          fromHub(hub, "hub-pin");
           // Immutable URLs: the pinned commit is what loads.
           assertClose(await embed("acme/tiny-bert"), EXPECTED);
           assert.ok(
@@ -227,12 +232,7 @@ test(
       for (const f of [...FILES, "model.sig"]) files[f] = await Deno.readFile(`${dir}/${f}`);
       hub.add("acme/tiny-bert", files, { lfsFrom: 4096 });
       await guarded({}, async () => {
-        env.remoteHost = `${hub.url}/`;
-        env.allowLocalModels = false;
-        env.useBrowserCache = false;
-        env.useFSCache = false;
-        env.cacheKey = `hub-signed-${crypto.randomUUID()}`;
-        hub.log.length = 0;
+        fromHub(hub, "hub-signed");
         assertClose(await embed("acme/tiny-bert"), EXPECTED);
         const sig = hub.log.findIndex((l) => l.endsWith("/model.sig"));
         const weight = hub.log.findIndex((l) =>
