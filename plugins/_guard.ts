@@ -66,6 +66,46 @@ function isTransformers3(init: RequestInit | undefined): boolean {
   return agent !== null && /^transformers\.js\/3\./.test(agent);
 }
 
+/**
+ * Makes `env`'s settings `keys` read as `own` (the guard's) while set values
+ * go to `saved`; the returned function puts each setting back as it was
+ * (a value, or transformers.js' own accessor), holding what was saved.
+ */
+function holdSettings(
+  env: TransformersEnv,
+  keys: string[],
+  own: Record<string, unknown>,
+  saved: Record<string, unknown>,
+): () => void {
+  const descriptors = new Map(keys.map((k) => [k, Object.getOwnPropertyDescriptor(env, k)]));
+  for (const k of keys) {
+    Object.defineProperty(env, k, {
+      configurable: true,
+      enumerable: true,
+      get: () => own[k],
+      set: (v) => {
+        saved[k] = v;
+      },
+    });
+  }
+  return () => {
+    for (const [k, d] of descriptors) {
+      if (d && !("value" in d)) {
+        // An accessor of transformers.js' own: back, and told what was set meanwhile.
+        Object.defineProperty(env, k, d);
+        d.set?.call(env, saved[k]);
+      } else {
+        Object.defineProperty(env, k, {
+          configurable: true,
+          enumerable: d?.enumerable ?? true,
+          writable: true,
+          value: saved[k],
+        });
+      }
+    }
+  };
+}
+
 /** The options, checked and with their defaults, once. */
 function resolveOptions(options: GuardOptions, platform: GuardPlatform, buffers: boolean) {
   const mode = options.mode ?? "enforce";
@@ -282,20 +322,7 @@ export function installGuard(
     customCache: mine.cache,
     ...(legacy ? {} : { fetch: guarded }),
   };
-  const savedRecord = saved as Record<string, unknown>;
-  const descriptors = new Map(
-    Object.keys(own).map((k) => [k, Object.getOwnPropertyDescriptor(env, k)]),
-  );
-  for (const k of Object.keys(own)) {
-    Object.defineProperty(env, k, {
-      configurable: true,
-      enumerable: true,
-      get: () => own[k],
-      set: (v) => {
-        savedRecord[k] = v;
-      },
-    });
-  }
+  const releaseSettings = holdSettings(env, kept, own, saved as Record<string, unknown>);
   if (legacy) globalThis.fetch = hook;
   envRecord[GUARDED] = true;
   const classes: SessionClass[] = platform.sessions;
@@ -319,20 +346,7 @@ export function installGuard(
       installed = false;
       // A fetch wrapped over ours later stays: ours then only passes requests on.
       if (legacy && globalThis.fetch === hook) globalThis.fetch = globalFetch;
-      for (const [k, d] of descriptors) {
-        if (d && !("value" in d)) {
-          // An accessor of transformers.js' own: back, and told what was set meanwhile.
-          Object.defineProperty(env, k, d);
-          d.set?.call(env, savedRecord[k]);
-        } else {
-          Object.defineProperty(env, k, {
-            configurable: true,
-            enumerable: d?.enumerable ?? true,
-            writable: true,
-            value: savedRecord[k],
-          });
-        }
-      }
+      releaseSettings();
       delete envRecord[GUARDED];
       classes.forEach((cls, i) => Object.defineProperty(cls, "create", createDescriptors[i]!));
       core.copies.clear();
