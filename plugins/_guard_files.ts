@@ -3,6 +3,7 @@
 // opens. The guard's core (_guard.ts) has no file system and runs in
 // browsers; the Node/Deno entry point hands it this.
 import { copyFile, lstat, mkdir, open, rename, rm, stat, writeFile } from "node:fs/promises";
+import { lstatOf, makeDir, statOf } from "./_fs.ts";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { sha256Hex } from "../hash/_digest.ts";
 import { BLOCK_BYTES } from "../hash/_source.ts";
@@ -90,16 +91,16 @@ export function nodeFiles(workDir?: string): GuardFiles {
     fileChunks,
     inode: async (path) => String((await lstat(path, { bigint: true })).ino),
     async fileSize(path) {
-      const info = await stat(path).catch(() => undefined);
-      return info?.isFile() ? info.size : undefined;
+      const info = await statOf(path).catch(() => undefined);
+      return info?.isFile ? info.size : undefined;
     },
     readEvidence: readEvidenceFile,
     async isLinked(root, file) {
       let at = root;
       for (const part of file.split("/")) {
         at = join(at, part);
-        const info = await lstat(at).catch(() => undefined);
-        if (info?.isSymbolicLink()) return true;
+        const info = await lstatOf(at).catch(() => undefined);
+        if (info?.isSymlink) return true;
       }
       return false;
     },
@@ -152,7 +153,7 @@ export function nodeFiles(workDir?: string): GuardFiles {
         (await sha256Hex(ref.model.key)).slice(0, 16),
         ...ref.file.split("/"),
       );
-      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      await makeDir(dirname(path), 0o700);
       return path;
     },
     // Never created: the gate refuses it before onnxruntime could look.

@@ -11,21 +11,11 @@
 // See the README's threat model.
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import {
-  copyFile,
-  link,
-  lstat,
-  mkdir,
-  readFile,
-  realpath,
-  rename,
-  rm,
-  stat,
-  writeFile,
-} from "node:fs/promises";
+import { copyFile, lstat, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { FileIdentity } from "./_guard_types.ts";
 import { identityOf } from "./_private_copy.ts";
+import { hardLink, lstatOf, makeDir, readText, realPath, renamePath, type Status } from "./_fs.ts";
 
 /** A file changed this recently may change again within the clock's resolution: not recorded. */
 const RACY_MS = 2_000;
@@ -59,15 +49,15 @@ export class VerifiedStore {
    */
   static async open(dir: string): Promise<VerifiedStore | undefined> {
     const wanted = resolve(dir);
-    await mkdir(join(wanted, "blobs"), { recursive: true, mode: 0o700 });
-    await mkdir(join(wanted, "index"), { recursive: true, mode: 0o700 });
-    const real = await realpath(wanted);
+    await makeDir(join(wanted, "blobs"), 0o700);
+    await makeDir(join(wanted, "index"), 0o700);
+    const real = await realPath(wanted);
     // Who we are, without asking for --allow-sys: the owner of a file we create.
     const probe = join(real, `.owner-${crypto.randomUUID().slice(0, 8)}`);
     await writeFile(probe, "", { mode: 0o600, flag: "wx" });
-    const uid = (await lstat(probe)).uid;
+    const uid = (await lstatOf(probe)).uid;
     await rm(probe, { force: true });
-    const s = await lstat(real);
+    const s = await lstatOf(real);
     const store = new VerifiedStore(real, uid, { dev: s.dev, ino: s.ino });
     const unsafe = await store.#unsafe(true);
     if (unsafe !== undefined) {
@@ -81,15 +71,14 @@ export class VerifiedStore {
 
   /** Why the store cannot be trusted now, if it cannot. */
   async #unsafe(ancestors = false): Promise<string | undefined> {
-    const mine = (s: { uid: number; mode: number; isDirectory(): boolean }) =>
-      s.isDirectory() && s.uid === this.#uid && (s.mode & 0o022) === 0;
-    const top = await lstat(this.#dir).catch(() => undefined);
+    const mine = (s: Status) => s.isDirectory && s.uid === this.#uid && (s.mode & 0o022) === 0;
+    const top = await lstatOf(this.#dir).catch(() => undefined);
     if (!top || top.dev !== this.#id.dev || top.ino !== this.#id.ino || !mine(top)) {
       return `${this.#dir} must stay the folder it was, this user's, writable by no one else`;
     }
     for (const d of ["blobs", "index"]) {
-      const s = await lstat(join(this.#dir, d)).catch(() => undefined);
-      if (!s || s.isSymbolicLink() || !mine(s)) {
+      const s = await lstatOf(join(this.#dir, d)).catch(() => undefined);
+      if (!s || s.isSymlink || !mine(s)) {
         return `${join(this.#dir, d)} must be a folder of this user that only this user can write`;
       }
     }
@@ -98,8 +87,8 @@ export class VerifiedStore {
     // (a sticky shared folder, like /tmp, only when the next one down is ours).
     let child = this.#dir;
     for (let d = dirname(this.#dir);; d = dirname(d)) {
-      const s = await lstat(d);
-      const childMine = (await lstat(child)).uid === this.#uid;
+      const s = await lstatOf(d);
+      const childMine = (await lstatOf(child)).uid === this.#uid;
       const owner = s.uid === this.#uid || s.uid === 0;
       const open = (s.mode & 0o022) !== 0;
       if (!owner || (open && !((s.mode & 0o1000) !== 0 && childMine))) {
@@ -125,13 +114,13 @@ export class VerifiedStore {
     source: string,
   ): Promise<{ digest: string; blob: string } | undefined> {
     if (await this.#unsafe() !== undefined) return undefined;
-    const real = await realpath(source).catch(() => undefined);
+    const real = await realPath(source).catch(() => undefined);
     const now = real === undefined ? undefined : await pathIdentity(real);
     if (real === undefined || now === undefined) return undefined;
     const index = this.#indexPath(model, file, real);
-    const info = await lstat(index).catch(() => undefined);
-    if (!info?.isFile() || info.uid !== this.#uid || (info.mode & 0o022) !== 0) return undefined;
-    const text = await readFile(index, "utf8").catch(() => undefined);
+    const info = await lstatOf(index).catch(() => undefined);
+    if (!info?.isFile || info.uid !== this.#uid || (info.mode & 0o022) !== 0) return undefined;
+    const text = await readText(index).catch(() => undefined);
     if (text === undefined || text.length > 4096) return undefined;
     let entry: FileIdentity & { sha256?: unknown };
     try {
@@ -142,9 +131,9 @@ export class VerifiedStore {
     if (typeof entry?.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) return undefined;
     if (!sameFile(entry, now)) return undefined;
     const blob = join(this.#dir, "blobs", entry.sha256);
-    const kept = await lstat(blob).catch(() => undefined);
+    const kept = await lstatOf(blob).catch(() => undefined);
     if (
-      !kept?.isFile() || kept.uid !== this.#uid || (kept.mode & 0o022) !== 0 ||
+      !kept?.isFile || kept.uid !== this.#uid || (kept.mode & 0o022) !== 0 ||
       String(kept.size) !== now.size
     ) {
       return undefined;
@@ -172,7 +161,7 @@ export class VerifiedStore {
   ): Promise<void> {
     if (!sameFile(opened, read)) return;
     if (await this.#unsafe() !== undefined) return;
-    const real = await realpath(source).catch(() => undefined);
+    const real = await realPath(source).catch(() => undefined);
     const now = real === undefined ? undefined : await pathIdentity(real);
     if (real === undefined || now === undefined || !sameFile(now, read)) return;
     if (Date.now() - Number(BigInt(read.ctimeNs) / 1_000_000n) < RACY_MS) return;
@@ -181,23 +170,23 @@ export class VerifiedStore {
     const sha = digest.replace(/^sha256:/, "");
     if (!/^[0-9a-f]{64}$/.test(sha)) return;
     const blob = join(this.#dir, "blobs", sha);
-    if (!(await lstat(blob).catch(() => undefined))) {
+    if (!(await lstatOf(blob).catch(() => undefined))) {
       const temp = `${blob}.${crypto.randomUUID().slice(0, 8)}.part`;
-      await link(copy, temp).catch(() => copyFile(copy, temp, constants.COPYFILE_EXCL));
-      await rename(temp, blob);
+      await hardLink(copy, temp).catch(() => copyFile(copy, temp, constants.COPYFILE_EXCL));
+      await renamePath(temp, blob);
     }
     const index = this.#indexPath(model, file, real);
     const temp = `${index}.${crypto.randomUUID().slice(0, 8)}.part`;
     await writeFile(temp, JSON.stringify({ ...read, sha256: sha }), { mode: 0o600, flag: "wx" });
-    await rename(temp, index);
+    await renamePath(temp, index);
   }
 
   /** Puts the kept copy `blob` at `path` (a hard link; a copy across file systems). */
   async materialize(blob: string, path: string): Promise<void> {
     const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
     try {
-      await link(blob, temp).catch(() => copyFile(blob, temp, constants.COPYFILE_EXCL));
-      await rename(temp, path);
+      await hardLink(blob, temp).catch(() => copyFile(blob, temp, constants.COPYFILE_EXCL));
+      await renamePath(temp, path);
     } catch (e) {
       await rm(temp, { force: true });
       throw e;
