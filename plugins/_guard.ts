@@ -238,6 +238,8 @@ export function installGuard(
     // Read at each call: env.fetch set while guarded replaces the one wrapped.
     fetch: forward,
     store,
+    // The verified store, once opened (below): verifications it remembers.
+    memo: () => core.copies.store,
   });
   const core: GuardCore = {
     env,

@@ -181,10 +181,8 @@ export class VerifiedCopies {
       const files = this.#files!;
       let path: string | undefined;
       let written: { temp: string; digest: string };
-      // Warm start: an external-data file verified before and unchanged since.
-      const store = source !== undefined && !ref.file.endsWith(".onnx") && safeRelative(ref.file)
-        ? await this.store
-        : undefined;
+      // Warm start: a weight file verified before and unchanged since.
+      const store = source !== undefined && safeRelative(ref.file) ? await this.store : undefined;
       const kept = await store?.lookup(ref.model.key, ref.file, source!).catch(() => undefined);
       if (store && kept) {
         let warmPath: string | undefined;
@@ -301,9 +299,19 @@ export class VerifiedCopies {
   async finishOnnx(handle: Handle, copy: PrivateCopy): Promise<void> {
     if (typeof handle !== "string" || !copy.ref.file.endsWith(".onnx")) return;
     if (!this.#decisions.allowed(copy.verdict)) return;
+    // Warm starts: what a graph that needed no rewrite reads, by its digest
+    // (a function of its bytes alone).
+    const { ok, digest } = copy.verdict;
+    const store = ok && digest !== "" ? await this.store : undefined;
+    const known = await store?.recall("onnx-locations", digest).catch(() => undefined);
+    if (Array.isArray(known) && known.every((l) => typeof l === "string")) {
+      copy.locations = new Set(known);
+      return;
+    }
     const done = await this.#files!.finishOnnx(handle);
     copy.locations = done.locations;
     if (done.weights !== undefined) copy.extra.push(done.weights);
+    else await store?.remember("onnx-locations", digest, [...done.locations]).catch(() => {});
   }
 
   /** Drops everything (uninstall). */

@@ -12,6 +12,7 @@ import { lockedSigner, Lockfile } from "../sign/lockfile.ts";
 import type { TrustPolicy } from "../sign/policy.ts";
 import type { VerifiedSigner } from "../sign/types.ts";
 import { omsFinding, onnxFinding, pinFinding } from "../sign/_findings.ts";
+import { findingFromJson, findingKey, findingToJson } from "../sign/_finding_memo.ts";
 import { Locator } from "./_guard_locate.ts";
 import { MAX_EVIDENCE_BYTES, readBoundedText } from "../sign/_json.ts";
 import type {
@@ -19,6 +20,7 @@ import type {
   FileVerdict,
   GuardFiles,
   GuardRecord,
+  Memo,
   ModelRef,
   Store,
   TransformersEnv,
@@ -42,6 +44,12 @@ export class ModelRecord {
   readonly verified: Map<string, string> = new Map();
   signer: VerifiedSigner | undefined;
   readonly reported: Set<string> = new Set();
+  /**
+   * Verdicts of this load by file, digest and measurements: transformers.js
+   * asks for a file more than once (and through fetch and cache), and the
+   * same bytes under the same evidence get the same verdict.
+   */
+  readonly decided: Map<string, Promise<FileVerdict>> = new Map();
 
   constructor(ref: ModelRef) {
     this.ref = ref;
@@ -74,6 +82,8 @@ export interface DecisionContext {
   fetch: TransformersEnv["fetch"];
   /** The cache transformers.js would use now. */
   store(): Store | undefined;
+  /** Where verifications are remembered (the verified store), if anywhere. */
+  memo?(): Promise<Memo | undefined> | undefined;
 }
 
 /** Decides files and keeps the record of each model's decisions. */
@@ -132,7 +142,10 @@ export class Decisions {
     warm = false,
   ): Promise<FileVerdict> {
     const rec = this.model(ref.model);
-    return rec.track((async () => {
+    const memo = `${ref.file}\0${digest}\0${JSON.stringify(digests ?? null)}\0${warm}`;
+    const known = rec.decided.get(memo);
+    if (known !== undefined) return rec.track(known);
+    const decided = rec.track((async () => {
       let v: FileVerdict;
       try {
         v = toFileVerdict(await this.#decide(rec, ref, digest, input, digests), digest);
@@ -143,6 +156,8 @@ export class Decisions {
       this.report(rec, ref, v);
       return v;
     })());
+    rec.decided.set(memo, decided);
+    return decided;
   }
 
   /** The lockfile's finding for a model as the decision asks for it. */
@@ -273,8 +288,23 @@ export class Decisions {
     const { verifiers, files, policy, env } = this.#ctx;
     // Without signature checks, only the lockfile can vouch for a file.
     if (!verifiers) return { $case: "absent" };
-    const verify = async (text: string | undefined) =>
-      (await omsFinding(text, policy, verifiers.signed, ref.signature)).finding;
+    const verify = async (text: string | undefined): Promise<OmsFinding> => {
+      // Warm starts: these very bytes verified under this policy before.
+      const memo = text === undefined ? undefined : await this.#ctx.memo?.();
+      const key = memo && await findingKey(text!, policy);
+      if (memo && key) {
+        const kept = findingFromJson(
+          await memo.recall("oms-finding", key).catch(() => undefined),
+          ref.signature,
+        );
+        if (kept) return kept;
+      }
+      const found = (await omsFinding(text, policy, verifiers.signed, ref.signature)).finding;
+      if (memo && key && found.$case === "verified") {
+        await memo.remember("oms-finding", key, findingToJson(found)).catch(() => {});
+      }
+      return found;
+    };
     if (ref.base === undefined && files) {
       try {
         return await verify(

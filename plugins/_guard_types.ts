@@ -57,13 +57,17 @@ export interface GuardOptions {
   weights?: "files" | "memory";
   /**
    * Warm starts (Deno and Node, `weights: "files"`): a folder, created mode
-   * 0700, where verified external-data weight files (`*.onnx_data`) are kept
+   * 0700, where verified weight files (`*.onnx`, `*.onnx_data`) are kept
    * under their SHA-256, indexed by the original file's real path, device,
    * inode, size and mtime/ctime (nanoseconds). A later load of an unchanged
    * file is not read or hashed again: its kept copy is linked into the
    * private folder (put the store on the same file system as `workDir`) and
-   * decided on the recorded digest. Any change to the file misses. Refused
-   * (with a warning) unless only this user can write it. Off by default.
+   * decided on the recorded digest. Any change to the file misses. It also
+   * remembers what depends only on bytes already verified: a `model.sig`'s
+   * verification, keyed by its SHA-256 and the policy's trust material and
+   * signer rules, and which external data a graph reads, keyed by the
+   * graph's SHA-256. Refused (with a warning) unless only this user can
+   * write it. Off by default.
    *
    * In browsers (`plugins/transformers-web`): the name of an IndexedDB
    * database holding this origin's tagging key (non-extractable HMAC). Weight
@@ -299,6 +303,15 @@ export interface GuardFiles {
   beside(model: string, location: string): string;
   /** Removes every private copy (uninstall, exit). */
   removeAll(): void;
+}
+
+/**
+ * Remembered results of work that depends only on what it is keyed by
+ * (warm starts, Deno and Node): the verified store (_verified_store.ts).
+ */
+export interface Memo {
+  recall(kind: string, key: string): Promise<unknown>;
+  remember(kind: string, key: string, value: unknown): Promise<void>;
 }
 
 /** The signature checks the runtime can do. */

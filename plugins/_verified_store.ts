@@ -1,5 +1,5 @@
 // The verified store (GuardOptions.verifiedStore; Deno and Node): warm starts
-// for external-data weight files. After a file has been verified, the guard's
+// for weight files (graphs and external data). After a file has been verified, the guard's
 // private copy of it is kept here (a hard link) under its SHA-256, with an
 // index entry for the model, the file and its real path naming the file by
 // what identifies its content on disk: device, inode, size, and modification
@@ -8,7 +8,10 @@
 // linked into its private folder, and the decision is retaken on the recorded
 // digest: nothing is read or hashed. Any change to the file misses. The store
 // and every folder above it must be this user's alone (checked at every use).
-// See the README's threat model.
+// It also remembers, as small entries, results that depend only on what they
+// are keyed by (`recall`/`remember`): a model.sig's verification (keyed by
+// its bytes and the policy: sign/_finding_memo.ts) and a graph's
+// external-data files (keyed by its digest). See the README's threat model.
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import { copyFile, lstat, rm, stat, writeFile } from "node:fs/promises";
@@ -16,6 +19,7 @@ import { dirname, join, resolve } from "node:path";
 import type { FileIdentity } from "./_guard_types.ts";
 import { identityOf } from "./_private_copy.ts";
 import { hardLink, lstatOf, makeDir, readText, realPath, renamePath, type Status } from "./_fs.ts";
+import config from "../deno.json" with { type: "json" };
 
 /** A file changed this recently may change again within the clock's resolution: not recorded. */
 const RACY_MS = 2_000;
@@ -30,6 +34,11 @@ async function pathIdentity(path: string): Promise<FileIdentity | undefined> {
 }
 
 const hex = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** Bumped when the meaning of a remembered entry changes (so is the version). */
+const MEMO_FORMAT = 1;
+/** A remembered entry larger than this is not read. */
+const MAX_MEMO = 4 << 20;
 
 /** The store of verified copies; see the module comment. */
 export class VerifiedStore {
@@ -179,6 +188,51 @@ export class VerifiedStore {
     const temp = `${index}.${crypto.randomUUID().slice(0, 8)}.part`;
     await writeFile(temp, JSON.stringify({ ...read, sha256: sha }), { mode: 0o600, flag: "wx" });
     await renamePath(temp, index);
+  }
+
+  #memoPath(kind: string, key: string): string {
+    const name = hex(`${MEMO_FORMAT}\0${config.version}\0${kind}\0${key}`);
+    return join(this.#dir, "index", `memo-${name}.json`);
+  }
+
+  /**
+   * What was remembered as `kind` for `key` (a content digest or a key made
+   * of one: see sign/_finding_memo.ts), by this user, with this version of
+   * safemodels; `undefined` when nothing usable was.
+   */
+  async recall(kind: string, key: string): Promise<unknown> {
+    if (await this.#unsafe() !== undefined) return undefined;
+    const path = this.#memoPath(kind, key);
+    const info = await lstatOf(path).catch(() => undefined);
+    if (
+      !info?.isFile || info.uid !== this.#uid || (info.mode & 0o022) !== 0 ||
+      info.size > MAX_MEMO
+    ) {
+      return undefined;
+    }
+    const text = await readText(path).catch(() => undefined);
+    if (text === undefined || text.length > MAX_MEMO) return undefined;
+    try {
+      return JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Remembers `value` (JSON data) as `kind` for `key` (see `recall`). */
+  async remember(kind: string, key: string, value: unknown): Promise<void> {
+    const text = JSON.stringify(value);
+    if (text === undefined || text.length > MAX_MEMO) return;
+    if (await this.#unsafe() !== undefined) return;
+    const path = this.#memoPath(kind, key);
+    const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
+    try {
+      await writeFile(temp, text, { mode: 0o600, flag: "wx" });
+      await renamePath(temp, path);
+    } catch (e) {
+      await rm(temp, { force: true });
+      throw e;
+    }
   }
 
   /** Puts the kept copy `blob` at `path` (a hard link; a copy across file systems). */

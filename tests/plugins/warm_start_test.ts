@@ -3,8 +3,8 @@
 // mtime/ctime in ns) is unchanged; any change to it is read, hashed and
 // decided again (tampering refused); a store others can write is not used.
 import assert from "node:assert/strict";
-import { HashMismatch, keySigner, signModel } from "../../sign/mod.ts";
-import { writeTinyModel } from "../_model_gen.ts";
+import { HashMismatch, keySigner, SignError, signModel } from "../../sign/mod.ts";
+import { freshKeyPem, writeTinyModel } from "../_model_gen.ts";
 import {
   assertClose,
   assertRefused,
@@ -45,7 +45,8 @@ test(
         const cold = guard.records.slice(mark).find((r) => r.file === DATA);
         assert.equal(cold?.verdict, "verified");
         assert.equal(cold?.warm, undefined);
-        assert.equal([...Deno.readDirSync(`${store}/blobs`)].length, 1);
+        // The weights and the graph.
+        assert.equal([...Deno.readDirSync(`${store}/blobs`)].length, 2);
 
         await epoch();
         mark = guard.records.length;
@@ -115,7 +116,7 @@ test(
         let mark = 0;
         local(`${root}/`);
         const want = await embed("ext");
-        assert.equal([...Deno.readDirSync(`${store}/blobs`)].length, 1);
+        assert.equal([...Deno.readDirSync(`${store}/blobs`)].length, 2);
         // Another user swaps in a folder of their own holding forged weights
         // under the genuine digest and the genuine index entry.
         await Deno.rename(store, `${store}.old`);
@@ -151,6 +152,76 @@ test(
         assert.equal(guard.records.slice(mark).find((x) => x.file === DATA)?.warm, undefined);
         assert.deepEqual([...Deno.readDirSync(`${shared}/store/blobs`)], []);
       });
+    });
+  },
+);
+
+const GRAPH = "onnx/model.onnx";
+const memos = (store: string) =>
+  [...Deno.readDirSync(`${store}/index`)].filter((e) => e.name.startsWith("memo-")).length;
+
+test(
+  "warm start: model.onnx is warm too and refused when changed; a remembered model.sig verification holds for its bytes and policy only",
+  opts,
+  async () => {
+    await withModel(async (root, store) => {
+      const want = await guarded({ verifiedStore: store }, async (guard) => {
+        local(`${root}/`);
+        const want = await embed("ext");
+        // The model.sig's verification and the graph's external-data files.
+        assert.equal(memos(store), 2);
+        await epoch();
+        let mark = guard.records.length;
+        assertClose(await embed("ext"), want);
+        const warm = guard.records.slice(mark);
+        for (const file of [GRAPH, DATA]) {
+          const r = warm.find((x) => x.file === file);
+          assert.equal(r?.verdict, "verified", file);
+          assert.equal(r?.warm, true, `${file} was read again`);
+        }
+        // The graph changed in place (same size): read again and refused.
+        const path = `${root}/ext/${GRAPH}`;
+        const good = await Deno.readFile(path);
+        const bad = good.slice();
+        bad[bad.length - 20]! ^= 1;
+        await Deno.writeFile(path, bad);
+        await epoch();
+        await assertRefused("ext", HashMismatch, /model\.onnx/);
+        await Deno.writeFile(path, good);
+        await epoch();
+        mark = guard.records.length;
+        assertClose(await embed("ext"), want);
+        const again = guard.records.slice(mark).find((x) => x.file === GRAPH);
+        assert.equal(again?.verdict, "verified");
+        assert.equal(again?.warm, undefined);
+        return want;
+      });
+      // Another policy (another trusted key) over the same store: the
+      // remembered verification is not its own, so model.sig is verified
+      // again, and refused.
+      const other = await freshKeyPem();
+      await guarded(
+        { verifiedStore: store, policy: { publicKeys: [other.publicPem] } },
+        async () => {
+          local(`${root}/`);
+          await assertRefused("ext", SignError, /trusted public key/);
+        },
+      );
+      // The model signed again by that other key, under the first policy:
+      // new bytes, verified again, and refused.
+      await signModel(`${root}/ext`, { signer: keySigner(other.privatePem) });
+      await guarded({ verifiedStore: store }, async () => {
+        local(`${root}/`);
+        await assertRefused("ext", SignError, /trusted public key/);
+      });
+      // And under the other key's policy it loads (its own verification).
+      await guarded(
+        { verifiedStore: store, policy: { publicKeys: [other.publicPem] } },
+        async () => {
+          local(`${root}/`);
+          assertClose(await embed("ext"), want);
+        },
+      );
     });
   },
 );
