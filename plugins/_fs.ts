@@ -41,15 +41,18 @@ interface DenoFs {
 
 const deno = (globalThis as { Deno?: DenoFs }).Deno;
 
+// Where Deno does not report an owner, mode or inode (Windows), the status
+// fails every check made of it: an owner and inode equal to nothing (NaN),
+// and a mode anyone may write.
 const fromDeno = (s: DenoInfo): Status => ({
   isFile: s.isFile,
   isDirectory: s.isDirectory,
   isSymlink: s.isSymlink,
   size: s.size,
-  uid: s.uid ?? -1,
-  mode: s.mode ?? 0,
+  uid: s.uid ?? NaN,
+  mode: s.mode ?? 0o777,
   dev: s.dev,
-  ino: s.ino ?? -1,
+  ino: s.ino ?? NaN,
 });
 
 const fromNode = (s: import("node:fs").Stats): Status => ({

@@ -266,12 +266,8 @@ export function verifyingCache(
         if (askedAgain) copies.remember(key, handle, copy);
         return;
       }
-      // A local file is never cached, and the guarded fetch that read it
-      // decided it already (a refusal rejected that fetch).
-      if (!isUrl(key)) {
-        await response.body?.cancel().catch(() => {});
-        return;
-      }
+      // Decided again (for a local file read by the guarded fetch, the same
+      // bytes get this load's verdict again without deciding anew).
       const bytes = new Uint8Array(await response.arrayBuffer());
       const v = await decisions.check(ref, `sha256:${await sha256Hex(bytes)}`, bytes);
       if (!decisions.allowed(v)) throw v.error;

@@ -45,9 +45,10 @@ export class ModelRecord {
   signer: VerifiedSigner | undefined;
   readonly reported: Set<string> = new Set();
   /**
-   * Verdicts of this load by file, digest and measurements: transformers.js
-   * asks for a file more than once (and through fetch and cache), and the
-   * same bytes under the same evidence get the same verdict.
+   * Verdicts of this load by file, digest, measurements and whether it is
+   * reached through a link: transformers.js asks for a file more than once
+   * (and through fetch and cache), and the same bytes under the same
+   * evidence get the same verdict.
    */
   readonly decided: Map<string, Promise<FileVerdict>> = new Map();
 
@@ -142,22 +143,32 @@ export class Decisions {
     warm = false,
   ): Promise<FileVerdict> {
     const rec = this.model(ref.model);
-    const memo = `${ref.file}\0${digest}\0${JSON.stringify(digests ?? null)}\0${warm}`;
-    const known = rec.decided.get(memo);
-    if (known !== undefined) return rec.track(known);
-    const decided = rec.track((async () => {
-      let v: FileVerdict;
-      try {
-        v = toFileVerdict(await this.#decide(rec, ref, digest, input, digests), digest);
-      } catch (error) {
-        v = { ok: false, digest, evidence: "none", error: error as Error };
+    const { files } = this.#ctx;
+    return rec.track((async () => {
+      const linked = ref.model.root !== undefined && files !== undefined
+        ? await files.isLinked(ref.model.root, ref.file)
+        : false;
+      const key = `${ref.file}\0${digest}\0${JSON.stringify(digests ?? null)}\0${warm}\0${linked}`;
+      let decided = rec.decided.get(key);
+      if (decided === undefined) {
+        decided = (async () => {
+          let v: FileVerdict;
+          try {
+            v = toFileVerdict(await this.#decide(rec, ref, digest, input, digests, linked), digest);
+          } catch (error) {
+            v = { ok: false, digest, evidence: "none", error: error as Error };
+          }
+          if (warm) v.warm = true;
+          return v;
+        })();
+        rec.decided.set(key, decided);
       }
-      if (warm) v.warm = true;
+      const v = await decided;
+      // Score is kept at every check (a reused refusal poisons the model
+      // again); the record itself is made once.
       this.report(rec, ref, v);
       return v;
     })());
-    rec.decided.set(memo, decided);
-    return decided;
   }
 
   /** The lockfile's finding for a model as the decision asks for it. */
@@ -215,8 +226,9 @@ export class Decisions {
     digest: string,
     input: Uint8Array | string | undefined,
     digests: Record<string, string> | undefined,
+    linked: boolean,
   ): Promise<Verdict> {
-    const { policy, verifiers, files } = this.#ctx;
+    const { policy, verifiers } = this.#ctx;
     const shown = `${ref.model.name}/${ref.file}`;
     if (ref.model.unplaced !== undefined) {
       return {
@@ -247,9 +259,6 @@ export class Decisions {
         await source.close();
       }
     }
-    const linked = ref.model.root !== undefined && files !== undefined
-      ? await files.isLinked(ref.model.root, ref.file)
-      : false;
     // A model.sig with BLAKE2b digests or shards: measure the bytes so.
     if (oms.$case === "verified" && digests === undefined && input !== undefined) {
       const labels = labelsFor(oms, ref.file);

@@ -16,6 +16,7 @@ import {
   VerifiedResponse,
 } from "./_guard_io.ts";
 import { type FileRef, isWeightFile } from "./_guard_types.ts";
+import { filePath } from "./_guard_locate.ts";
 
 /**
  * A body that hashes what passes through it and, at its end, errors instead
@@ -237,18 +238,20 @@ export function guardedFetch(core: GuardCore) {
         headers: res.headers,
       });
     }
-    const ref = locator.local(url);
+    // A file: URL (env.localModelPath may be one) is the local path it names.
+    const path = /^file:/i.test(url) ? filePath(url) : url;
+    const ref = locator.local(path);
     const files = core.platform.files;
     let res: Response;
     if (core.readLocalsDirectly) {
-      const size = await files!.fileSize(url);
+      const size = await files!.fileSize(path);
       if (size === undefined) return new Response(null, { status: 404, statusText: "Not Found" });
-      res = new Response(files!.fileBody(url), {
+      res = new Response(files!.fileBody(path), {
         status: 200,
         headers: { "content-length": String(size) },
       });
       // Weights are copied by the cache's put, which reads the file itself.
-      core.localBodies.set(res, url);
+      core.localBodies.set(res, path);
     } else {
       res = await core.originalFetch(input as string, init);
     }

@@ -29,22 +29,30 @@ export type NextChunk = () => Promise<Uint8Array | null>;
  * Chunks of a local file, read into three rotating blocks. A chunk stays
  * valid until two more have been requested, which is what
  * {@linkcode writeHashed} needs (it writes one chunk while reading the next).
+ * The file is opened at the first read or identity (a warm start reads
+ * neither), and its blocks made at the first read.
  */
+// deno-lint-ignore require-await
 export async function fileChunks(
   path: string,
 ): Promise<{ next: NextChunk; close(): Promise<void>; identity(): Promise<FileIdentity> }> {
-  const handle = await open(path, "r");
-  const blocks = [0, 1, 2].map(() => new Uint8Array(BLOCK_BYTES));
+  let opened: ReturnType<typeof open> | undefined;
+  const handle = () => (opened ??= open(path, "r"));
+  let blocks: Uint8Array[] | undefined;
   let i = 0;
   return {
     next: async () => {
+      const h = await handle();
+      blocks ??= [0, 1, 2].map(() => new Uint8Array(BLOCK_BYTES));
       const block = blocks[i++ % blocks.length]!;
-      const { bytesRead } = await handle.read(block, 0, block.byteLength, null);
+      const { bytesRead } = await h.read(block, 0, block.byteLength, null);
       return bytesRead === 0 ? null : block.subarray(0, bytesRead);
     },
-    close: () => handle.close(),
+    close: async () => {
+      if (opened) await (await opened).close();
+    },
     // fstat of the very handle being read (not of whatever the path names now).
-    identity: async () => identityOf(await handle.stat({ bigint: true })),
+    identity: async () => identityOf(await (await handle()).stat({ bigint: true })),
   };
 }
 

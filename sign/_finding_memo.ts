@@ -11,9 +11,13 @@ import type { OmsFinding } from "./evidence.ts";
 import type { TrustPolicy } from "./policy.ts";
 import type { VerifiedSigner } from "./types.ts";
 import config from "../deno.json" with { type: "json" };
+import { publicGoodTrustedRootWeb } from "./_trusted_root_web.ts";
 
-/** Bumped when what a kept finding means changes. */
-const FORMAT = 1;
+/**
+ * Bumped when what a kept finding means changes, and whenever verification
+ * itself changes (development builds all carry one version number).
+ */
+const FORMAT = 2;
 
 type Verified = Extract<OmsFinding, { $case: "verified" }>;
 
@@ -53,8 +57,14 @@ function canonical(value: unknown, depth = 0): string | undefined {
  * goes in: the trust material, the signer rules, the bytes, the version.
  */
 export async function findingKey(text: string, policy: TrustPolicy): Promise<string | undefined> {
+  // A keyless signature verifies only for a policy with signers; without a
+  // root of its own, the embedded public-good one (whose package may be
+  // updated on its own) decides it, so its content is part of the key.
+  const root = policy.trustedRoot ??
+    (policy.signers?.length ? await publicGoodTrustedRootWeb().catch(() => null) : undefined);
+  if (root === null) return undefined;
   const rules = canonical({
-    trustedRoot: policy.trustedRoot,
+    trustedRoot: root,
     publicKeys: policy.publicKeys,
     certificateRoots: policy.certificateRoots,
     signers: policy.signers,

@@ -5,3 +5,4 @@
 (globalThis as { safemodelsGuardWeights?: string }).safemodelsGuardWeights = "memory";
 await import("./transformers_test.ts");
 await import("./guard_decision_test.ts");
+await import("./guard_reuse_test.ts");

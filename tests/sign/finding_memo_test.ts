@@ -5,6 +5,7 @@
 // reads back as nothing.
 import assert from "node:assert/strict";
 import { Issuer } from "../../sign/mod.ts";
+import { publicGoodTrustedRootWeb as publicGoodTrustedRoot } from "../../sign/_trusted_root_web.ts";
 import type { OmsFinding } from "../../sign/evidence.ts";
 import type { TrustPolicy } from "../../sign/policy.ts";
 import { findingFromJson, findingKey, findingToJson } from "../../sign/_finding_memo.ts";
@@ -46,6 +47,16 @@ Deno.test("findingKey: changes with the trust material, the signers and the byte
     await findingKey(`${SIG} `, { publicKeys: [PEM_A] }),
   ];
   assert.equal(new Set([base, ...others]).size, others.length + 1, "two policies shared a key");
+});
+
+Deno.test("findingKey: a keyless policy without a root of its own is keyed by the embedded root's content", async () => {
+  const signers = [Issuer({ identity: "a@example.com", issuer: "https://issuer.example" })];
+  const embedded = await publicGoodTrustedRoot();
+  const implicit = await findingKey(SIG, { signers });
+  assert.equal(await findingKey(SIG, { signers, trustedRoot: embedded }), implicit);
+  const other = structuredClone(embedded) as { tlogs: unknown[] };
+  other.tlogs = other.tlogs.slice(1);
+  assert.notEqual(await findingKey(SIG, { signers, trustedRoot: other }), implicit);
 });
 
 Deno.test("findingKey: a policy holding more than data is never keyed", async () => {
