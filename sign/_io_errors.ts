@@ -13,7 +13,8 @@ export function isPermissionError(e: unknown): boolean {
 export function isNotFound(e: unknown): boolean {
   const name = (e as { name?: string })?.name;
   const code = (e as { code?: string })?.code;
-  return name === "NotFound" || code === "ENOENT" || code === "ENOTDIR";
+  return name === "NotFound" || name === "NotADirectory" || code === "ENOENT" ||
+    code === "ENOTDIR";
 }
 
 /**

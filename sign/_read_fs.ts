@@ -15,6 +15,8 @@ export async function readEvidenceFile(
   what: string,
   max: number,
 ): Promise<string | undefined> {
+  const deno = (globalThis as { Deno?: DenoFs }).Deno;
+  if (deno) return await readInDeno(deno, path, what, max);
   const { open } = await import("node:fs/promises");
   const { constants } = await import("node:fs");
   let handle: import("node:fs/promises").FileHandle;
@@ -54,5 +56,88 @@ export async function readEvidenceFile(
     throw unreadable(e, path, what);
   } finally {
     await handle.close().catch(() => {});
+  }
+}
+
+interface DenoFs {
+  stat(path: string): Promise<{ isFile: boolean; isDirectory: boolean }>;
+  open(path: string, options: { read: true }): Promise<{
+    stat(): Promise<{ isFile: boolean }>;
+    read(buffer: Uint8Array): Promise<number | null>;
+    close(): void;
+  }>;
+}
+
+/** How long opening a regular file may take before it is taken for a pipe swapped in. */
+const OPEN_MS = 5_000;
+
+/**
+ * Deno's own file API (its node:fs/promises costs milliseconds more on a
+ * guarded load's path). Deno cannot open without blocking, and a FIFO named
+ * like the evidence would hang the open: only a regular file is opened, the
+ * open is bounded in time (a pipe swapped in between is refused, not waited
+ * on), and the opened handle must be a regular file too.
+ */
+async function readInDeno(
+  deno: DenoFs,
+  path: string,
+  what: string,
+  max: number,
+): Promise<string | undefined> {
+  const notRegular = (folder: boolean) =>
+    new EvidenceError(
+      "unreadable",
+      `Cannot read ${what}: it is not a regular file (${
+        folder ? "a folder" : "a pipe, socket or device"
+      })`,
+      { file: path },
+    );
+  let file;
+  try {
+    const info = await deno.stat(path);
+    if (!info.isFile) throw notRegular(info.isDirectory);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Not unref'd: a stuck open keeps the process until it is refused.
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(notRegular(false)), OPEN_MS);
+    });
+    const opening = deno.open(path, { read: true });
+    try {
+      file = await Promise.race([opening, late]);
+    } catch (e) {
+      // A pipe that gets a writer later: its handle is closed then.
+      opening.then((f) => f.close(), () => {});
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  } catch (e) {
+    if (e instanceof EvidenceError) throw e;
+    if (isNotFound(e)) return undefined;
+    throw unreadable(e, path, what);
+  }
+  try {
+    if (!(await file.stat()).isFile) throw notRegular(false);
+    const buf = new Uint8Array(Math.min(max + 1, 1 << 20));
+    let bytes = new Uint8Array(0);
+    for (;;) {
+      const n = (await file.read(buf)) ?? 0;
+      if (n === 0) break;
+      if (bytes.byteLength + n > max) throw tooLarge(what, max, path);
+      const grown = new Uint8Array(bytes.byteLength + n);
+      grown.set(bytes);
+      grown.set(buf.subarray(0, n), bytes.byteLength);
+      bytes = grown;
+    }
+    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
+  } catch (e) {
+    if (e instanceof EvidenceError) throw e;
+    throw unreadable(e, path, what);
+  } finally {
+    try {
+      file.close();
+    } catch {
+      // already closed
+    }
   }
 }
