@@ -194,8 +194,11 @@ export function guardedFetch(core: GuardCore) {
   // deno-lint-ignore no-explicit-any
   return async function fetch(input: string | URL | Request, init?: any): Promise<Response> {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    const headers = new Headers(init?.headers);
-    const probe = headers.has("range") || (init?.method ?? "GET").toUpperCase() !== "GET";
+    const given = init?.headers;
+    const ranged = given instanceof Headers
+      ? given.has("range")
+      : given !== undefined && new Headers(given).has("range");
+    const probe = ranged || (init?.method ?? "GET").toUpperCase() !== "GET";
     if (/^(?:https?|blob):/i.test(url)) {
       const ref = locator.remote(url);
       if (!ref) locator.refuseUnplaced(url);
@@ -246,7 +249,7 @@ export function guardedFetch(core: GuardCore) {
     if (core.readLocalsDirectly) {
       const size = await files!.fileSize(path);
       if (size === undefined) return new Response(null, { status: 404, statusText: "Not Found" });
-      res = new Response(files!.fileBody(path), {
+      res = new Response(files!.fileBody(path, size), {
         status: 200,
         headers: { "content-length": String(size) },
       });

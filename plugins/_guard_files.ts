@@ -2,8 +2,8 @@
 // folders, transformers.js' file cache, and the private copies onnxruntime
 // opens. The guard's core (_guard.ts) has no file system and runs in
 // browsers; the Node/Deno entry point hands it this.
-import { copyFile, lstat, mkdir, open, rename, rm, stat, writeFile } from "node:fs/promises";
-import { lstatOf, makeDir, statOf } from "./_fs.ts";
+import { copyFile, lstat, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { lstatOf, makeDir, openReader, type Reader, statOf } from "./_fs.ts";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { sha256Hex } from "../hash/_digest.ts";
 import { BLOCK_BYTES } from "../hash/_source.ts";
@@ -24,14 +24,21 @@ import {
   writeHashed,
 } from "./_private_copy.ts";
 
-/** A file's bytes as a stream of 4 MiB chunks, opened on first read. */
-function fileBody(path: string): ReadableStream<Uint8Array> {
-  let handle: import("node:fs/promises").FileHandle | undefined;
+/**
+ * A file's bytes as a stream of chunks of at most 4 MiB, opened on first
+ * read; `size` (what the file measured) sizes the buffers, so a small file
+ * does not take 4 MiB blocks (a file that grew is still read to its end).
+ */
+function fileBody(path: string, size?: number): ReadableStream<Uint8Array> {
+  let handle: Reader | undefined;
+  let left = size ?? BLOCK_BYTES;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      handle ??= await open(path, "r");
-      const buf = new Uint8Array(BLOCK_BYTES);
-      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      handle ??= await openReader(path);
+      const buf = new Uint8Array(Math.max(1, Math.min(BLOCK_BYTES, left + 1)));
+      const bytesRead = await handle.read(buf);
+      // Grown past what was measured: whole blocks from here.
+      left = left >= bytesRead ? left - bytesRead : BLOCK_BYTES;
       if (bytesRead === 0) {
         await handle.close();
         controller.close();
@@ -85,6 +92,16 @@ export function nodeFiles(workDir?: string): GuardFiles {
   const privateDir = new PrivateDir(workDir);
   // Model roots, learned from the configuration files transformers.js asks for.
   const roots = new Set<string>();
+  // Each model's folder in the private folder, named by its key's SHA-256.
+  const folders = new Map<string, Promise<string>>();
+  const folderOf = (key: string) => {
+    let folder = folders.get(key);
+    if (folder === undefined) {
+      folder = sha256Hex(key).then((hex) => hex.slice(0, 16));
+      folders.set(key, folder);
+    }
+    return folder;
+  };
   return {
     fileBody,
     fileStore,
@@ -150,7 +167,7 @@ export function nodeFiles(workDir?: string): GuardFiles {
       const root = await privateDir.root();
       const path = join(
         root,
-        (await sha256Hex(ref.model.key)).slice(0, 16),
+        await folderOf(ref.model.key),
         ...ref.file.split("/"),
       );
       await makeDir(dirname(path), 0o700);

@@ -19,6 +19,8 @@ function escapeRe(s: string): string {
 export class Locator {
   readonly #env: TransformersEnv;
   readonly #files: GuardFiles | undefined;
+  /** The hub URL pattern of the last host and template seen (compiled once, not per request). */
+  #pattern: { of: string; re: RegExp } | undefined;
 
   constructor(env: TransformersEnv, files: GuardFiles | undefined) {
     this.#env = env;
@@ -30,12 +32,17 @@ export class Locator {
     const env = this.#env;
     const host = env.remoteHost.replace(/\/+$/, "");
     const template = env.remotePathTemplate.replace(/^\/+|\/+$/g, "");
-    const pattern = escapeRe(template)
-      .replaceAll(escapeRe("{model}"), "(?<model>.+?)")
-      .replaceAll(escapeRe("{revision}"), "(?<revision>[^/]+)");
-    const m = new RegExp(`^${escapeRe(host)}/(?<prefix>${pattern})/(?<file>[^?#]+)$`).exec(
-      url.split(/[?#]/)[0]!,
-    );
+    const of = `${host}\0${template}`;
+    if (this.#pattern?.of !== of) {
+      const pattern = escapeRe(template)
+        .replaceAll(escapeRe("{model}"), "(?<model>.+?)")
+        .replaceAll(escapeRe("{revision}"), "(?<revision>[^/]+)");
+      this.#pattern = {
+        of,
+        re: new RegExp(`^${escapeRe(host)}/(?<prefix>${pattern})/(?<file>[^?#]+)$`),
+      };
+    }
+    const m = this.#pattern.re.exec(url.split(/[?#]/)[0]!);
     if (!m?.groups) return undefined;
     const { model: name = "", revision = "main", prefix = "", file = "" } = m.groups;
     const base = `${host}/${prefix}`;

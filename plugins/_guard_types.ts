@@ -264,7 +264,7 @@ export interface OnnxCopy {
  * cache, and private copies of weights. Browsers have none.
  */
 export interface GuardFiles {
-  fileBody(path: string): ReadableStream<Uint8Array>;
+  fileBody(path: string, size?: number): ReadableStream<Uint8Array>;
   fileChunks(path: string): Promise<Chunks>;
   /** A file's inode number (decimal), for the verified store. */
   inode?(path: string): Promise<string>;

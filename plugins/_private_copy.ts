@@ -12,7 +12,8 @@
 // instead of parsing them into its heap: the bytes are the ones that were
 // hashed, and loading needs a fraction of the time and memory.
 import type { FileIdentity } from "./_guard_types.ts";
-import { mkdtemp, open, rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
+import { makeTempFolder } from "./_fs.ts";
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
@@ -153,7 +154,7 @@ export class PrivateDir {
   /** The folder (made on first call). */
   root(): Promise<string> {
     return this.#root ??= (async () => {
-      const root = await mkdtemp(join(this.#parent ?? tmpdir(), "safemodels-guard-"));
+      const root = await makeTempFolder(this.#parent ?? tmpdir(), "safemodels-guard-");
       this.#made = root;
       const proc = (globalThis as {
         process?: { on?(e: string, f: () => void): void };

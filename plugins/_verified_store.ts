@@ -18,7 +18,18 @@ import { copyFile, lstat, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { FileIdentity } from "./_guard_types.ts";
 import { identityOf } from "./_private_copy.ts";
-import { hardLink, lstatOf, makeDir, readText, realPath, renamePath, type Status } from "./_fs.ts";
+import {
+  contentIdentity,
+  hardLink,
+  lstatOf,
+  makeDir,
+  readText,
+  realPath,
+  removeFile,
+  renamePath,
+  type Status,
+  writeNew,
+} from "./_fs.ts";
 import config from "../deno.json" with { type: "json" };
 
 /** A file changed this recently may change again within the clock's resolution: not recorded. */
@@ -27,6 +38,21 @@ const RACY_MS = 2_000;
 const sameFile = (a: FileIdentity, b: FileIdentity) =>
   a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs &&
   a.ctimeNs === b.ctimeNs;
+
+/**
+ * Whether a recorded identity (times in ns) is the file's identity now
+ * (times in ms: see contentIdentity). Whole milliseconds are enough: an entry
+ * is recorded only for a file unchanged for 2 s, so any later change moves
+ * its ctime by more than that.
+ */
+function stillSame(
+  entry: FileIdentity,
+  now: { dev: string; ino: string; size: string; mtimeMs: string; ctimeMs: string },
+): boolean {
+  const ms = (ns: string) => /^\d{1,30}$/.test(ns) ? String(BigInt(ns) / 1_000_000n) : undefined;
+  return entry.dev === now.dev && entry.ino === now.ino && entry.size === now.size &&
+    ms(entry.mtimeNs) === now.mtimeMs && ms(entry.ctimeNs) === now.ctimeMs;
+}
 
 async function pathIdentity(path: string): Promise<FileIdentity | undefined> {
   const s = await stat(path, { bigint: true }).catch(() => undefined);
@@ -58,15 +84,13 @@ export class VerifiedStore {
    */
   static async open(dir: string): Promise<VerifiedStore | undefined> {
     const wanted = resolve(dir);
-    await makeDir(join(wanted, "blobs"), 0o700);
-    await makeDir(join(wanted, "index"), 0o700);
+    await Promise.all(["blobs", "index"].map((d) => makeDir(join(wanted, d), 0o700)));
     const real = await realPath(wanted);
     // Who we are, without asking for --allow-sys: the owner of a file we create.
     const probe = join(real, `.owner-${crypto.randomUUID().slice(0, 8)}`);
-    await writeFile(probe, "", { mode: 0o600, flag: "wx" });
-    const uid = (await lstatOf(probe)).uid;
-    await rm(probe, { force: true });
-    const s = await lstatOf(real);
+    await writeNew(probe, new Uint8Array(), 0o600);
+    const [uid, s] = await Promise.all([lstatOf(probe).then((p) => p.uid), lstatOf(real)])
+      .finally(() => removeFile(probe));
     const store = new VerifiedStore(real, uid, { dev: s.dev, ino: s.ino });
     const unsafe = await store.#unsafe(true);
     if (unsafe !== undefined) {
@@ -78,15 +102,35 @@ export class VerifiedStore {
     return store;
   }
 
+  #checking: Promise<string | undefined> | undefined;
+
+  /**
+   * `#unsafe()` for a lookup, record or recall: callers that come while a
+   * check is running share it (a load looks up several files at once); each
+   * later call checks again.
+   */
+  #unsafeNow(): Promise<string | undefined> {
+    if (this.#checking) return this.#checking;
+    const checking = this.#unsafe().finally(() => {
+      if (this.#checking === checking) this.#checking = undefined;
+    });
+    this.#checking = checking;
+    return checking;
+  }
+
   /** Why the store cannot be trusted now, if it cannot. */
   async #unsafe(ancestors = false): Promise<string | undefined> {
     const mine = (s: Status) => s.isDirectory && s.uid === this.#uid && (s.mode & 0o022) === 0;
-    const top = await lstatOf(this.#dir).catch(() => undefined);
+    const [top, ...parts] = await Promise.all(
+      [this.#dir, join(this.#dir, "blobs"), join(this.#dir, "index")].map((p) =>
+        lstatOf(p).catch(() => undefined)
+      ),
+    );
     if (!top || top.dev !== this.#id.dev || top.ino !== this.#id.ino || !mine(top)) {
       return `${this.#dir} must stay the folder it was, this user's, writable by no one else`;
     }
-    for (const d of ["blobs", "index"]) {
-      const s = await lstatOf(join(this.#dir, d)).catch(() => undefined);
+    for (const [i, d] of ["blobs", "index"].entries()) {
+      const s = parts[i];
       if (!s || s.isSymlink || !mine(s)) {
         return `${join(this.#dir, d)} must be a folder of this user that only this user can write`;
       }
@@ -94,17 +138,16 @@ export class VerifiedStore {
     if (!ancestors) return undefined;
     // Every folder above: this user's or root's, and writable by no one else
     // (a sticky shared folder, like /tmp, only when the next one down is ours).
-    let child = this.#dir;
+    let child: Status = top;
     for (let d = dirname(this.#dir);; d = dirname(d)) {
       const s = await lstatOf(d);
-      const childMine = (await lstatOf(child)).uid === this.#uid;
       const owner = s.uid === this.#uid || s.uid === 0;
       const open = (s.mode & 0o022) !== 0;
-      if (!owner || (open && !((s.mode & 0o1000) !== 0 && childMine))) {
+      if (!owner || (open && !((s.mode & 0o1000) !== 0 && child.uid === this.#uid))) {
         return `${d} (above the store) can be changed by another user`;
       }
       if (d === dirname(d)) break;
-      child = d;
+      child = s;
     }
     return undefined;
   }
@@ -122,9 +165,9 @@ export class VerifiedStore {
     file: string,
     source: string,
   ): Promise<{ digest: string; blob: string } | undefined> {
-    if (await this.#unsafe() !== undefined) return undefined;
+    if (await this.#unsafeNow() !== undefined) return undefined;
     const real = await realPath(source).catch(() => undefined);
-    const now = real === undefined ? undefined : await pathIdentity(real);
+    const now = real === undefined ? undefined : await contentIdentity(real).catch(() => undefined);
     if (real === undefined || now === undefined) return undefined;
     const index = this.#indexPath(model, file, real);
     const info = await lstatOf(index).catch(() => undefined);
@@ -138,7 +181,7 @@ export class VerifiedStore {
       return undefined;
     }
     if (typeof entry?.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) return undefined;
-    if (!sameFile(entry, now)) return undefined;
+    if (typeof entry !== "object" || entry === null || !stillSame(entry, now)) return undefined;
     const blob = join(this.#dir, "blobs", entry.sha256);
     const kept = await lstatOf(blob).catch(() => undefined);
     if (
@@ -169,7 +212,7 @@ export class VerifiedStore {
     copyIno: string,
   ): Promise<void> {
     if (!sameFile(opened, read)) return;
-    if (await this.#unsafe() !== undefined) return;
+    if (await this.#unsafeNow() !== undefined) return;
     const real = await realPath(source).catch(() => undefined);
     const now = real === undefined ? undefined : await pathIdentity(real);
     if (real === undefined || now === undefined || !sameFile(now, read)) return;
@@ -201,7 +244,7 @@ export class VerifiedStore {
    * safemodels; `undefined` when nothing usable was.
    */
   async recall(kind: string, key: string): Promise<unknown> {
-    if (await this.#unsafe() !== undefined) return undefined;
+    if (await this.#unsafeNow() !== undefined) return undefined;
     const path = this.#memoPath(kind, key);
     const info = await lstatOf(path).catch(() => undefined);
     if (
@@ -223,7 +266,7 @@ export class VerifiedStore {
   async remember(kind: string, key: string, value: unknown): Promise<void> {
     const text = JSON.stringify(value);
     if (text === undefined || text.length > MAX_MEMO) return;
-    if (await this.#unsafe() !== undefined) return;
+    if (await this.#unsafeNow() !== undefined) return;
     const path = this.#memoPath(kind, key);
     const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
     try {
