@@ -32,6 +32,30 @@ import {
 } from "./_fs.ts";
 import config from "../deno.json" with { type: "json" };
 
+/**
+ * The user this process writes files as, where that can be known without
+ * asking for anything: Node's effective uid, Deno's uid when --allow-sys
+ * already grants it (querying never prompts); otherwise `undefined`.
+ */
+function processUid(): number | undefined {
+  const g = globalThis as {
+    Deno?: {
+      uid(): number | null;
+      permissions?: { querySync?(d: { name: "sys"; kind: "uid" }): { state: string } };
+    };
+    process?: { geteuid?(): number };
+  };
+  if (g.Deno) {
+    try {
+      const granted = g.Deno.permissions?.querySync?.({ name: "sys", kind: "uid" }).state;
+      return granted === "granted" ? g.Deno.uid() ?? undefined : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return g.process?.geteuid?.();
+}
+
 /** A file changed this recently may change again within the clock's resolution: not recorded. */
 const RACY_MS = 2_000;
 
@@ -86,11 +110,14 @@ export class VerifiedStore {
     const wanted = resolve(dir);
     await Promise.all(["blobs", "index"].map((d) => makeDir(join(wanted, d), 0o700)));
     const real = await realPath(wanted);
-    // Who we are, without asking for --allow-sys: the owner of a file we create.
-    const probe = join(real, `.owner-${crypto.randomUUID().slice(0, 8)}`);
-    await writeNew(probe, new Uint8Array(), 0o600);
-    const [uid, s] = await Promise.all([lstatOf(probe).then((p) => p.uid), lstatOf(real)])
-      .finally(() => removeFile(probe));
+    const known = processUid();
+    const [uid, s] = known !== undefined ? [known, await lstatOf(real)] : await (async () => {
+      // Otherwise, without asking for --allow-sys: the owner of a file we create.
+      const probe = join(real, `.owner-${crypto.randomUUID().slice(0, 8)}`);
+      await writeNew(probe, new Uint8Array(), 0o600);
+      return await Promise.all([lstatOf(probe).then((p) => p.uid), lstatOf(real)])
+        .finally(() => removeFile(probe));
+    })();
     const store = new VerifiedStore(real, uid, { dev: s.dev, ino: s.ino });
     const unsafe = await store.#unsafe(true);
     if (unsafe !== undefined) {
