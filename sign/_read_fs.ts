@@ -30,27 +30,13 @@ export async function readEvidenceFile(
   }
   try {
     const info = await handle.stat();
-    if (!info.isFile()) {
-      throw new EvidenceError(
-        "unreadable",
-        `Cannot read ${what}: it is not a regular file (${
-          info.isDirectory() ? "a folder" : "a pipe, socket or device"
-        })`,
-        { file: path },
-      );
-    }
-    const buf = new Uint8Array(Math.min(max + 1, 1 << 20));
-    let bytes = new Uint8Array(0);
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      if (bytes.byteLength + bytesRead > max) throw tooLarge(what, max, path);
-      const grown = new Uint8Array(bytes.byteLength + bytesRead);
-      grown.set(bytes);
-      grown.set(buf.subarray(0, bytesRead), bytes.byteLength);
-      bytes = grown;
-    }
-    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
+    if (!info.isFile()) throw notRegularFile(what, path, info.isDirectory());
+    return await readText(
+      async (buf) => (await handle.read(buf, 0, buf.length, null)).bytesRead,
+      what,
+      path,
+      max,
+    );
   } catch (e) {
     if (e instanceof EvidenceError) throw e;
     throw unreadable(e, path, what);
@@ -84,14 +70,7 @@ async function readInDeno(
   what: string,
   max: number,
 ): Promise<string | undefined> {
-  const notRegular = (folder: boolean) =>
-    new EvidenceError(
-      "unreadable",
-      `Cannot read ${what}: it is not a regular file (${
-        folder ? "a folder" : "a pipe, socket or device"
-      })`,
-      { file: path },
-    );
+  const notRegular = (folder: boolean) => notRegularFile(what, path, folder);
   let file;
   try {
     const info = await deno.stat(path);
@@ -118,18 +97,7 @@ async function readInDeno(
   }
   try {
     if (!(await file.stat()).isFile) throw notRegular(false);
-    const buf = new Uint8Array(Math.min(max + 1, 1 << 20));
-    let bytes = new Uint8Array(0);
-    for (;;) {
-      const n = (await file.read(buf)) ?? 0;
-      if (n === 0) break;
-      if (bytes.byteLength + n > max) throw tooLarge(what, max, path);
-      const grown = new Uint8Array(bytes.byteLength + n);
-      grown.set(bytes);
-      grown.set(buf.subarray(0, n), bytes.byteLength);
-      bytes = grown;
-    }
-    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
+    return await readText(async (buf) => (await file.read(buf)) ?? 0, what, path, max);
   } catch (e) {
     if (e instanceof EvidenceError) throw e;
     throw unreadable(e, path, what);
@@ -140,4 +108,38 @@ async function readInDeno(
       // already closed
     }
   }
+}
+
+function notRegularFile(what: string, path: string, folder: boolean): EvidenceError {
+  return new EvidenceError(
+    "unreadable",
+    `Cannot read ${what}: it is not a regular file (${
+      folder ? "a folder" : "a pipe, socket or device"
+    })`,
+    { file: path },
+  );
+}
+
+/**
+ * An open file's text (UTF-8, a byte order mark kept), read with `read`
+ * (bytes read, 0 at the end) to its end but never past `max` bytes.
+ */
+async function readText(
+  read: (buffer: Uint8Array) => Promise<number>,
+  what: string,
+  path: string,
+  max: number,
+): Promise<string> {
+  const buf = new Uint8Array(Math.min(max + 1, 1 << 20));
+  let bytes = new Uint8Array(0);
+  for (;;) {
+    const n = await read(buf);
+    if (n === 0) break;
+    if (bytes.byteLength + n > max) throw tooLarge(what, max, path);
+    const grown = new Uint8Array(bytes.byteLength + n);
+    grown.set(bytes);
+    grown.set(buf.subarray(0, n), bytes.byteLength);
+    bytes = grown;
+  }
+  return new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
 }
