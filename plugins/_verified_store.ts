@@ -14,7 +14,7 @@
 // external-data files (keyed by its digest). See the README's threat model.
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, lstat, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, lstat, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { FileIdentity } from "./_guard_types.ts";
 import { identityOf } from "./_private_copy.ts";
@@ -256,7 +256,7 @@ export class VerifiedStore {
     }
     const index = this.#indexPath(model, file, real);
     const temp = `${index}.${crypto.randomUUID().slice(0, 8)}.part`;
-    await writeFile(temp, JSON.stringify({ ...read, sha256: sha }), { mode: 0o600, flag: "wx" });
+    await writeNew(temp, new TextEncoder().encode(JSON.stringify({ ...read, sha256: sha })), 0o600);
     await renamePath(temp, index);
   }
 
@@ -297,7 +297,7 @@ export class VerifiedStore {
     const path = this.#memoPath(kind, key);
     const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
     try {
-      await writeFile(temp, text, { mode: 0o600, flag: "wx" });
+      await writeNew(temp, new TextEncoder().encode(text), 0o600);
       await renamePath(temp, path);
     } catch (e) {
       await rm(temp, { force: true });
