@@ -144,3 +144,22 @@ test(
     }
   },
 );
+
+test(
+  "a local file read in buffers its measured size is still read to its end when it grew",
+  opts,
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "reuse-" });
+    try {
+      const bytes = new Uint8Array(10_000).map((_, i) => i % 251);
+      await Deno.writeFile(`${root}/config.json`, bytes);
+      // Measured at 10 bytes (the file grew after its size was taken).
+      const read = new Uint8Array(
+        await new Response(nodeFiles().fileBody(`${root}/config.json`, 10)).arrayBuffer(),
+      );
+      assert.deepEqual(read, bytes);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
