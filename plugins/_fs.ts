@@ -5,6 +5,7 @@
 // about a hundred calls notices. Same answers either way; a missing file
 // rejects as node:fs does (a NotFound error of Deno, code ENOENT in Node).
 import * as node from "node:fs/promises";
+import * as nodeSync from "node:fs";
 import { join } from "node:path";
 
 /** What the guard asks of a file's status. */
@@ -53,6 +54,13 @@ interface DenoFs {
   mkdir(path: string, options: { recursive: boolean; mode: number }): Promise<void>;
   link(from: string, to: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  statSync(path: string): DenoInfo;
+  lstatSync(path: string): DenoInfo;
+  realPathSync(path: string): string;
+  mkdirSync(path: string, options: { recursive: boolean; mode: number }): void;
+  readTextFileSync(path: string): string;
+  linkSync(from: string, to: string): void;
+  renameSync(from: string, to: string): void;
 }
 
 const deno = (globalThis as { Deno?: DenoFs }).Deno;
@@ -99,19 +107,26 @@ export const lstatOf = (path: string): Promise<Status> =>
 export async function contentIdentity(path: string): Promise<
   { dev: string; ino: string; size: string; mtimeMs: string; ctimeMs: string } | undefined
 > {
-  if (deno) {
-    const s = await deno.stat(path);
-    const [m, c] = [s.mtime?.getTime(), s.ctime?.getTime()];
-    if (!s.isFile || s.ino === null || m === undefined || c === undefined) return undefined;
-    return {
-      dev: String(s.dev),
-      ino: String(s.ino),
-      size: String(s.size),
-      mtimeMs: String(m),
-      ctimeMs: String(c),
-    };
-  }
-  const s = await node.stat(path, { bigint: true });
+  return deno
+    ? identityFromDeno(await deno.stat(path))
+    : identityFromNode(await node.stat(path, { bigint: true }));
+}
+
+function identityFromDeno(s: DenoInfo): Awaited<ReturnType<typeof contentIdentity>> {
+  const [m, c] = [s.mtime?.getTime(), s.ctime?.getTime()];
+  if (!s.isFile || s.ino === null || m === undefined || c === undefined) return undefined;
+  return {
+    dev: String(s.dev),
+    ino: String(s.ino),
+    size: String(s.size),
+    mtimeMs: String(m),
+    ctimeMs: String(c),
+  };
+}
+
+function identityFromNode(
+  s: import("node:fs").BigIntStats,
+): Awaited<ReturnType<typeof contentIdentity>> {
   if (!s.isFile()) return undefined;
   return {
     dev: String(s.dev),
@@ -120,6 +135,87 @@ export async function contentIdentity(path: string): Promise<
     mtimeMs: String(s.mtimeNs / 1_000_000n),
     ctimeMs: String(s.ctimeNs / 1_000_000n),
   };
+}
+
+// Calls at once (no promise): the checks and links of a warm start, a few
+// dozen calls, each microseconds when made directly but about half a
+// millisecond when awaited among a model load's other work. Only calls that
+// never wait on a file's content (status, links, renames, folders: a FIFO
+// or a device answers at once), and reads of the verified store's own small
+// entries (regular files of this user, in folders only this user writes);
+// other reads stay asynchronous and bounded.
+
+/** The status of what `path` names (links followed), now; `undefined` if it cannot be had. */
+export function statNow(path: string): Status | undefined {
+  try {
+    if (deno) return fromDeno(deno.statSync(path));
+    const s = nodeSync.statSync(path, { throwIfNoEntry: false });
+    return s ? fromNode(s) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The status of `path` itself (a link is not followed), now; `undefined` if it cannot be had. */
+export function lstatNow(path: string): Status | undefined {
+  try {
+    if (deno) return fromDeno(deno.lstatSync(path));
+    const s = nodeSync.lstatSync(path, { throwIfNoEntry: false });
+    return s ? fromNode(s) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** {@linkcode contentIdentity}, now; `undefined` if it cannot be had. */
+export function contentIdentityNow(path: string): Awaited<ReturnType<typeof contentIdentity>> {
+  try {
+    if (deno) return identityFromDeno(deno.statSync(path));
+    const s = nodeSync.statSync(path, { bigint: true, throwIfNoEntry: false });
+    return s ? identityFromNode(s) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A small file's text (UTF-8), now; `undefined` if it cannot be had. Only for
+ * files checked to be regular files of this user in a folder no one else
+ * writes (a pipe put there instead would block the read).
+ */
+export function readTextNow(path: string): string | undefined {
+  try {
+    return deno ? deno.readTextFileSync(path) : nodeSync.readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** {@linkcode hardLink}, now (throws as it rejects). */
+export function hardLinkNow(from: string, to: string): void {
+  if (deno) deno.linkSync(from, to);
+  else nodeSync.linkSync(from, to);
+}
+
+/** {@linkcode renamePath}, now (throws as it rejects). */
+export function renameNow(from: string, to: string): void {
+  if (deno) deno.renameSync(from, to);
+  else nodeSync.renameSync(from, to);
+}
+
+/** {@linkcode makeDir}, now (throws as it rejects). */
+export function makeDirNow(path: string, mode: number): void {
+  if (deno) deno.mkdirSync(path, { recursive: true, mode });
+  else nodeSync.mkdirSync(path, { recursive: true, mode });
+}
+
+/** The real path of `path` (links resolved), now; `undefined` if it cannot be had. */
+export function realPathNow(path: string): string | undefined {
+  try {
+    return deno ? deno.realPathSync(path) : nodeSync.realpathSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The real path of `path` (links resolved). */

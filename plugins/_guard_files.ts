@@ -3,9 +3,9 @@
 // opens. The guard's core (_guard.ts) has no file system and runs in
 // browsers; the Node/Deno entry point hands it this.
 import { copyFile, lstat, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { lstatOf, makeDir, openReader, type Reader, statOf } from "./_fs.ts";
+import { lstatNow, makeDirNow, openReader, type Reader, statNow } from "./_fs.ts";
 import { dirname, join, relative, resolve, sep } from "node:path";
-import { sha256Hex } from "../hash/_digest.ts";
+import { createHash } from "node:crypto";
 import { BLOCK_BYTES } from "../hash/_source.ts";
 import { readEvidenceFile } from "../sign/_read_fs.ts";
 import {
@@ -93,11 +93,11 @@ export function nodeFiles(workDir?: string): GuardFiles {
   // Model roots, learned from the configuration files transformers.js asks for.
   const roots = new Set<string>();
   // Each model's folder in the private folder, named by its key's SHA-256.
-  const folders = new Map<string, Promise<string>>();
+  const folders = new Map<string, string>();
   const folderOf = (key: string) => {
     let folder = folders.get(key);
     if (folder === undefined) {
-      folder = sha256Hex(key).then((hex) => hex.slice(0, 16));
+      folder = createHash("sha256").update(key).digest("hex").slice(0, 16);
       folders.set(key, folder);
     }
     return folder;
@@ -107,19 +107,18 @@ export function nodeFiles(workDir?: string): GuardFiles {
     fileStore,
     fileChunks,
     inode: async (path) => String((await lstat(path, { bigint: true })).ino),
-    async fileSize(path) {
-      const info = await statOf(path).catch(() => undefined);
-      return info?.isFile ? info.size : undefined;
+    fileSize(path) {
+      const info = statNow(path);
+      return Promise.resolve(info?.isFile ? info.size : undefined);
     },
     readEvidence: readEvidenceFile,
-    async isLinked(root, file) {
+    isLinked(root, file) {
       let at = root;
       for (const part of file.split("/")) {
         at = join(at, part);
-        const info = await lstatOf(at).catch(() => undefined);
-        if (info?.isSymlink) return true;
+        if (lstatNow(at)?.isSymlink) return Promise.resolve(true);
       }
-      return false;
+      return Promise.resolve(false);
     },
     locateLocal(path, env) {
       const abs = resolve(path);
@@ -165,12 +164,8 @@ export function nodeFiles(workDir?: string): GuardFiles {
     },
     async copyPath(ref) {
       const root = await privateDir.root();
-      const path = join(
-        root,
-        await folderOf(ref.model.key),
-        ...ref.file.split("/"),
-      );
-      await makeDir(dirname(path), 0o700);
+      const path = join(root, folderOf(ref.model.key), ...ref.file.split("/"));
+      makeDirNow(dirname(path), 0o700);
       return path;
     },
     // Never created: the gate refuses it before onnxruntime could look.

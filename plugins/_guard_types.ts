@@ -154,6 +154,8 @@ export interface TransformersEnv {
   remotePathTemplate: string;
   /** Whether remote files may be fetched. */
   allowRemoteModels: boolean;
+  /** Whether local models may be read (transformers.js' default: yes). */
+  allowLocalModels?: boolean;
   /** Where local models live (`<localModelPath>/<model id>/…`). */
   localModelPath?: string;
 }
@@ -310,7 +312,7 @@ export interface GuardFiles {
  * (warm starts, Deno and Node): the verified store (_verified_store.ts).
  */
 export interface Memo {
-  recall(kind: string, key: string): Promise<unknown>;
+  recall(kind: string, key: string): unknown;
   remember(kind: string, key: string, value: unknown): Promise<void>;
 }
 

@@ -19,13 +19,17 @@ import { dirname, join, resolve } from "node:path";
 import type { FileIdentity } from "./_guard_types.ts";
 import { identityOf } from "./_private_copy.ts";
 import {
-  contentIdentity,
+  contentIdentityNow,
   hardLink,
+  hardLinkNow,
+  lstatNow,
   lstatOf,
-  makeDir,
-  readText,
+  makeDirNow,
+  readTextNow,
   realPath,
+  realPathNow,
   removeFile,
+  renameNow,
   renamePath,
   type Status,
   writeNew,
@@ -108,10 +112,12 @@ export class VerifiedStore {
    */
   static async open(dir: string): Promise<VerifiedStore | undefined> {
     const wanted = resolve(dir);
-    await Promise.all(["blobs", "index"].map((d) => makeDir(join(wanted, d), 0o700)));
-    const real = await realPath(wanted);
+    // At once where it can be (the guard opens the store as it is installed).
+    for (const d of ["blobs", "index"]) makeDirNow(join(wanted, d), 0o700);
+    const real = realPathNow(wanted) ?? await realPath(wanted);
     const known = processUid();
-    const [uid, s] = known !== undefined ? [known, await lstatOf(real)] : await (async () => {
+    const here = known === undefined ? undefined : lstatNow(real);
+    const [uid, s] = known !== undefined && here ? [known, here] : await (async () => {
       // Otherwise, without asking for --allow-sys: the owner of a file we create.
       const probe = join(real, `.owner-${crypto.randomUUID().slice(0, 8)}`);
       await writeNew(probe, new Uint8Array(), 0o600);
@@ -119,7 +125,7 @@ export class VerifiedStore {
         .finally(() => removeFile(probe));
     })();
     const store = new VerifiedStore(real, uid, { dev: s.dev, ino: s.ino });
-    const unsafe = await store.#unsafe(true);
+    const unsafe = store.#unsafe(true);
     if (unsafe !== undefined) {
       console.warn(
         `safemodels: not using the verified store ${dir}: ${unsafe} (every load is verified in full)`,
@@ -129,29 +135,14 @@ export class VerifiedStore {
     return store;
   }
 
-  #checking: Promise<string | undefined> | undefined;
-
   /**
-   * `#unsafe()` for a lookup, record or recall: callers that come while a
-   * check is running share it (a load looks up several files at once); each
-   * later call checks again.
+   * Why the store cannot be trusted now, if it cannot; checked at every
+   * lookup, record and recall (status calls made at once: see _fs.ts).
    */
-  #unsafeNow(): Promise<string | undefined> {
-    if (this.#checking) return this.#checking;
-    const checking = this.#unsafe().finally(() => {
-      if (this.#checking === checking) this.#checking = undefined;
-    });
-    this.#checking = checking;
-    return checking;
-  }
-
-  /** Why the store cannot be trusted now, if it cannot. */
-  async #unsafe(ancestors = false): Promise<string | undefined> {
+  #unsafe(ancestors = false): string | undefined {
     const mine = (s: Status) => s.isDirectory && s.uid === this.#uid && (s.mode & 0o022) === 0;
-    const [top, ...parts] = await Promise.all(
-      [this.#dir, join(this.#dir, "blobs"), join(this.#dir, "index")].map((p) =>
-        lstatOf(p).catch(() => undefined)
-      ),
+    const [top, ...parts] = [this.#dir, join(this.#dir, "blobs"), join(this.#dir, "index")].map(
+      lstatNow,
     );
     if (!top || top.dev !== this.#id.dev || top.ino !== this.#id.ino || !mine(top)) {
       return `${this.#dir} must stay the folder it was, this user's, writable by no one else`;
@@ -167,7 +158,8 @@ export class VerifiedStore {
     // (a sticky shared folder, like /tmp, only when the next one down is ours).
     let child: Status = top;
     for (let d = dirname(this.#dir);; d = dirname(d)) {
-      const s = await lstatOf(d);
+      const s = lstatNow(d);
+      if (!s) return `${d} (above the store) cannot be read`;
       const owner = s.uid === this.#uid || s.uid === 0;
       const open = (s.mode & 0o022) !== 0;
       if (!owner || (open && !((s.mode & 0o1000) !== 0 && child.uid === this.#uid))) {
@@ -187,19 +179,19 @@ export class VerifiedStore {
    * The recorded digest and kept copy of `file` of `model` at `source`, when
    * the file there still has the identity it had when it was verified.
    */
-  async lookup(
+  lookup(
     model: string,
     file: string,
     source: string,
-  ): Promise<{ digest: string; blob: string } | undefined> {
-    if (await this.#unsafeNow() !== undefined) return undefined;
-    const real = await realPath(source).catch(() => undefined);
-    const now = real === undefined ? undefined : await contentIdentity(real).catch(() => undefined);
+  ): { digest: string; blob: string } | undefined {
+    if (this.#unsafe() !== undefined) return undefined;
+    const real = realPathNow(source);
+    const now = real === undefined ? undefined : contentIdentityNow(real);
     if (real === undefined || now === undefined) return undefined;
     const index = this.#indexPath(model, file, real);
-    const info = await lstatOf(index).catch(() => undefined);
+    const info = lstatNow(index);
     if (!info?.isFile || info.uid !== this.#uid || (info.mode & 0o022) !== 0) return undefined;
-    const text = await readText(index).catch(() => undefined);
+    const text = readTextNow(index);
     if (text === undefined || text.length > 4096) return undefined;
     let entry: FileIdentity & { sha256?: unknown };
     try {
@@ -210,7 +202,7 @@ export class VerifiedStore {
     if (typeof entry?.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) return undefined;
     if (typeof entry !== "object" || entry === null || !stillSame(entry, now)) return undefined;
     const blob = join(this.#dir, "blobs", entry.sha256);
-    const kept = await lstatOf(blob).catch(() => undefined);
+    const kept = lstatNow(blob);
     if (
       !kept?.isFile || kept.uid !== this.#uid || (kept.mode & 0o022) !== 0 ||
       String(kept.size) !== now.size
@@ -239,7 +231,7 @@ export class VerifiedStore {
     copyIno: string,
   ): Promise<void> {
     if (!sameFile(opened, read)) return;
-    if (await this.#unsafeNow() !== undefined) return;
+    if (this.#unsafe() !== undefined) return;
     const real = await realPath(source).catch(() => undefined);
     const now = real === undefined ? undefined : await pathIdentity(real);
     if (real === undefined || now === undefined || !sameFile(now, read)) return;
@@ -270,17 +262,17 @@ export class VerifiedStore {
    * of one: see sign/_finding_memo.ts), by this user, with this version of
    * safemodels; `undefined` when nothing usable was.
    */
-  async recall(kind: string, key: string): Promise<unknown> {
-    if (await this.#unsafeNow() !== undefined) return undefined;
+  recall(kind: string, key: string): unknown {
+    if (this.#unsafe() !== undefined) return undefined;
     const path = this.#memoPath(kind, key);
-    const info = await lstatOf(path).catch(() => undefined);
+    const info = lstatNow(path);
     if (
       !info?.isFile || info.uid !== this.#uid || (info.mode & 0o022) !== 0 ||
       info.size > MAX_MEMO
     ) {
       return undefined;
     }
-    const text = await readText(path).catch(() => undefined);
+    const text = readTextNow(path);
     if (text === undefined || text.length > MAX_MEMO) return undefined;
     try {
       return JSON.parse(text);
@@ -293,7 +285,7 @@ export class VerifiedStore {
   async remember(kind: string, key: string, value: unknown): Promise<void> {
     const text = JSON.stringify(value);
     if (text === undefined || text.length > MAX_MEMO) return;
-    if (await this.#unsafeNow() !== undefined) return;
+    if (this.#unsafe() !== undefined) return;
     const path = this.#memoPath(kind, key);
     const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
     try {
@@ -309,8 +301,12 @@ export class VerifiedStore {
   async materialize(blob: string, path: string): Promise<void> {
     const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
     try {
-      await hardLink(blob, temp).catch(() => copyFile(blob, temp, constants.COPYFILE_EXCL));
-      await renamePath(temp, path);
+      try {
+        hardLinkNow(blob, temp);
+      } catch {
+        await copyFile(blob, temp, constants.COPYFILE_EXCL);
+      }
+      renameNow(temp, path);
     } catch (e) {
       await rm(temp, { force: true });
       throw e;
