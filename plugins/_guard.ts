@@ -8,6 +8,7 @@
 // - _guard_copies.ts: the store of verified private copies and buffers;
 // - _guard_fetch.ts, _guard_cache.ts, _guard_gate.ts: the env.fetch,
 //   env.customCache and InferenceSession.create wrappers.
+import { createSha256 } from "../hash/_digest.ts";
 import { resolvePolicy } from "../sign/policy.ts";
 import { EvidenceError } from "../sign/errors.ts";
 import { pickStore, verifyingCache } from "./_guard_cache.ts";
@@ -269,6 +270,8 @@ export function installGuard(
     });
   }
   const gate = new SessionGate(core);
+  // The hasher's implementation loads now, not at the first file's first byte.
+  createSha256().catch(() => {});
 
   let installed = true;
   const checked = guardedFetch(core);

@@ -10,7 +10,9 @@ import {
   chunksOf,
   collect,
   isUrl,
+  MAX_TEXT_FILE,
   openBody,
+  readHashed,
   sizeOf,
   storedResponse,
   streamChunks,
@@ -171,6 +173,51 @@ export async function admitCached(
 }
 
 /**
+ * A local model file served as a cache hit: weights admitted (the warm path
+ * when the verified store knows them) and kept for the `match` that asks
+ * for their path; other files read, hashed and decided. `undefined` when
+ * the file cannot be read or a non-weight file is refused: transformers.js
+ * then reads it through the guarded fetch as before, which fails with the
+ * refusal or the read error.
+ */
+async function servedLocally(
+  core: GuardCore,
+  key: string,
+  local: { path: string; ref: FileRef },
+): Promise<Response | string | undefined> {
+  const files = core.platform.files!;
+  const { path, ref } = local;
+  const size = await files.fileSize(path);
+  if (size === undefined) return undefined;
+  if (isWeightFile(ref.file)) {
+    const { handle, copy } = await core.copies.admit(
+      ref,
+      await files.fileChunks(path),
+      size,
+      path,
+    );
+    await core.copies.finishOnnx(handle, copy);
+    core.copies.remember(key, handle, copy);
+    return core.copies.served(handle);
+  }
+  const got = await core.decisions.model(ref.model).track((async () => {
+    try {
+      const read = await readHashed(await files.fileChunks(path), size, MAX_TEXT_FILE);
+      return { v: await core.decisions.check(ref, read.digest, read.bytes), bytes: read.bytes };
+    } catch {
+      return undefined;
+    }
+  })());
+  if (!got || !core.decisions.allowed(got.v)) return undefined;
+  return new Response(asBody(got.bytes), {
+    headers: { "content-length": String(got.bytes.byteLength) },
+  });
+}
+
+/** Local files waiting for their hub key's `match` (see verifyingCache). */
+const MAX_PENDING = 256;
+
+/**
  * The cache the guard puts in `env.customCache`; `onUse` runs first at each
  * call (transformers.js 3: the guard's fetch hook is put back if replaced)
  * and says whether the guard is still installed: once it is not (an app's
@@ -186,6 +233,13 @@ export function verifyingCache(
   delete(key: string): Promise<boolean>;
 } {
   const { locator, decisions, copies } = core;
+  const files = core.platform.files;
+  const pending = new Map<string, { path: string; ref: FileRef }>();
+  // Where transformers.js 4 would read the local file itself next (its file
+  // reads are the guard's to make, local models are allowed).
+  const servesLocals = () =>
+    files !== undefined && core.readLocalsDirectly && !core.legacy &&
+    core.env.allowLocalModels !== false;
   return {
     async match(key: string): Promise<Response | string | undefined> {
       // Asked back by the app's cache while the guard asks it: not cached here.
@@ -196,25 +250,46 @@ export function verifyingCache(
         const body = isUrl(key) ? await store?.open(key, undefined) : undefined;
         return body && new Response(body);
       }
+      if (!isUrl(key)) {
+        // transformers.js 4 asks the cache for a file's local path, then its
+        // hub key, and only then reads the local file. A local file that is
+        // there waits for the hub key's answer: when the cache has nothing
+        // under that key either, the local file is served from here as the
+        // hit (read once and checked) instead of going on to a fetch and a
+        // put; what transformers.js would read is unchanged.
+        if (ref.model.root !== undefined) decisions.prepare(ref.model);
+        if (servesLocals() && await files!.fileSize(key) !== undefined) {
+          if (pending.size >= MAX_PENDING) pending.delete(pending.keys().next().value!);
+          pending.set(`${ref.model.name}\0${ref.file}`, { path: key, ref });
+        }
+      }
+      const pendingKey = `${ref.model.name}\0${ref.file}`;
+      const local = isUrl(key) ? pending.get(pendingKey) : undefined;
+      if (local) pending.delete(pendingKey);
       if (isWeightFile(ref.file)) {
         // Weights go to transformers.js as the path of their verified private
         // copy (or as the verified bytes), which it hands to onnxruntime
         // through the gate.
-        const fresh = copies.take(key, ref);
+        const fresh = copies.take(key);
         if (fresh !== undefined) return copies.served(fresh.handle);
-        // Local weights come through fetch and put; remote ones may be cached
-        // (transformers.js 3: served by the guarded fetch, see _guard_fetch.ts).
-        if (!isUrl(key) || !store || core.legacy) return undefined;
-        const body = await store.open(key, ref);
-        if (body === undefined) return undefined;
+        // Other local weights come through fetch and put; remote ones may be
+        // cached (transformers.js 3: served by the guarded fetch, see
+        // _guard_fetch.ts).
+        if (!isUrl(key) || core.legacy) return undefined;
+        const body = await store?.open(key, ref);
+        if (store === undefined || body === undefined) {
+          return local && await servedLocally(core, key, local);
+        }
         const hit = await admitCached(core, store, key, ref, body);
         if (hit === undefined) return undefined;
         copies.remember(key, hit.handle, hit.copy);
         return copies.served(hit.handle);
       }
-      if (!isUrl(key) || !store) return undefined;
-      const body = await store.open(key, ref);
-      if (body === undefined) return undefined;
+      if (!isUrl(key)) return undefined;
+      const body = await store?.open(key, ref);
+      if (store === undefined || body === undefined) {
+        return local && await servedLocally(core, key, local);
+      }
       let bytes: Uint8Array;
       try {
         bytes = await collect(body);
@@ -245,7 +320,7 @@ export function verifyingCache(
       if (isWeightFile(ref.file)) {
         // One pass: each chunk is hashed and kept (private copy or buffer) as it
         // arrives; weights the guarded fetch already took in are not read again.
-        const early = copies.take(key, ref, "fetched");
+        const early = copies.take(key, "fetched");
         // Deno/Node pass on the guarded fetch's own response and ask `match`
         // next; transformers.js' web build passes a copy and asks no more.
         // transformers.js 3 asks `match` again for the path (Node's file cache on).
@@ -281,7 +356,7 @@ export function verifyingCache(
       if (!onUse() || busy.has(key)) return true;
       const store = core.store();
       const ref = locator.locate(key);
-      if (ref) copies.take(key, ref);
+      if (ref) copies.take(key);
       await store?.delete(key, ref);
       return true;
     },

@@ -97,13 +97,14 @@ export class VerifiedCopies {
   }
 
   /** Takes the weights kept for `key` in this load of the model (an older load's are dropped). */
-  take(key: string, ref: FileRef, where: Waiting = "ready"): Kept | undefined {
+  take(key: string, where: Waiting = "ready"): Kept | undefined {
     const map = this.#waiting[where];
     const hit = map.get(key);
     if (!hit) return undefined;
     clearTimeout(hit.timer);
     map.delete(key);
-    if (hit.epoch === this.#decisions.model(ref.model)) return hit;
+    // (The copy's own model: a local file served under its hub key is the local model's.)
+    if (hit.epoch === this.#decisions.model(hit.copy.ref.model)) return hit;
     this.release(hit.handle, hit.copy, 0);
     return undefined;
   }
@@ -183,7 +184,7 @@ export class VerifiedCopies {
       let written: { temp: string; digest: string };
       // Warm start: a weight file verified before and unchanged since.
       const store = source !== undefined && safeRelative(ref.file) ? await this.store : undefined;
-      const kept = await store?.lookup(ref.model.key, ref.file, source!).catch(() => undefined);
+      const kept = store?.lookup(ref.model.key, ref.file, source!);
       if (store && kept) {
         let warmPath: string | undefined;
         try {
@@ -303,7 +304,7 @@ export class VerifiedCopies {
     // (a function of its bytes alone).
     const { ok, digest } = copy.verdict;
     const store = ok && digest !== "" ? await this.store : undefined;
-    const known = await store?.recall("onnx-locations", digest).catch(() => undefined);
+    const known = store?.recall("onnx-locations", digest);
     if (Array.isArray(known) && known.every((l) => typeof l === "string")) {
       copy.locations = new Set(known);
       return;

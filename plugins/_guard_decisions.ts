@@ -116,6 +116,21 @@ export class Decisions {
     return rec;
   }
 
+  /**
+   * Starts reading a model's evidence (its model.sig, verified or recalled)
+   * when the model is first seen (a cache lookup of its first file), so it
+   * overlaps transformers.js' own work instead of waiting for the first
+   * byte. The same finding any later decision of this load would read.
+   */
+  prepare(ref: ModelRef): void {
+    if (ref.unplaced !== undefined) return;
+    const rec = this.model(ref);
+    if (rec.oms) return;
+    rec.oms = this.#loadOms(ref);
+    // Awaited by each decision; not a rejection left unhandled meanwhile.
+    rec.oms.catch(() => {});
+  }
+
   lockfile(): Promise<Lockfile | undefined> {
     const l = this.#ctx.lockfile;
     return this.#lockfile ??= l === undefined
@@ -303,7 +318,7 @@ export class Decisions {
       const key = memo && await findingKey(text!, policy);
       if (memo && key) {
         const kept = findingFromJson(
-          await memo.recall("oms-finding", key).catch(() => undefined),
+          memo.recall("oms-finding", key),
           ref.signature,
         );
         if (kept) return kept;
