@@ -200,9 +200,16 @@ async function servedLocally(
     core.copies.remember(key, handle, copy);
     return core.copies.served(handle);
   }
+  // Over the bound: the fetch reads it and fails with the error that says so.
+  if (size > MAX_TEXT_FILE) return undefined;
   const got = await core.decisions.model(ref.model).track((async () => {
     try {
-      const read = await readHashed(await files.fileChunks(path), size, MAX_TEXT_FILE);
+      // Buffers of the file's measured size (not the weights' 4 MiB blocks).
+      const read = await readHashed(
+        streamChunks(files.fileBody(path, size)),
+        size,
+        MAX_TEXT_FILE,
+      );
       return { v: await core.decisions.check(ref, read.digest, read.bytes), bytes: read.bytes };
     } catch {
       return undefined;
