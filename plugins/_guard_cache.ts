@@ -264,10 +264,13 @@ export function verifyingCache(
         // under that key either, the local file is served from here as the
         // hit (read once and checked) instead of going on to a fetch and a
         // put; what transformers.js would read is unchanged.
-        if (ref.model.root !== undefined) decisions.prepare(ref.model);
-        if (servesLocals() && await files!.fileSize(key) !== undefined) {
-          if (pending.size >= MAX_PENDING) pending.delete(pending.keys().next().value!);
-          pending.set(`${ref.model.name}\0${ref.file}`, { path: key, ref });
+        // A model's evidence is read from the first sight of a file of it.
+        if (files !== undefined && await files.fileSize(key) !== undefined) {
+          if (ref.model.root !== undefined) decisions.prepare(ref.model);
+          if (servesLocals()) {
+            if (pending.size >= MAX_PENDING) pending.delete(pending.keys().next().value!);
+            pending.set(`${ref.model.name}\0${ref.file}`, { path: key, ref });
+          }
         }
       }
       const pendingKey = `${ref.model.name}\0${ref.file}`;
