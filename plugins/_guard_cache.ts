@@ -26,6 +26,7 @@ import {
   type TransformersEnv,
 } from "./_guard_types.ts";
 import { TAG_HEADER } from "./_cache_tags.ts";
+import { filePath } from "./_guard_locate.ts";
 
 type CacheLike = {
   match(key: string): Promise<unknown>;
@@ -173,12 +174,13 @@ export async function admitCached(
 }
 
 /**
- * A local model file served as a cache hit: weights admitted (the warm path
- * when the verified store knows them) and kept for the `match` that asks
- * for their path; other files read, hashed and decided. `undefined` when
- * the file cannot be read or a non-weight file is refused: transformers.js
- * then reads it through the guarded fetch as before, which fails with the
- * refusal or the read error.
+ * A local model file served as a cache hit under its hub key: JSON files
+ * read, hashed and decided; weights only when the verified store kept a
+ * copy of them (linked and decided on the recorded digest, nothing read),
+ * kept for the `match` that asks for their path. `undefined` otherwise
+ * (weights not kept, a file that cannot be read, a JSON file refused):
+ * transformers.js then reads the file through the guarded fetch as before,
+ * which copies and hashes weights and fails a refused or unreadable file.
  */
 async function servedLocally(
   core: GuardCore,
@@ -187,21 +189,18 @@ async function servedLocally(
 ): Promise<Response | string | undefined> {
   const files = core.platform.files!;
   const { path, ref } = local;
-  const size = await files.fileSize(path);
-  if (size === undefined) return undefined;
   if (isWeightFile(ref.file)) {
-    const { handle, copy } = await core.copies.admit(
-      ref,
-      await files.fileChunks(path),
-      size,
-      path,
-    );
-    await core.copies.finishOnnx(handle, copy);
-    core.copies.remember(key, handle, copy);
-    return core.copies.served(handle);
+    // Never a cold copy here: a presence check (is_cached,
+    // get_available_dtypes) asks the same keys and must not copy weights.
+    const warm = await core.copies.warm(ref, path);
+    if (!warm) return undefined;
+    await core.copies.finishOnnx(warm.handle, warm.copy);
+    core.copies.remember(key, warm.handle, warm.copy);
+    return core.copies.served(warm.handle);
   }
+  const size = await files.fileSize(path);
   // Over the bound: the fetch reads it and fails with the error that says so.
-  if (size > MAX_TEXT_FILE) return undefined;
+  if (size === undefined || size > MAX_TEXT_FILE) return undefined;
   const got = await core.decisions.model(ref.model).track((async () => {
     try {
       // Buffers of the file's measured size (not the weights' 4 MiB blocks).
@@ -247,6 +246,14 @@ export function verifyingCache(
   const servesLocals = () =>
     files !== undefined && core.readLocalsDirectly && !core.legacy &&
     core.env.allowLocalModels !== false;
+  // transformers.js' local path for a hub file: <localModelPath>/<model id>/<file>.
+  const localFor = (ref: FileRef) => {
+    const base = core.env.localModelPath;
+    if (!files || !base || isUrl(base)) return undefined;
+    return files.resolve(
+      `${/^file:/i.test(base) ? filePath(base) : base}/${ref.model.name}/${ref.file}`,
+    );
+  };
   return {
     async match(key: string): Promise<Response | string | undefined> {
       // Asked back by the app's cache while the guard asks it: not cached here.
@@ -268,14 +275,23 @@ export function verifyingCache(
         if (files !== undefined && await files.fileSize(key) !== undefined) {
           if (ref.model.root !== undefined) decisions.prepare(ref.model);
           if (servesLocals()) {
+            const entry = { path: key, ref };
+            const k = `${ref.model.name}\0${ref.file}`;
             if (pending.size >= MAX_PENDING) pending.delete(pending.keys().next().value!);
-            pending.set(`${ref.model.name}\0${ref.file}`, { path: key, ref });
+            pending.set(k, entry);
+            // Only for the hub key asked next, in the same turn of the event
+            // loop (transformers.js asks it at once): never a later load's.
+            setTimeout(() => pending.get(k) === entry && pending.delete(k), 0);
           }
         }
       }
       const pendingKey = `${ref.model.name}\0${ref.file}`;
-      const local = isUrl(key) ? pending.get(pendingKey) : undefined;
-      if (local) pending.delete(pendingKey);
+      const waiting = isUrl(key) ? pending.get(pendingKey) : undefined;
+      if (waiting) pending.delete(pendingKey);
+      // The local file transformers.js would read for this hub key now.
+      const local = waiting && servesLocals() && localFor(ref) === files!.resolve(waiting.path)
+        ? waiting
+        : undefined;
       if (isWeightFile(ref.file)) {
         // Weights go to transformers.js as the path of their verified private
         // copy (or as the verified bytes), which it hands to onnxruntime

@@ -182,26 +182,11 @@ export class VerifiedCopies {
       const files = this.#files!;
       let path: string | undefined;
       let written: { temp: string; digest: string };
-      // Warm start: a weight file verified before and unchanged since.
       const store = source !== undefined && safeRelative(ref.file) ? await this.store : undefined;
-      const kept = store?.lookup(ref.model.key, ref.file, source!);
-      if (store && kept) {
-        let warmPath: string | undefined;
-        try {
-          warmPath = await files.copyPath(ref);
-          await store.materialize(kept.blob, warmPath);
-          const verdict = await decisions.check(ref, kept.digest, warmPath, undefined, true);
-          // Served only when evidence vouches for it; otherwise the cold path decides.
-          if (verdict.ok && verdict.evidence !== "none") {
-            await chunks.close().catch(() => {});
-            const copy = copyOf(verdict);
-            this.#adopt(warmPath, copy);
-            return { handle: warmPath, copy };
-          }
-          await files.remove([warmPath]);
-        } catch {
-          if (warmPath !== undefined) await files.remove([warmPath]);
-        }
+      const warm = store && await this.#warm(ref, source!);
+      if (warm) {
+        await chunks.close().catch(() => {});
+        return warm;
       }
       const opened = store ? await chunks.identity?.().catch(() => undefined) : undefined;
       let read: Awaited<ReturnType<NonNullable<Chunks["identity"]>>> | undefined;
@@ -248,6 +233,44 @@ export class VerifiedCopies {
       this.#adopt(path, copy);
       return { handle: path, copy };
     })());
+  }
+
+  /**
+   * Warm start (private copies with a verified store): the kept copy of a
+   * weight file at `source` verified before and unchanged since, linked into
+   * the private folder and decided again on its recorded digest; `undefined`
+   * (nothing read, nothing kept) when the store has none or the decision is
+   * not a verification.
+   */
+  warm(ref: FileRef, source: string): Promise<{ handle: Handle; copy: PrivateCopy } | undefined> {
+    if (this.#inMemory || !safeRelative(ref.file)) return Promise.resolve(undefined);
+    return this.#decisions.model(ref.model).track(this.#warm(ref, source));
+  }
+
+  async #warm(
+    ref: FileRef,
+    source: string,
+  ): Promise<{ handle: Handle; copy: PrivateCopy } | undefined> {
+    const store = await this.store;
+    const kept = store?.lookup(ref.model.key, ref.file, source);
+    if (!store || !kept) return undefined;
+    const files = this.#files!;
+    let warmPath: string | undefined;
+    try {
+      warmPath = await files.copyPath(ref);
+      await store.materialize(kept.blob, warmPath);
+      const verdict = await this.#decisions.check(ref, kept.digest, warmPath, undefined, true);
+      // Served only when evidence vouches for it; otherwise the cold path decides.
+      if (verdict.ok && verdict.evidence !== "none") {
+        const copy: PrivateCopy = { ref, verdict, locations: new Set(), extra: [] };
+        this.#adopt(warmPath, copy);
+        return { handle: warmPath, copy };
+      }
+      await files.remove([warmPath]);
+    } catch {
+      if (warmPath !== undefined) await files.remove([warmPath]);
+    }
+    return undefined;
   }
 
   /**

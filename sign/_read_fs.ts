@@ -49,7 +49,7 @@ interface DenoFs {
   statSync(path: string): { isFile: boolean; isDirectory: boolean };
   open(path: string, options: { read: true }): Promise<{
     statSync(): { isFile: boolean };
-    readSync(buffer: Uint8Array): number | null;
+    read(buffer: Uint8Array): Promise<number | null>;
     close(): void;
   }>;
 }
@@ -62,10 +62,10 @@ const OPEN_MS = 5_000;
  * guarded load's path). Deno cannot open without blocking, and a FIFO named
  * like the evidence would hang the open: only a regular file is opened, the
  * open is bounded in time (a pipe swapped in between is refused, not waited
- * on), and the opened handle must be a regular file too. Only the open waits
- * on the event loop: the status calls, and the reads of a handle known to be
- * a regular file, are made at once (each awaited call costs about half a
- * millisecond among a model load's other work).
+ * on), and the opened handle must be a regular file too. The status calls
+ * are made at once (each awaited call costs about half a millisecond among a
+ * model load's other work); the open and the reads wait on the event loop (a
+ * file system may be slow to answer a read, which must not stop the process).
  */
 async function readInDeno(
   deno: DenoFs,
@@ -100,7 +100,7 @@ async function readInDeno(
   }
   try {
     if (!file.statSync().isFile) throw notRegular(false);
-    return await readText((buf) => Promise.resolve(file.readSync(buf) ?? 0), what, path, max);
+    return await readText(async (buf) => (await file.read(buf)) ?? 0, what, path, max);
   } catch (e) {
     if (e instanceof EvidenceError) throw e;
     throw unreadable(e, path, what);

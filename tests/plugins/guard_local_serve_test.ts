@@ -1,15 +1,21 @@
 // Local model files served as the guard's cache answer (transformers.js 4
 // asks its cache for a file's local path, then its hub key, and only then
 // reads the local file): the guard answers the hub key with the local file,
-// read once and checked, only when transformers.js would read that file
-// next; the cache's own entry under the hub key still comes first, local
-// models turned off stay off, and a refused file is still refused.
+// read once and checked (weights only when a verified store kept them),
+// only when transformers.js would read that file next: the hub key asked at
+// once, for that very file; the cache's own entry under the hub key still
+// comes first, local models turned off stay off, a refused file is still
+// refused, and presence checks answer as unguarded.
 import assert from "node:assert/strict";
 import * as transformers from "@huggingface/transformers";
 import { HashMismatch } from "../../sign/mod.ts";
 import {
+  assertClose,
   assertRefused,
+  embed,
   env,
+  EXPECTED,
+  filesOnly,
   flip,
   guarded,
   local,
@@ -17,7 +23,6 @@ import {
   resetEnv,
   signedCopy,
   test,
-  WEIGHTS,
 } from "./_guard_harness.ts";
 
 type Cache = {
@@ -28,7 +33,7 @@ const cacheOf = () => env.customCache as unknown as Cache;
 const hubKey = (file: string) => `${env.remoteHost}tiny-bert/resolve/main/${file}`;
 
 test(
-  "a local file is the cache's answer under its hub key, after its local key was asked",
+  "a local file is the cache's answer under its hub key, right after its local key was asked",
   opts,
   async () => {
     const { root, dir } = await signedCopy();
@@ -45,22 +50,82 @@ test(
           new Uint8Array(await hit.arrayBuffer()),
           await Deno.readFile(`${dir}/config.json`),
         );
-        // Weights: a verified copy (files) or buffer (memory), asked for twice.
+        // Only the hub key asked at once: not one asked in a later turn.
+        assert.equal(await cache.match(`${dir}/tokenizer.json`), undefined);
+        await new Promise((r) => setTimeout(r, 5));
+        assert.equal(await cache.match(hubKey("tokenizer.json")), undefined);
+        // Only while the hub key names that very file (another localModelPath: not).
+        assert.equal(await cache.match(`${dir}/tokenizer.json`), undefined);
+        env.localModelPath = `${root}/elsewhere`;
+        assert.equal(await cache.match(hubKey("tokenizer.json")), undefined);
+        env.localModelPath = root;
+        // Weights without a verified store: never copied here (a presence
+        // check asks the same keys); the fetch copies them.
         assert.equal(await cache.match(`${dir}/onnx/model.onnx`), undefined);
-        const weights = await cache.match(hubKey("onnx/model.onnx"));
-        if (WEIGHTS === "files") {
-          assert.equal(typeof weights, "string");
-          assert.notEqual(weights, `${dir}/onnx/model.onnx`, "the original, not a private copy");
-          assert.equal(await cache.match(hubKey("onnx/model.onnx")), weights);
-        } else {
-          assert.ok(weights instanceof Response);
-        }
+        assert.equal(await cache.match(hubKey("onnx/model.onnx")), undefined);
       });
     } finally {
       await Deno.remove(root, { recursive: true });
     }
   },
 );
+
+test(
+  "weights a verified store kept are the cache's answer under their hub key (linked, not read)",
+  filesOnly,
+  async () => {
+    const { root, dir } = await signedCopy();
+    const store = `${root}/store`;
+    local(root);
+    try {
+      // Files unchanged for 2 s are kept (see the warm start tests).
+      await new Promise((r) => setTimeout(r, 2100));
+      await guarded({ verifiedStore: store }, async () => {
+        assertClose(await embed("tiny-bert"), EXPECTED);
+      });
+      local(root);
+      await guarded({ verifiedStore: store }, async () => {
+        const cache = cacheOf();
+        // Its configuration first (weights belong to the model root it names).
+        assert.equal(await cache.match(`${dir}/config.json`), undefined);
+        assert.ok(await cache.match(hubKey("config.json")) instanceof Response);
+        assert.equal(await cache.match(`${dir}/onnx/model.onnx`), undefined);
+        const path = await cache.match(hubKey("onnx/model.onnx"));
+        assert.equal(typeof path, "string");
+        assert.notEqual(path, `${dir}/onnx/model.onnx`, "the original, not a private copy");
+        // Kept for the match that asks for the path.
+        assert.equal(await cache.match(hubKey("onnx/model.onnx")), path);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test("presence checks (is_cached, get_available_dtypes) answer as unguarded", opts, async () => {
+  const { root } = await signedCopy();
+  local(root);
+  const { ModelRegistry } = transformers as unknown as {
+    ModelRegistry: {
+      is_cached(id: string): Promise<boolean>;
+      get_available_dtypes(id: string): Promise<string[]>;
+    };
+  };
+  try {
+    const plain = [
+      await ModelRegistry.is_cached("tiny-bert"),
+      await ModelRegistry.get_available_dtypes("tiny-bert"),
+    ];
+    await guarded({}, async () => {
+      assert.deepEqual([
+        await ModelRegistry.is_cached("tiny-bert"),
+        await ModelRegistry.get_available_dtypes("tiny-bert"),
+      ], plain);
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
 
 test(
   "local models turned off (env.allowLocalModels = false) are not served from the cache",
