@@ -124,17 +124,24 @@ export function nodeFiles(workDir?: string): GuardFiles {
       const abs = resolve(path);
       const dir = dirname(abs);
       let root: string | undefined;
+      let unplaced =
+        "no configuration file of its model was loaded through transformers.js, so its model root (and model.sig) is unknown; load the model by its id without passing `config`";
       if (!isWeightFile(abs)) {
-        // Configuration, tokenizer and vocabulary files sit at the model root.
+        // Configuration, tokenizer and vocabulary files sit at the model root;
+        // only one that is there makes its folder a root (asking for another
+        // id that names a subfolder must not make that a model of its own).
         root = dir;
-        roots.add(dir);
+        if (statNow(abs)?.isFile) roots.add(dir);
       } else {
-        // Weights: the nearest root configuration was asked from. Never a
-        // guess: a subfolder must not become a model root of its own.
-        for (const r of roots) {
-          if (abs.startsWith(`${r}${sep}`) && (root === undefined || r.length > root.length)) {
-            root = r;
-          }
+        // Weights: the root configuration was read from. Never a guess: inside
+        // two roots (a model in another's subfolder), which model.sig decides
+        // them is not known, and they are refused.
+        const within = [...roots].filter((r) => abs.startsWith(`${r}${sep}`));
+        if (within.length === 1) root = within[0];
+        if (within.length > 1) {
+          unplaced = `it lies inside more than one model folder loaded in this process (${
+            within.join(", ")
+          }), so which model.sig decides it is not known; do not load a model from a subfolder of another`;
         }
       }
       const base = env.localModelPath ? resolve(env.localModelPath) : undefined;
@@ -152,12 +159,7 @@ export function nodeFiles(workDir?: string): GuardFiles {
           revision: undefined,
           signature: join(at, "model.sig"),
           root: at,
-          ...(root === undefined
-            ? {
-              unplaced:
-                `no configuration file of its model was loaded through transformers.js, so its model root (and model.sig) is unknown; load the model by its id without passing \`config\``,
-            }
-            : {}),
+          ...(root === undefined ? { unplaced } : {}),
         },
         file: relative(at, abs).split(sep).join("/"),
       };
