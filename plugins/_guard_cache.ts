@@ -195,7 +195,10 @@ async function servedLocally(
     const warm = await core.copies.warm(ref, path);
     if (!warm) return undefined;
     await core.copies.finishOnnx(warm.handle, warm.copy);
-    core.copies.remember(key, warm.handle, warm.copy);
+    // transformers.js asks for the path again at once (the same turn of the
+    // event loop); a presence check never does, and its copy must not wait
+    // for a later load's hub key (which could then be this local file).
+    core.copies.remember(key, warm.handle, warm.copy, "ready", 0);
     return core.copies.served(warm.handle);
   }
   const size = await files.fileSize(path);

@@ -83,15 +83,24 @@ export class VerifiedCopies {
     return this.#byDigest.get(digest);
   }
 
-  /** Keeps verified weights for the next `match` of `key` (transformers.js asks twice). */
-  remember(key: string, handle: Handle, copy: PrivateCopy, where: Waiting = "ready"): void {
+  /**
+   * Keeps verified weights for the next `match` of `key` (transformers.js
+   * asks twice), for `ms` (then they are dropped and their copy removed).
+   */
+  remember(
+    key: string,
+    handle: Handle,
+    copy: PrivateCopy,
+    where: Waiting = "ready",
+    ms = RECENT_MS,
+  ): void {
     const map = this.#waiting[where];
     const old = map.get(key);
     if (old) clearTimeout(old.timer);
     const timer = setTimeout(() => {
-      map.delete(key);
+      if (map.get(key)?.timer === timer) map.delete(key);
       this.release(handle, copy, 0);
-    }, RECENT_MS);
+    }, ms);
     unrefTimer(timer);
     map.set(key, { handle, copy, epoch: this.#decisions.model(copy.ref.model), timer });
   }

@@ -8,7 +8,7 @@
 // refused, and presence checks answer as unguarded.
 import assert from "node:assert/strict";
 import * as transformers from "@huggingface/transformers";
-import { HashMismatch } from "../../sign/mod.ts";
+import { HashMismatch, keySigner, PolicyError, signModel } from "../../sign/mod.ts";
 import {
   assertClose,
   assertRefused,
@@ -18,6 +18,7 @@ import {
   filesOnly,
   flip,
   guarded,
+  KEY,
   local,
   opts,
   resetEnv,
@@ -210,6 +211,68 @@ test(
       env.useCustomCache = false;
       env.customCache = null as never;
       resetEnv();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test(
+  "a presence check with kept weights leaves nothing for the next load's hub key (is_cached, then a load)",
+  filesOnly,
+  async () => {
+    const { root, dir } = await signedCopy();
+    const store = `${root}/store`;
+    local(root);
+    const { ModelRegistry } = transformers as unknown as {
+      ModelRegistry: { is_cached(id: string): Promise<boolean> };
+    };
+    try {
+      await new Promise((r) => setTimeout(r, 2100));
+      await guarded({ verifiedStore: store }, async () => {
+        assertClose(await embed("tiny-bert"), EXPECTED);
+      });
+      local(root);
+      await guarded({ verifiedStore: store }, async () => {
+        await ModelRegistry.is_cached("tiny-bert");
+        assertClose(await embed("tiny-bert"), EXPECTED);
+        // And nothing waits under the hub key once local models are off.
+        await ModelRegistry.is_cached("tiny-bert");
+        await new Promise((r) => setTimeout(r, 5));
+        env.allowLocalModels = false;
+        assert.equal(await cacheOf().match(`${dir}/onnx/model.onnx`), undefined);
+        assert.equal(await cacheOf().match(hubKey("onnx/model.onnx")), undefined);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test(
+  "weights are never decided by a model.sig of a subfolder asked for as another model",
+  opts,
+  async () => {
+    // tiny-bert signed, its weights then changed, and its onnx/ folder signed
+    // on its own (a signature that vouches for the changed weights).
+    const { root, dir } = await signedCopy();
+    await flip(`${dir}/onnx/model.onnx`, 2000);
+    await signModel(`${dir}/onnx`, { signer: keySigner(KEY) });
+    local(root);
+    try {
+      await guarded({}, async () => {
+        // An id naming the subfolder, which has no configuration: no model root.
+        await transformers.AutoConfig.from_pretrained("tiny-bert/onnx").catch(() => {});
+        await assertRefused("tiny-bert", HashMismatch, /model\.onnx/);
+      });
+      // With a configuration there, two model folders hold the weights: refused.
+      await Deno.copyFile(`${dir}/config.json`, `${dir}/onnx/config.json`);
+      await signModel(`${dir}/onnx`, { signer: keySigner(KEY) });
+      local(root);
+      await guarded({}, async () => {
+        await transformers.AutoConfig.from_pretrained("tiny-bert/onnx");
+        await assertRefused("tiny-bert", PolicyError, /more than one model folder/);
+      });
+    } finally {
       await Deno.remove(root, { recursive: true });
     }
   },
