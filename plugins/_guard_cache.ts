@@ -272,8 +272,9 @@ export function verifyingCache(
         // hub key, and only then reads the local file. A local file that is
         // there waits for the hub key's answer: when the cache has nothing
         // under that key either, the local file is served from here as the
-        // hit (read once and checked) instead of going on to a fetch and a
-        // put; what transformers.js would read is unchanged.
+        // hit (see servedLocally: JSON read once and checked, weights only
+        // when the verified store kept them) instead of going on to a fetch
+        // and a put; what transformers.js would read is unchanged.
         // A model's evidence is read from the first sight of a file of it.
         if (files !== undefined && await files.fileSize(key) !== undefined) {
           if (ref.model.root !== undefined) decisions.prepare(ref.model);
