@@ -176,8 +176,9 @@ export async function admitCached(
 /**
  * A local model file served as a cache hit under its hub key: JSON files
  * read, hashed and decided; weights only when the verified store kept a
- * copy of them (linked and decided on the recorded digest, nothing read),
- * kept for the `match` that asks for their path. `undefined` otherwise
+ * copy of them, answered first with a marker (a presence check, such as
+ * `is_cached`, asks no more) and admitted when transformers.js asks the same
+ * key again for the path (see `verifyingCache`). `undefined` otherwise
  * (weights not kept, a file that cannot be read, a JSON file refused):
  * transformers.js then reads the file through the guarded fetch as before,
  * which copies and hashes weights and fails a refused or unreadable file.
@@ -186,20 +187,18 @@ async function servedLocally(
   core: GuardCore,
   key: string,
   local: { path: string; ref: FileRef },
+  asked: Map<string, { path: string; ref: FileRef; key: string }>,
 ): Promise<Response | string | undefined> {
   const files = core.platform.files!;
   const { path, ref } = local;
   if (isWeightFile(ref.file)) {
-    // Never a cold copy here: a presence check (is_cached,
-    // get_available_dtypes) asks the same keys and must not copy weights.
-    const warm = await core.copies.warm(ref, path);
-    if (!warm) return undefined;
-    await core.copies.finishOnnx(warm.handle, warm.copy);
-    // transformers.js asks for the path again at once (the same turn of the
-    // event loop); a presence check never does, and its copy must not wait
-    // for a later load's hub key (which could then be this local file).
-    core.copies.remember(key, warm.handle, warm.copy, "ready", 0);
-    return core.copies.served(warm.handle);
+    if (!await core.copies.kept(ref, path)) return undefined;
+    const entry = { ...local, key };
+    const k = `${ref.model.name}\0${ref.file}`;
+    asked.set(k, entry);
+    setTimeout(() => asked.get(k) === entry && asked.delete(k), 0);
+    // Never opened: the path is asked for at once, and the gate refuses this.
+    return files.markerPath();
   }
   const size = await files.fileSize(path);
   // Over the bound: the fetch reads it and fails with the error that says so.
@@ -244,6 +243,9 @@ export function verifyingCache(
   const { locator, decisions, copies } = core;
   const files = core.platform.files;
   const pending = new Map<string, { path: string; ref: FileRef }>();
+  // Kept weights answered under a hub key, waiting for transformers.js' ask
+  // for their path, which comes at once (before any other lookup of the file).
+  const asked = new Map<string, { path: string; ref: FileRef; key: string }>();
   // Where transformers.js 4 would read the local file itself next (its file
   // reads are the guard's to make, local models are allowed).
   const servesLocals = () =>
@@ -275,6 +277,8 @@ export function verifyingCache(
         // hit (see servedLocally: JSON read once and checked, weights only
         // when the verified store kept them) instead of going on to a fetch
         // and a put; what transformers.js would read is unchanged.
+        // A new lookup of the file: an answer no one asked the path of is void.
+        asked.delete(`${ref.model.name}\0${ref.file}`);
         // A model's evidence is read from the first sight of a file of it.
         if (files !== undefined && await files.fileSize(key) !== undefined) {
           if (ref.model.root !== undefined) decisions.prepare(ref.model);
@@ -302,13 +306,29 @@ export function verifyingCache(
         // through the gate.
         const fresh = copies.take(key);
         if (fresh !== undefined) return copies.served(fresh.handle);
+        // The path of local weights answered under this hub key just now:
+        // admitted now (the warm path; copied and hashed if the store's copy
+        // no longer serves).
+        const answered = asked.get(pendingKey);
+        if (answered) asked.delete(pendingKey);
+        if (answered?.key === key) {
+          const size = await files!.fileSize(answered.path);
+          const { handle, copy } = await copies.admit(
+            answered.ref,
+            await files!.fileChunks(answered.path),
+            size,
+            answered.path,
+          );
+          await copies.finishOnnx(handle, copy);
+          return copies.served(handle);
+        }
         // Other local weights come through fetch and put; remote ones may be
         // cached (transformers.js 3: served by the guarded fetch, see
         // _guard_fetch.ts).
         if (!isUrl(key) || core.legacy) return undefined;
         const body = await store?.open(key, ref);
         if (store === undefined || body === undefined) {
-          return local && await servedLocally(core, key, local);
+          return local && await servedLocally(core, key, local, asked);
         }
         const hit = await admitCached(core, store, key, ref, body);
         if (hit === undefined) return undefined;
@@ -318,7 +338,7 @@ export function verifyingCache(
       if (!isUrl(key)) return undefined;
       const body = await store?.open(key, ref);
       if (store === undefined || body === undefined) {
-        return local && await servedLocally(core, key, local);
+        return local && await servedLocally(core, key, local, asked);
       }
       let bytes: Uint8Array;
       try {

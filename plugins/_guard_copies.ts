@@ -83,24 +83,15 @@ export class VerifiedCopies {
     return this.#byDigest.get(digest);
   }
 
-  /**
-   * Keeps verified weights for the next `match` of `key` (transformers.js
-   * asks twice), for `ms` (then they are dropped and their copy removed).
-   */
-  remember(
-    key: string,
-    handle: Handle,
-    copy: PrivateCopy,
-    where: Waiting = "ready",
-    ms = RECENT_MS,
-  ): void {
+  /** Keeps verified weights for the next `match` of `key` (transformers.js asks twice). */
+  remember(key: string, handle: Handle, copy: PrivateCopy, where: Waiting = "ready"): void {
     const map = this.#waiting[where];
     const old = map.get(key);
     if (old) clearTimeout(old.timer);
     const timer = setTimeout(() => {
-      if (map.get(key)?.timer === timer) map.delete(key);
+      map.delete(key);
       this.release(handle, copy, 0);
-    }, ms);
+    }, RECENT_MS);
     unrefTimer(timer);
     map.set(key, { handle, copy, epoch: this.#decisions.model(copy.ref.model), timer });
   }
@@ -245,17 +236,22 @@ export class VerifiedCopies {
   }
 
   /**
+   * Whether the verified store kept a copy of the weight file at `source`
+   * (verified before, unchanged since): status calls only, nothing linked,
+   * read or decided.
+   */
+  async kept(ref: FileRef, source: string): Promise<boolean> {
+    if (this.#inMemory || !safeRelative(ref.file)) return false;
+    return (await this.store)?.lookup(ref.model.key, ref.file, source) !== undefined;
+  }
+
+  /**
    * Warm start (private copies with a verified store): the kept copy of a
    * weight file at `source` verified before and unchanged since, linked into
    * the private folder and decided again on its recorded digest; `undefined`
    * (nothing read, nothing kept) when the store has none or the decision is
    * not a verification.
    */
-  warm(ref: FileRef, source: string): Promise<{ handle: Handle; copy: PrivateCopy } | undefined> {
-    if (this.#inMemory || !safeRelative(ref.file)) return Promise.resolve(undefined);
-    return this.#decisions.model(ref.model).track(this.#warm(ref, source));
-  }
-
   async #warm(
     ref: FileRef,
     source: string,
