@@ -47,11 +47,8 @@ interface DenoFs {
     options: { mode: number; createNew: true },
   ): Promise<void>;
   remove(path: string): Promise<void>;
-  stat(path: string): Promise<DenoInfo>;
   lstat(path: string): Promise<DenoInfo>;
   realPath(path: string): Promise<string>;
-  readTextFile(path: string): Promise<string>;
-  mkdir(path: string, options: { recursive: boolean; mode: number }): Promise<void>;
   link(from: string, to: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   statSync(path: string): DenoInfo;
@@ -90,29 +87,24 @@ const fromNode = (s: import("node:fs").Stats): Status => ({
   ino: s.ino,
 });
 
-/** The status of what `path` names, following links. */
-export const statOf = (path: string): Promise<Status> =>
-  deno ? deno.stat(path).then(fromDeno) : node.stat(path).then(fromNode);
-
 /** The status of `path` itself (a link is not followed). */
 export const lstatOf = (path: string): Promise<Status> =>
   deno ? deno.lstat(path).then(fromDeno) : node.lstat(path).then(fromNode);
 
 /**
- * What identifies the content of the file `path` names (links followed):
- * device, inode, size, and modification and change times in whole
- * milliseconds (Deno reports no finer; elsewhere they are cut to that);
- * `undefined` unless it is a regular file whose status reports all of them.
+ * What identifies the content of a file: device, inode, size, and
+ * modification and change times in whole milliseconds (Deno reports no
+ * finer; elsewhere they are cut to that).
  */
-export async function contentIdentity(path: string): Promise<
-  { dev: string; ino: string; size: string; mtimeMs: string; ctimeMs: string } | undefined
-> {
-  return deno
-    ? identityFromDeno(await deno.stat(path))
-    : identityFromNode(await node.stat(path, { bigint: true }));
+export interface ContentIdentity {
+  dev: string;
+  ino: string;
+  size: string;
+  mtimeMs: string;
+  ctimeMs: string;
 }
 
-function identityFromDeno(s: DenoInfo): Awaited<ReturnType<typeof contentIdentity>> {
+function identityFromDeno(s: DenoInfo): ContentIdentity | undefined {
   const [m, c] = [s.mtime?.getTime(), s.ctime?.getTime()];
   if (!s.isFile || s.ino === null || m === undefined || c === undefined) return undefined;
   return {
@@ -124,9 +116,7 @@ function identityFromDeno(s: DenoInfo): Awaited<ReturnType<typeof contentIdentit
   };
 }
 
-function identityFromNode(
-  s: import("node:fs").BigIntStats,
-): Awaited<ReturnType<typeof contentIdentity>> {
+function identityFromNode(s: import("node:fs").BigIntStats): ContentIdentity | undefined {
   if (!s.isFile()) return undefined;
   return {
     dev: String(s.dev),
@@ -145,51 +135,53 @@ function identityFromNode(
 // entries (regular files of this user, in folders only this user writes);
 // other reads stay asynchronous and bounded.
 
-/** The status of what `path` names (links followed), now; `undefined` if it cannot be had. */
-export function statNow(path: string): Status | undefined {
+/** What `call` answers, or `undefined` when it throws (missing, unreadable, not allowed). */
+function orUndefined<T>(call: () => T | undefined): T | undefined {
   try {
+    return call();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The status of what `path` names (links followed), now; `undefined` if it cannot be had. */
+export const statNow = (path: string): Status | undefined =>
+  orUndefined(() => {
     if (deno) return fromDeno(deno.statSync(path));
     const s = nodeSync.statSync(path, { throwIfNoEntry: false });
-    return s ? fromNode(s) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+    return s && fromNode(s);
+  });
 
 /** The status of `path` itself (a link is not followed), now; `undefined` if it cannot be had. */
-export function lstatNow(path: string): Status | undefined {
-  try {
+export const lstatNow = (path: string): Status | undefined =>
+  orUndefined(() => {
     if (deno) return fromDeno(deno.lstatSync(path));
     const s = nodeSync.lstatSync(path, { throwIfNoEntry: false });
-    return s ? fromNode(s) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+    return s && fromNode(s);
+  });
 
-/** {@linkcode contentIdentity}, now; `undefined` if it cannot be had. */
-export function contentIdentityNow(path: string): Awaited<ReturnType<typeof contentIdentity>> {
-  try {
+/**
+ * The content identity of the file `path` names (links followed), now;
+ * `undefined` unless it is a regular file whose status reports all of it.
+ */
+export const contentIdentityNow = (path: string): ContentIdentity | undefined =>
+  orUndefined(() => {
     if (deno) return identityFromDeno(deno.statSync(path));
     const s = nodeSync.statSync(path, { bigint: true, throwIfNoEntry: false });
-    return s ? identityFromNode(s) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+    return s && identityFromNode(s);
+  });
 
 /**
  * A small file's text (UTF-8), now; `undefined` if it cannot be had. Only for
  * files checked to be regular files of this user in a folder no one else
  * writes (a pipe put there instead would block the read).
  */
-export function readTextNow(path: string): string | undefined {
-  try {
-    return deno ? deno.readTextFileSync(path) : nodeSync.readFileSync(path, "utf8");
-  } catch {
-    return undefined;
-  }
-}
+export const readTextNow = (path: string): string | undefined =>
+  orUndefined(() => deno ? deno.readTextFileSync(path) : nodeSync.readFileSync(path, "utf8"));
+
+/** The real path of `path` (links resolved), now; `undefined` if it cannot be had. */
+export const realPathNow = (path: string): string | undefined =>
+  orUndefined(() => deno ? deno.realPathSync(path) : nodeSync.realpathSync(path));
 
 /** {@linkcode hardLink}, now (throws as it rejects). */
 export function hardLinkNow(from: string, to: string): void {
@@ -203,32 +195,15 @@ export function renameNow(from: string, to: string): void {
   else nodeSync.renameSync(from, to);
 }
 
-/** {@linkcode makeDir}, now (throws as it rejects). */
+/** Makes a folder and those above it (mode for the ones made), now (throws on failure). */
 export function makeDirNow(path: string, mode: number): void {
   if (deno) deno.mkdirSync(path, { recursive: true, mode });
   else nodeSync.mkdirSync(path, { recursive: true, mode });
 }
 
-/** The real path of `path` (links resolved), now; `undefined` if it cannot be had. */
-export function realPathNow(path: string): string | undefined {
-  try {
-    return deno ? deno.realPathSync(path) : nodeSync.realpathSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The real path of `path` (links resolved). */
 export const realPath = (path: string): Promise<string> =>
   deno ? deno.realPath(path) : node.realpath(path);
-
-/** A file's text (UTF-8). */
-export const readText = (path: string): Promise<string> =>
-  deno ? deno.readTextFile(path) : node.readFile(path, "utf8");
-
-/** Makes a folder and those above it (mode for the ones made). */
-export const makeDir = (path: string, mode: number): Promise<unknown> =>
-  deno ? deno.mkdir(path, { recursive: true, mode }) : node.mkdir(path, { recursive: true, mode });
 
 /** A file opened for reading from its start: `read` fills a buffer, 0 at the end. */
 export interface Reader {

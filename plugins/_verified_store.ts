@@ -19,6 +19,7 @@ import { dirname, join, resolve } from "node:path";
 import type { FileIdentity } from "./_guard_types.ts";
 import { identityOf } from "./_private_copy.ts";
 import {
+  type ContentIdentity,
   contentIdentityNow,
   hardLink,
   hardLinkNow,
@@ -69,13 +70,13 @@ const sameFile = (a: FileIdentity, b: FileIdentity) =>
 
 /**
  * Whether a recorded identity (times in ns) is the file's identity now
- * (times in ms: see contentIdentity). Whole milliseconds are enough: an entry
+ * (times in ms: see contentIdentityNow). Whole milliseconds are enough: an entry
  * is recorded only for a file unchanged for 2 s, so any later change moves
  * its ctime by more than that.
  */
 function stillSame(
   entry: FileIdentity,
-  now: { dev: string; ino: string; size: string; mtimeMs: string; ctimeMs: string },
+  now: ContentIdentity,
 ): boolean {
   const ms = (ns: string) => /^\d{1,30}$/.test(ns) ? String(BigInt(ns) / 1_000_000n) : undefined;
   return entry.dev === now.dev && entry.ino === now.ino && entry.size === now.size &&
