@@ -124,11 +124,13 @@ export class Decisions {
    */
   prepare(ref: ModelRef): void {
     if (ref.unplaced !== undefined) return;
-    const rec = this.model(ref);
-    if (rec.oms) return;
-    rec.oms = this.#loadOms(ref);
     // Awaited by each decision; not a rejection left unhandled meanwhile.
-    rec.oms.catch(() => {});
+    this.#omsOf(this.model(ref), ref).catch(() => {});
+  }
+
+  /** The model's evidence for this load, read once (the first caller starts it). */
+  #omsOf(rec: ModelRecord, ref: ModelRef): Promise<OmsFinding> {
+    return rec.oms ??= this.#loadOms(ref);
   }
 
   lockfile(): Promise<Lockfile | undefined> {
@@ -205,8 +207,7 @@ export class Decisions {
   async expectation(ref: FileRef): Promise<{ sha256: string[]; pinned: boolean; commit?: string }> {
     if (ref.model.unplaced !== undefined) return { sha256: [], pinned: false };
     const rec = this.model(ref.model);
-    rec.oms ??= this.#loadOms(ref.model);
-    const oms = await rec.oms;
+    const oms = await this.#omsOf(rec, ref.model);
     const pins = await this.#pins(ref.model);
     const pinned = pins?.entry?.digests[ref.file];
     const signed = oms.$case === "verified" ? oms.resources.get(ref.file) : undefined;
@@ -226,8 +227,7 @@ export class Decisions {
   async measureFor(ref: FileRef): Promise<{ label: string; expected: string | undefined }[]> {
     const rec = this.model(ref.model);
     if (ref.model.unplaced !== undefined) return [];
-    rec.oms ??= this.#loadOms(ref.model);
-    const oms = await rec.oms;
+    const oms = await this.#omsOf(rec, ref.model);
     if (oms.$case !== "verified") return [];
     return labelsFor(oms, ref.file).map((label) => ({
       label,
@@ -254,8 +254,7 @@ export class Decisions {
         }),
       };
     }
-    rec.oms ??= this.#loadOms(ref.model);
-    const oms = await rec.oms;
+    const oms = await this.#omsOf(rec, ref.model);
     const asked = this.#asked(ref.model);
     const pins = pinFinding(
       await this.lockfile(),
