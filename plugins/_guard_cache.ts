@@ -269,6 +269,9 @@ export function verifyingCache(
         const body = isUrl(key) ? await store?.open(key, undefined) : undefined;
         return body && new Response(body);
       }
+      // Local answers wait under the model's name and file, which the local
+      // path and the hub key share.
+      const fileKey = `${ref.model.name}\0${ref.file}`;
       if (!isUrl(key)) {
         // transformers.js 4 asks the cache for a file's local path, then its
         // hub key, and only then reads the local file. A local file that is
@@ -278,24 +281,22 @@ export function verifyingCache(
         // when the verified store kept them) instead of going on to a fetch
         // and a put; what transformers.js would read is unchanged.
         // A new lookup of the file: an answer no one asked the path of is void.
-        asked.delete(`${ref.model.name}\0${ref.file}`);
+        asked.delete(fileKey);
         // A model's evidence is read from the first sight of a file of it.
         if (files !== undefined && await files.fileSize(key) !== undefined) {
           if (ref.model.root !== undefined) decisions.prepare(ref.model);
           if (servesLocals()) {
             const entry = { path: key, ref };
-            const k = `${ref.model.name}\0${ref.file}`;
             if (pending.size >= MAX_PENDING) pending.delete(pending.keys().next().value!);
-            pending.set(k, entry);
+            pending.set(fileKey, entry);
             // Only for the hub key asked next, in the same turn of the event
             // loop (transformers.js asks it at once): never a later load's.
-            setTimeout(() => pending.get(k) === entry && pending.delete(k), 0);
+            setTimeout(() => pending.get(fileKey) === entry && pending.delete(fileKey), 0);
           }
         }
       }
-      const pendingKey = `${ref.model.name}\0${ref.file}`;
-      const waiting = isUrl(key) ? pending.get(pendingKey) : undefined;
-      if (waiting) pending.delete(pendingKey);
+      const waiting = isUrl(key) ? pending.get(fileKey) : undefined;
+      if (waiting) pending.delete(fileKey);
       // The local file transformers.js would read for this hub key now.
       const local = waiting && servesLocals() && localFor(ref) === files!.resolve(waiting.path)
         ? waiting
@@ -309,8 +310,8 @@ export function verifyingCache(
         // The path of local weights answered under this hub key just now:
         // admitted now (the warm path; copied and hashed if the store's copy
         // no longer serves).
-        const answered = asked.get(pendingKey);
-        if (answered) asked.delete(pendingKey);
+        const answered = asked.get(fileKey);
+        if (answered) asked.delete(fileKey);
         if (answered?.key === key) {
           const size = await files!.fileSize(answered.path);
           const { handle, copy } = await copies.admit(
