@@ -33,6 +33,34 @@ type Cache = {
 };
 const cacheOf = () => env.customCache as unknown as Cache;
 const hubKey = (file: string) => `${env.remoteHost}tiny-bert/resolve/main/${file}`;
+const { ModelRegistry } = transformers as unknown as {
+  ModelRegistry: {
+    is_cached(id: string): Promise<boolean>;
+    get_available_dtypes(id: string): Promise<string[]>;
+  };
+};
+
+/**
+ * A signed tiny-bert whose weights a verified store kept (one guarded load,
+ * of files unchanged for 2 s: see the warm start tests), as the local model.
+ */
+async function withKeptModel(
+  fn: (dir: string, store: string) => Promise<void>,
+): Promise<void> {
+  const { root, dir } = await signedCopy();
+  const store = `${root}/store`;
+  try {
+    await new Promise((r) => setTimeout(r, 2100));
+    local(root);
+    await guarded({ verifiedStore: store }, async () => {
+      assertClose(await embed("tiny-bert"), EXPECTED);
+    });
+    local(root);
+    await fn(dir, store);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
 
 test(
   "a local file is the cache's answer under its hub key, right after its local key was asked",
@@ -76,16 +104,7 @@ test(
   "weights a verified store kept are the cache's answer under their hub key (linked, not read)",
   filesOnly,
   async () => {
-    const { root, dir } = await signedCopy();
-    const store = `${root}/store`;
-    local(root);
-    try {
-      // Files unchanged for 2 s are kept (see the warm start tests).
-      await new Promise((r) => setTimeout(r, 2100));
-      await guarded({ verifiedStore: store }, async () => {
-        assertClose(await embed("tiny-bert"), EXPECTED);
-      });
-      local(root);
+    await withKeptModel(async (dir, store) => {
       await guarded({ verifiedStore: store }, async () => {
         const cache = cacheOf();
         // Its configuration first (weights belong to the model root it names).
@@ -102,21 +121,13 @@ test(
         assert.notEqual(path, `${dir}/onnx/model.onnx`, "the original, not a private copy");
         assert.ok(existsSync(path as string));
       });
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
+    });
   },
 );
 
 test("presence checks (is_cached, get_available_dtypes) answer as unguarded", opts, async () => {
   const { root } = await signedCopy();
   local(root);
-  const { ModelRegistry } = transformers as unknown as {
-    ModelRegistry: {
-      is_cached(id: string): Promise<boolean>;
-      get_available_dtypes(id: string): Promise<string[]>;
-    };
-  };
   try {
     const plain = [
       await ModelRegistry.is_cached("tiny-bert"),
@@ -225,18 +236,7 @@ test(
   "a presence check with kept weights leaves nothing for the next load's hub key (is_cached, then a load)",
   filesOnly,
   async () => {
-    const { root, dir } = await signedCopy();
-    const store = `${root}/store`;
-    local(root);
-    const { ModelRegistry } = transformers as unknown as {
-      ModelRegistry: { is_cached(id: string): Promise<boolean> };
-    };
-    try {
-      await new Promise((r) => setTimeout(r, 2100));
-      await guarded({ verifiedStore: store }, async () => {
-        assertClose(await embed("tiny-bert"), EXPECTED);
-      });
-      local(root);
+    await withKeptModel(async (dir, store) => {
       await guarded({ verifiedStore: store }, async () => {
         await ModelRegistry.is_cached("tiny-bert");
         assertClose(await embed("tiny-bert"), EXPECTED);
@@ -247,9 +247,7 @@ test(
         assert.equal(await cacheOf().match(`${dir}/onnx/model.onnx`), undefined);
         assert.equal(await cacheOf().match(hubKey("onnx/model.onnx")), undefined);
       });
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
+    });
   },
 );
 
