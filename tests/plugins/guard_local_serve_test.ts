@@ -8,6 +8,7 @@
 // refused, and presence checks answer as unguarded.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import { relative } from "node:path";
 import * as transformers from "@huggingface/transformers";
 import { HashMismatch, keySigner, PolicyError, signModel } from "../../sign/mod.ts";
 import {
@@ -274,6 +275,32 @@ test(
       await guarded({}, async () => {
         await transformers.AutoConfig.from_pretrained("tiny-bert/onnx");
         await assertRefused("tiny-bert", PolicyError, /more than one model folder/);
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+test(
+  "a relative env.localModelPath ending in a slash names the same local files (answered, and loaded)",
+  opts,
+  async () => {
+    const { root, dir } = await signedCopy();
+    local(root);
+    env.localModelPath = `${relative(Deno.cwd(), root)}/`;
+    try {
+      await guarded({}, async () => {
+        // transformers.js' local path for this id under that setting.
+        const asked = `${env.localModelPath}tiny-bert/config.json`;
+        assert.equal(await cacheOf().match(asked), undefined);
+        const hit = await cacheOf().match(hubKey("config.json"));
+        assert.ok(hit instanceof Response, `expected a response, got ${hit}`);
+        assert.deepEqual(
+          new Uint8Array(await hit.arrayBuffer()),
+          await Deno.readFile(`${dir}/config.json`),
+        );
+        assertClose(await embed("tiny-bert"), EXPECTED);
       });
     } finally {
       await Deno.remove(root, { recursive: true });
